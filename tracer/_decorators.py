@@ -1,0 +1,464 @@
+"""``@trace``: one decorator for functions, coroutines, generators, async generators and methods.
+
+Everything that can be decided once is decided at decoration time: the function's kind, its
+event name, and a generated *binder* with the function's own signature that turns a call's
+arguments into the ``inputs`` dict at C speed (defaults applied, ``*args``/``**kwargs`` kept).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import time
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from ._context import current_span_var
+from ._errors import report_internal_error
+from ._span import EVENT_TYPES, Span
+
+if TYPE_CHECKING:
+    from ._tracer import Tracer
+
+__all__ = ["make_binder", "make_decorator", "validate_event_type"]
+
+_perf_ns = time.perf_counter_ns
+_RECEIVER_NAMES: Final = ("self", "cls")
+
+
+def validate_event_type(event_type: str | None) -> str | None:
+    if event_type is not None and event_type not in EVENT_TYPES:
+        raise ValueError(
+            f"event_type must be one of 'chain', 'model', 'tool' (or None to infer it), got {event_type!r}"
+        )
+    return event_type
+
+
+Binder = Callable[..., dict[str, Any]]
+
+
+def _generic_binder(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    inputs: dict[str, Any] = {}
+    if args:
+        inputs["args"] = args
+    inputs.update(kwargs)
+    return inputs
+
+
+def make_binder(fn: Callable[..., Any], ignore: Iterable[str] = ()) -> Binder:
+    """Build ``bind(*args, **kwargs) -> inputs`` with *fn*'s own signature.
+
+    Python's argument binding (in C) applies defaults and collects ``*args``/``**kwargs``; the
+    generated function only returns them as a dict. A leading ``self``/``cls`` is left out, and so
+    are the names in *ignore*.
+    """
+    ignored = set(ignore)
+    try:
+        signature = inspect.signature(fn, follow_wrapped=False)
+    except (TypeError, ValueError):
+        return _generic_binder
+    params = list(signature.parameters.values())
+    if (
+        params
+        and params[0].name in _RECEIVER_NAMES
+        and params[0].kind
+        in (
+            inspect.Parameter.POSITIONAL_ONLY,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        )
+    ):
+        ignored.add(params[0].name)
+    namespace: dict[str, Any] = {}
+    parts: list[str] = []
+    entries: list[str] = []
+    var_keyword: str | None = None
+    seen_kw_only_marker = False
+    last_positional_only = max(
+        (i for i, p in enumerate(params) if p.kind is inspect.Parameter.POSITIONAL_ONLY), default=-1
+    )
+    for index, param in enumerate(params):
+        name = param.name
+        if not name.isidentifier():  # pragma: no cover - signatures come from real functions
+            return _generic_binder
+        text = name
+        if param.kind is inspect.Parameter.VAR_POSITIONAL:
+            text = "*" + name
+            seen_kw_only_marker = True
+        elif param.kind is inspect.Parameter.VAR_KEYWORD:
+            text = "**" + name
+            var_keyword = name
+        elif param.kind is inspect.Parameter.KEYWORD_ONLY and not seen_kw_only_marker:
+            parts.append("*")
+            seen_kw_only_marker = True
+        if param.default is not inspect.Parameter.empty:
+            default_name = f"_tracer_default_{index}"
+            namespace[default_name] = param.default
+            text += f"={default_name}"
+        parts.append(text)
+        if index == last_positional_only:
+            parts.append("/")
+        if name not in ignored and param.kind is not inspect.Parameter.VAR_KEYWORD:
+            entries.append(f"{name!r}: {name}")
+    body = "{" + ", ".join(entries)
+    if var_keyword is not None:
+        body += (", " if entries else "") + f"**{var_keyword}"
+    body += "}"
+    source = f"def _tracer_bind({', '.join(parts)}):\n    return {body}\n"
+    try:
+        exec(compile(source, f"<tracer binder for {getattr(fn, '__qualname__', fn)!s}>", "exec"), namespace)
+    except SyntaxError:  # pragma: no cover - defensive: fall back rather than fail decoration
+        return _generic_binder
+    binder: Binder = namespace["_tracer_bind"]
+    leftover = ignored - {p.name for p in params}
+    if var_keyword is not None and leftover:
+        inner = binder
+
+        def binder(*args: Any, **kwargs: Any) -> dict[str, Any]:
+            inputs = inner(*args, **kwargs)
+            for key in leftover:
+                inputs.pop(key, None)
+            return inputs
+
+    return binder
+
+
+class _Options:
+    """Per-decorator settings, resolved once at decoration time."""
+
+    __slots__ = ("binder", "capture_inputs", "capture_output", "config", "event_name", "event_type", "metadata")
+
+    def __init__(
+        self,
+        event_name: str,
+        event_type: str | None,
+        config: Mapping[str, Any] | None,
+        metadata: Mapping[str, Any] | None,
+        capture_inputs: bool,
+        capture_output: bool,
+        binder: Binder,
+    ) -> None:
+        self.event_name = event_name
+        self.event_type = event_type
+        self.config = dict(config) if config else None
+        self.metadata = dict(metadata) if metadata else None
+        self.capture_inputs = capture_inputs
+        self.capture_output = capture_output
+        self.binder = binder
+
+
+def _begin(tracer: Tracer, opts: _Options, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Span | None:
+    """Start the span for one call, or None to call straight through. Never raises."""
+    try:
+        span = tracer._start(opts.event_name, opts.event_type)
+        if span is None:
+            return None
+        if opts.capture_inputs and tracer._capture_content:
+            # A TypeError means the call itself is invalid; the user's function raises the real error.
+            with contextlib.suppress(TypeError):
+                span.inputs = opts.binder(*args, **kwargs)
+        if opts.config is not None:
+            span.config = dict(opts.config)
+        if opts.metadata is not None:
+            span.metadata = dict(opts.metadata)
+        return span
+    except Exception as exc:
+        report_internal_error("starting a span", exc)
+        return None
+
+
+def _fail(span: Span, exc: BaseException) -> None:
+    try:
+        span.set_error(exc)
+        span.end()
+    except Exception as internal:
+        report_internal_error("recording an error", internal)
+
+
+def _succeed(span: Span, opts: _Options, result: Any) -> None:
+    try:
+        if opts.capture_output and span.tracer._capture_content:
+            outputs = span.outputs
+            if outputs is None:
+                span.outputs = {"result": result}
+            elif "result" not in outputs:
+                outputs["result"] = result
+        span.end()
+    except Exception as internal:
+        report_internal_error("ending a span", internal)
+
+
+class _StreamState:
+    """What a traced (async) generator has produced so far."""
+
+    __slots__ = ("all_text", "count", "first_ns", "items", "max_chars", "max_items", "text_chars")
+
+    def __init__(self, max_items: int, max_chars: int) -> None:
+        self.items: list[Any] = []
+        self.text_chars = 0
+        self.all_text = True
+        self.count = 0
+        self.first_ns = 0
+        self.max_items = max_items
+        self.max_chars = max_chars
+
+    def add(self, item: Any) -> None:
+        if self.count == 0:
+            self.first_ns = _perf_ns()
+        self.count += 1
+        if isinstance(item, str):
+            if self.text_chars < self.max_chars:
+                self.items.append(item)
+            self.text_chars += len(item)
+        else:
+            self.all_text = False
+            if len(self.items) < self.max_items:
+                self.items.append(item)
+
+    def finish(self, span: Span, opts: _Options, reason: str | None) -> None:
+        try:
+            metrics: dict[str, Any] = {"item_count": self.count}
+            if self.count:
+                metrics["time_to_first_item_ms"] = (self.first_ns - span.start_perf) / 1_000_000
+            span.update(metrics=metrics)
+            if reason is not None:
+                span.update(metadata={"ended_early": True, "end_reason": reason})
+            if opts.capture_output and span.tracer._capture_content and span.outputs is None:
+                if self.all_text:
+                    text = "".join(self.items)
+                    if self.text_chars > len(text):
+                        text += f"…[truncated: {self.text_chars} chars in total]"
+                    span.outputs = {"result": text}
+                else:
+                    kept: list[Any] = self.items
+                    if self.count > len(kept):
+                        kept = [*kept, f"<{self.count - len(kept)} more items>"]
+                    span.outputs = {"result": kept}
+            span.end()
+        except Exception as internal:
+            report_internal_error("ending a generator span", internal)
+
+
+def make_decorator(
+    fn: Callable[..., Any],
+    get_tracer: Callable[[], Tracer],
+    *,
+    event_type: str | None,
+    event_name: str | None,
+    config: Mapping[str, Any] | None,
+    metadata: Mapping[str, Any] | None,
+    capture_inputs: bool,
+    capture_output: bool,
+    ignore_inputs: Iterable[str],
+) -> Callable[..., Any]:
+    """Wrap *fn* (the kind is decided here, once)."""
+    if isinstance(fn, (classmethod, staticmethod)):
+        inner = make_decorator(
+            fn.__func__,
+            get_tracer,
+            event_type=event_type,
+            event_name=event_name,
+            config=config,
+            metadata=metadata,
+            capture_inputs=capture_inputs,
+            capture_output=capture_output,
+            ignore_inputs=ignore_inputs,
+        )
+        return type(fn)(inner)
+    if not callable(fn):
+        raise TypeError(f"@trace needs a function or callable, got {type(fn).__name__}")
+    target: Any = fn
+    if not inspect.isroutine(fn) and not inspect.isclass(fn):
+        target = type(fn).__call__.__get__(fn)  # a callable instance: inspect and name its __call__
+    name = (
+        event_name
+        or getattr(fn, "__qualname__", None)
+        or getattr(target, "__qualname__", None)
+        or type(fn).__qualname__
+    )
+    opts = _Options(
+        name,
+        validate_event_type(event_type),
+        config,
+        metadata,
+        capture_inputs,
+        capture_output,
+        make_binder(target, ignore_inputs) if capture_inputs else _generic_binder,
+    )
+    var = current_span_var
+
+    if inspect.isasyncgenfunction(target):
+        return _wrap_async_generator(fn, get_tracer, opts)
+    if inspect.isgeneratorfunction(target):
+        return _wrap_generator(fn, get_tracer, opts)
+    if inspect.iscoroutinefunction(target):
+
+        @functools.wraps(fn)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            tracer = get_tracer()
+            if tracer._disabled:
+                return await fn(*args, **kwargs)
+            span = _begin(tracer, opts, args, kwargs)
+            if span is None:
+                return await fn(*args, **kwargs)
+            previous = var.get()
+            var.set(span)
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                var.set(previous)
+                _fail(span, exc)
+                raise
+            var.set(previous)
+            _succeed(span, opts, result)
+            return result
+
+        return async_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        tracer = get_tracer()
+        if tracer._disabled:
+            return fn(*args, **kwargs)
+        span = _begin(tracer, opts, args, kwargs)
+        if span is None:
+            return fn(*args, **kwargs)
+        previous = var.get()
+        var.set(span)
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            var.set(previous)
+            _fail(span, exc)
+            raise
+        var.set(previous)
+        _succeed(span, opts, result)
+        return result
+
+    return wrapper
+
+
+def _wrap_generator(fn: Callable[..., Any], get_tracer: Callable[[], Tracer], opts: _Options) -> Callable[..., Any]:
+    var = current_span_var
+
+    @functools.wraps(fn)
+    def gen_wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        tracer = get_tracer()
+        span = None if tracer._disabled else _begin(tracer, opts, args, kwargs)
+        if span is None:
+            return (yield from fn(*args, **kwargs))
+        state = _StreamState(tracer._limits.max_items, tracer._limits.max_string_length)
+        tracer._track_open(span)
+        previous = var.get()
+        var.set(span)
+        try:
+            gen = fn(*args, **kwargs)
+        except BaseException as exc:
+            var.set(previous)
+            _fail(span, exc)
+            raise
+        var.set(previous)
+        to_send: Any = None
+        to_throw: BaseException | None = None
+        while True:
+            previous = var.get()
+            var.set(span)  # the span is current only while the generator body runs
+            try:
+                if to_throw is not None:
+                    exc_in, to_throw = to_throw, None
+                    item = gen.throw(exc_in)
+                else:
+                    item = gen.send(to_send)
+            except StopIteration as stop:
+                var.set(previous)
+                state.finish(span, opts, None)
+                return stop.value
+            except BaseException as exc:
+                var.set(previous)
+                _fail(span, exc)
+                raise
+            var.set(previous)
+            state.add(item)
+            try:
+                to_send = yield item
+            except GeneratorExit:
+                # close(), break out of a for loop, or garbage collection of the abandoned generator.
+                previous = var.get()
+                var.set(span)
+                try:
+                    gen.close()
+                finally:
+                    var.set(previous)
+                    state.finish(span, opts, "closed")
+                raise
+            except BaseException as exc:
+                to_throw = exc
+
+    return gen_wrapper
+
+
+def _wrap_async_generator(
+    fn: Callable[..., Any], get_tracer: Callable[[], Tracer], opts: _Options
+) -> Callable[..., Any]:
+    var = current_span_var
+
+    @functools.wraps(fn)
+    async def agen_wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        tracer = get_tracer()
+        span = None if tracer._disabled else _begin(tracer, opts, args, kwargs)
+        state = _StreamState(tracer._limits.max_items, tracer._limits.max_string_length) if span else None
+        if span is not None:
+            tracer._track_open(span)
+        previous = var.get()
+        if span is not None:
+            var.set(span)
+        try:
+            agen = fn(*args, **kwargs)
+        except BaseException as exc:
+            var.set(previous)
+            if span is not None:
+                _fail(span, exc)
+            raise
+        var.set(previous)
+        to_send: Any = None
+        to_throw: BaseException | None = None
+        while True:
+            previous = var.get()
+            if span is not None:
+                var.set(span)
+            try:
+                if to_throw is not None:
+                    exc_in, to_throw = to_throw, None
+                    item = await agen.athrow(exc_in)
+                else:
+                    item = await agen.asend(to_send)
+            except StopAsyncIteration:
+                var.set(previous)
+                if span is not None and state is not None:
+                    state.finish(span, opts, None)
+                return
+            except BaseException as exc:
+                var.set(previous)
+                if span is not None:
+                    _fail(span, exc)
+                raise
+            var.set(previous)
+            if state is not None:
+                state.add(item)
+            try:
+                to_send = yield item
+            except GeneratorExit:
+                previous = var.get()
+                if span is not None:
+                    var.set(span)
+                try:
+                    await agen.aclose()
+                finally:
+                    var.set(previous)
+                    if span is not None and state is not None:
+                        state.finish(span, opts, "closed")
+                raise
+            except BaseException as exc:
+                to_throw = exc
+
+    return agen_wrapper

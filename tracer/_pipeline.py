@@ -1,0 +1,407 @@
+"""Delivery: a bounded in-memory queue drained by the library's one background thread.
+
+The calling thread only appends to a deque under a short lock. The worker wakes when a batch is
+full or old enough (100 ms for the first batches, then ``flush_interval``), encodes it and hands it
+to every exporter. When the queue is full the *oldest* event is dropped and counted: recent
+events are the ones a user is looking at, and the app never waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import collections
+import contextvars
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any, Final
+
+from ._encode import Encoder, Update
+from ._errors import logger, report_internal_error, warn_once
+from ._span import Span
+from .exporters._base import Batch, Exporter, ExportResult, normalize_result
+
+__all__ = ["BatchProcessor", "Processor", "Stats", "SyncProcessor", "suppressed"]
+
+# Set on the worker thread so that auto-instrumentation never traces the exporter's own calls.
+suppressed: contextvars.ContextVar[bool] = contextvars.ContextVar("tracer.suppressed", default=False)
+
+_FAST_BATCHES: Final = 10  # batches sent at first_flush_interval before settling on flush_interval
+_ITEM_OVERHEAD: Final = 256  # bytes charged per queued item on top of its captured fields
+
+DROP_REASONS: Final = (
+    "queue_full",
+    "shutdown_timeout",
+    "after_shutdown",
+    "rejected",
+    "too_large",
+    "export_failed",
+    "masked",
+)
+
+
+def item_size(item: Span | Update) -> int:
+    """Approximate memory held by a queued item (its captured JSON plus a fixed overhead)."""
+    size = _ITEM_OVERHEAD
+    if isinstance(item, Span):
+        for value in (
+            item.inputs,
+            item.outputs,
+            item.config,
+            item.metadata,
+            item.metrics,
+            item.feedback,
+            item.user_properties,
+        ):
+            if value is not None:
+                size += len(value)
+    else:
+        for value in item.fields.values():
+            size += len(value)
+    return size
+
+
+class Stats:
+    """Counters of what happened to events; read with ``Tracer.stats()``."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.sent = 0
+        self.updates_sent = 0
+        self.dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
+        self.retried_requests = 0
+        self.failed_requests = 0
+        self.last_error: str | None = None
+
+    def drop(self, reason: str, count: int = 1) -> None:
+        with self.lock:
+            self.dropped[reason] = self.dropped.get(reason, 0) + count
+
+    def lost(self) -> int:
+        return sum(self.dropped.values())
+
+
+class Processor:
+    """Receives ended spans and updates; decides when and how they reach the exporters."""
+
+    def __init__(self, exporters: list[Exporter], encoder: Encoder, stats: Stats) -> None:
+        self.exporters = exporters
+        self.encoder = encoder
+        self.stats = stats
+        self._lost_seen = 0
+
+    def on_end(self, item: Span | Update) -> None:
+        raise NotImplementedError
+
+    def flush(self, timeout: float) -> bool:
+        raise NotImplementedError
+
+    def shutdown(self, timeout: float, keep: list[Exporter] | None = None) -> None:
+        """Drain within *timeout* and stop; exporters not in *keep* are shut down."""
+        raise NotImplementedError
+
+    def _close_exporters(self, keep: list[Exporter] | None) -> None:
+        kept = {id(exporter) for exporter in keep or ()}
+        for exporter in self.exporters:
+            if id(exporter) not in kept:
+                _shutdown_exporter(exporter)
+
+    def queue_size(self) -> tuple[int, int]:
+        """Events and bytes waiting in memory now."""
+        return (0, 0)
+
+    def accepted(self) -> int:
+        """Events and updates ever accepted for delivery."""
+        return int(getattr(self, "_enqueued", 0))
+
+    def _deliver(self, items: list[Span | Update]) -> None:
+        """Encode *items* and hand them to every exporter; count the outcome. Never raises."""
+        stats = self.stats
+        token = suppressed.set(True)
+        try:
+            masked_before = self.encoder.dropped_by_mask
+            try:
+                batch = self.encoder.encode(items)
+            except Exception as exc:
+                report_internal_error("encoding a batch", exc)
+                stats.drop("export_failed", len(items))
+                return
+            masked = self.encoder.dropped_by_mask - masked_before
+            if masked:
+                stats.drop("masked", masked)
+            if not batch.encoded and not batch.updates:
+                return
+            worst: ExportResult | None = None
+            for exporter in self.exporters:
+                result = self._export_one(exporter, batch)
+                if worst is None or result.failed > worst.failed:
+                    worst = result
+            if worst is None:  # no exporter configured: nothing to deliver to, nothing lost
+                return
+            with stats.lock:
+                stats.sent += len(batch.encoded) - min(worst.failed, len(batch.encoded))
+                stats.updates_sent += len(batch.updates)
+            if worst.failed:
+                stats.drop(worst.reason if worst.reason in DROP_REASONS else "export_failed", worst.failed)
+        finally:
+            suppressed.reset(token)
+
+    def _export_one(self, exporter: Exporter, batch: Batch) -> ExportResult:
+        try:
+            return normalize_result(exporter.export(batch), len(batch))
+        except Exception as exc:
+            warn_once(
+                f"export:{type(exporter).__name__}", "tracer: exporter %s failed: %r", type(exporter).__name__, exc
+            )
+            self.stats.last_error = f"{type(exporter).__name__}: {exc!r}"
+            return ExportResult(delivered=0, failed=len(batch), reason="export_failed")
+
+    def _flush_result(self) -> bool:
+        """True if nothing was lost since the previous flush."""
+        lost = self.stats.lost()
+        ok = lost == self._lost_seen
+        self._lost_seen = lost
+        return ok
+
+
+class SyncProcessor(Processor):
+    """Exports each event on the thread that ends it (``batch=False``: serverless, tests)."""
+
+    def __init__(self, exporters: list[Exporter], encoder: Encoder, stats: Stats) -> None:
+        super().__init__(exporters, encoder, stats)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._enqueued = 0
+
+    def on_end(self, item: Span | Update) -> None:
+        if self._closed:
+            self.stats.drop("after_shutdown")
+            return
+        with self._lock:
+            self._enqueued += 1
+            self._deliver([item])
+
+    def flush(self, timeout: float) -> bool:
+        return self._flush_result()
+
+    def shutdown(self, timeout: float, keep: list[Exporter] | None = None) -> None:
+        self._closed = True
+        self._close_exporters(keep)
+
+
+def _shutdown_exporter(exporter: Exporter) -> None:
+    try:
+        exporter.shutdown()
+    except Exception as exc:
+        warn_once(f"shutdown:{type(exporter).__name__}", "tracer: exporter %s failed to shut down: %r", exporter, exc)
+
+
+class BatchProcessor(Processor):
+    """Bounded queue + one daemon worker thread (started lazily, restarted after ``fork()``)."""
+
+    def __init__(
+        self,
+        exporters: list[Exporter],
+        encoder: Encoder,
+        stats: Stats,
+        *,
+        max_queue_size: int,
+        max_queue_bytes: int,
+        max_batch_size: int,
+        max_batch_bytes: int,
+        flush_interval: float,
+        first_flush_interval: float,
+    ) -> None:
+        super().__init__(exporters, encoder, stats)
+        self._max_queue_size = max_queue_size
+        self._max_queue_bytes = max_queue_bytes
+        self._max_batch_size = max_batch_size
+        self._max_batch_bytes = max_batch_bytes
+        self._flush_interval = flush_interval
+        self._first_flush_interval = first_flush_interval
+        self._init_state()
+        if hasattr(os, "register_at_fork"):
+            reinit = weakref.WeakMethod(self._after_fork_in_child)
+            os.register_at_fork(after_in_child=lambda: _call_weak(reinit))
+
+    def _init_state(self) -> None:
+        self._queue: collections.deque[tuple[Span | Update, int]] = collections.deque()
+        self._queue_bytes = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._progress = threading.Condition(threading.Lock())
+        self._enqueued = 0  # items ever appended
+        self._popped = 0  # items ever taken from the head (sent, in flight or dropped)
+        self._inflight_first = 0  # sequence number of the first item the worker holds (0: none)
+        self._flush_target = 0
+        self._batches_sent = 0
+        self._closed = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def _after_fork_in_child(self) -> None:
+        # The child gets a fresh, empty pipeline: the parent's queued events are the parent's to send
+        # (sending them here too would duplicate them), and its worker thread does not exist here.
+        was_closed = self._closed
+        self._init_state()
+        self._closed = was_closed
+
+    # -- calling thread -------------------------------------------------------------------------
+
+    def on_end(self, item: Span | Update) -> None:
+        size = item_size(item)
+        dropped = 0
+        with self._lock:
+            if self._closed:
+                dropped = -1
+            else:
+                queue = self._queue
+                queue.append((item, size))
+                self._enqueued += 1
+                self._queue_bytes += size
+                while len(queue) > self._max_queue_size or (
+                    self._queue_bytes > self._max_queue_bytes and len(queue) > 1
+                ):
+                    _, old_size = queue.popleft()
+                    self._queue_bytes -= old_size
+                    self._popped += 1
+                    dropped += 1
+                full = len(queue) >= self._max_batch_size or self._queue_bytes >= self._max_batch_bytes
+        if dropped:
+            if dropped < 0:
+                self.stats.drop("after_shutdown")
+                return
+            self.stats.drop("queue_full", dropped)
+            warn_once("queue_full", "tracer: event queue full; dropping the oldest events (see tracer.stats())")
+        if self._thread is None:
+            self._start_worker()
+        if full:
+            self._wake.set()
+
+    def _start_worker(self) -> None:
+        with self._lock:
+            if self._thread is not None or self._closed:
+                return
+            thread = threading.Thread(target=self._run, name="tracer-worker", daemon=True)
+            self._thread = thread
+        # Start from an empty context: the worker must not inherit (and pin) the caller's span.
+        contextvars.Context().run(thread.start)
+
+    # -- worker thread --------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            interval = self._first_flush_interval if self._batches_sent < _FAST_BATCHES else self._flush_interval
+            self._wake.wait(interval)
+            self._wake.clear()
+            try:
+                self._drain()
+            except Exception as exc:  # the worker must survive anything
+                report_internal_error("the delivery worker", exc)
+            if self._stopping:
+                with self._lock:
+                    if not self._queue:
+                        break
+
+    def _drain(self) -> None:
+        """Send batches until the queue is empty (woken by a full batch, an age timeout or a flush)."""
+        while True:
+            with self._lock:
+                queue = self._queue
+                if not queue:
+                    return
+                items: list[Span | Update] = []
+                batch_bytes = 0
+                self._inflight_first = self._popped + 1
+                while queue and len(items) < self._max_batch_size:
+                    item, size = queue[0]
+                    if items and batch_bytes + size > self._max_batch_bytes:
+                        break
+                    queue.popleft()
+                    items.append(item)
+                    batch_bytes += size
+                self._queue_bytes -= batch_bytes
+                self._popped += len(items)
+            try:
+                self._deliver(items)
+            finally:
+                self._batches_sent += 1
+                with self._progress:
+                    self._inflight_first = 0
+                    self._progress.notify_all()
+
+    # -- flush / shutdown -----------------------------------------------------------------------
+
+    def _reached(self, target: int) -> bool:
+        inflight = self._inflight_first
+        return self._popped >= target and (inflight == 0 or inflight > target)
+
+    def flush(self, timeout: float) -> bool:
+        """Block until everything ended before this call is delivered (or *timeout* passes)."""
+        with self._lock:
+            target = self._enqueued
+            if target > self._flush_target:
+                self._flush_target = target
+        if self._thread is None and target > self._popped:
+            self._start_worker()
+        if threading.current_thread() is self._thread:  # an exporter calling flush(): cannot wait on itself
+            return self._flush_result()
+        deadline = time.monotonic() + max(timeout, 0.0)
+        self._wake.set()
+        with self._progress:
+            while not self._reached(target):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                # Short waits: progress is also made by drops, which do not notify.
+                self._progress.wait(min(remaining, 0.05))
+            reached = self._reached(target)
+        if not reached:
+            self.stats.last_error = self.stats.last_error or f"flush timed out after {timeout:g}s"
+        return self._flush_result() and reached
+
+    async def aflush(self, timeout: float) -> bool:
+        """``flush()`` for event loops: waits in a worker thread, never blocking the loop."""
+        return await asyncio.get_running_loop().run_in_executor(None, self.flush, timeout)
+
+    def shutdown(self, timeout: float, keep: list[Exporter] | None = None) -> None:
+        """Drain (within *timeout*), stop the worker, shut exporters down; later events are dropped."""
+        deadline = time.monotonic() + max(timeout, 0.0)
+        if not self._closed:
+            self.flush(timeout)
+        with self._lock:
+            self._closed = True
+            self._stopping = True
+            leftover = len(self._queue)
+            thread = self._thread
+        self._wake.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(deadline - time.monotonic(), 0.0))
+        if thread is None or not thread.is_alive():
+            with self._lock:
+                leftover = len(self._queue)
+                self._queue.clear()
+                self._popped += leftover
+            if leftover:
+                self.stats.drop("shutdown_timeout", leftover)
+            self._close_exporters(keep)
+        else:
+            logger.warning("tracer: delivery did not finish within %.1fs at shutdown", timeout)
+
+    def queue_size(self) -> tuple[int, int]:
+        with self._lock:
+            return len(self._queue), self._queue_bytes
+
+
+def _call_weak(method: weakref.WeakMethod[Callable[[], None]]) -> None:
+    bound = method()
+    if bound is not None:
+        bound()
+
+
+def register_exit_hook(hook: Callable[[], Any]) -> None:
+    """Run *hook* at interpreter exit (while daemon threads still run, so the worker can drain)."""
+    atexit.register(hook)

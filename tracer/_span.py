@@ -1,0 +1,271 @@
+"""The open, mutable records: ``Session`` and ``Span`` (the handle users get from ``span()``).
+
+A span is cheap to start and end; everything expensive (id formatting, limits, scrubbing,
+encoding) happens later on the background thread, from the bytes captured at ``end()``.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+from ._capture import snapshot
+from ._ids import format_id, new_id
+
+if TYPE_CHECKING:
+    from ._tracer import Tracer
+
+__all__ = ["EVENT_TYPES", "Session", "Span", "merge_fields"]
+
+EVENT_TYPES: Final = frozenset({"model", "tool", "chain"})
+
+# The enrichable buckets (all JSON objects on the wire), in the order update() accepts them.
+BUCKETS: Final = ("config", "metadata", "metrics", "feedback", "user_properties")
+
+_time_ns = time.time_ns
+_perf_ns = time.perf_counter_ns
+
+
+def merge_fields(target: dict[str, Any] | None, update: Any, field: str) -> dict[str, Any]:
+    """Shallow-merge a user mapping into a bucket; a non-mapping is rejected with a clear error."""
+    if not isinstance(update, dict):
+        try:
+            update = dict(update)
+        except (TypeError, ValueError):
+            raise TypeError(f"{field} must be a mapping, got {type(update).__name__}") from None
+    if target is None:
+        return dict(update)
+    target.update(update)
+    return target
+
+
+class Session:
+    """A group of events (one conversation, one request, one script run)."""
+
+    __slots__ = (
+        "inputs",
+        "metadata",
+        "sampled",
+        "session_id",
+        "session_name",
+        "source",
+        "start_ms",
+        "tracer",
+        "user_properties",
+        "version",
+    )
+
+    def __init__(
+        self,
+        tracer: Tracer,
+        session_id: str,
+        session_name: str,
+        source: str,
+        sampled: bool,
+        inputs: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+        user_properties: dict[str, Any] | None = None,
+    ) -> None:
+        self.tracer = tracer
+        self.session_id = session_id
+        self.session_name = session_name
+        self.source = source
+        self.sampled = sampled
+        self.inputs = inputs
+        self.metadata = metadata
+        self.user_properties = user_properties
+        self.start_ms = _time_ns() // 1_000_000
+        # Bumped on every enrichment, so exporters can tell a changed session from a known one.
+        self.version = 0
+
+    def properties(self) -> dict[str, Any]:
+        """The session's ``session_properties`` (wire shape; only the fields that are set)."""
+        props: dict[str, Any] = {
+            "session_id": self.session_id,
+            "session_name": self.session_name,
+            "source": self.source,
+        }
+        for name in ("inputs", "metadata", "user_properties"):
+            value = getattr(self, name)
+            if value:
+                props[name] = value
+        return props
+
+
+class Span:
+    """An event being recorded. Use ``update()`` / ``set_error()`` while it is open.
+
+    Attributes read by exporters after ``end()`` hold JSON bytes snapshots, not the user's objects.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "children",
+        "config",
+        "duration_ms",
+        "end_ms",
+        "ended",
+        "error",
+        "event_name",
+        "event_type",
+        "feedback",
+        "has_children",
+        "id",
+        "inputs",
+        "metadata",
+        "metrics",
+        "outputs",
+        "parent",
+        "parent_int",
+        "session",
+        "start_ms",
+        "start_perf",
+        "tracer",
+        "user_properties",
+    )
+
+    has_children: bool
+
+    def __init__(
+        self,
+        tracer: Tracer,
+        session: Session,
+        parent: Span | None,
+        event_name: str,
+        event_type: str | None,
+    ) -> None:
+        self.tracer = tracer
+        self.session = session
+        self.event_name = event_name
+        self.event_type = event_type
+        self.id = new_id()
+        self.parent = parent
+        if parent is not None:
+            parent.has_children = True
+            self.parent_int: int | None = parent.id
+        else:
+            self.parent_int = None
+        self.inputs: Any = None
+        self.outputs: Any = None
+        self.config: Any = None
+        self.metadata: Any = None
+        self.metrics: Any = None
+        self.feedback: Any = None
+        self.user_properties: Any = None
+        self.error: str | None = None
+        self.children: list[int] | None = None
+        self.has_children = False
+        self.ended = False
+        self.end_ms = 0
+        self.duration_ms = 0.0
+        self.start_ms = _time_ns() // 1_000_000
+        self.start_perf = _perf_ns()
+
+    # -- public handle ------------------------------------------------------------------------
+
+    @property
+    def event_id(self) -> str:
+        """This event's id (UUID4 string)."""
+        return format_id(self.id)
+
+    @property
+    def session_id(self) -> str:
+        """The id of the session this event belongs to."""
+        return self.session.session_id
+
+    @property
+    def parent_id(self) -> str:
+        """The parent event's id, or the session id for a root event (HoneyHive's convention)."""
+        return format_id(self.parent_int) if self.parent_int is not None else self.session.session_id
+
+    def update(
+        self,
+        *,
+        inputs: Any = None,
+        outputs: Any = None,
+        config: Any = None,
+        metadata: Any = None,
+        metrics: Any = None,
+        feedback: Any = None,
+        user_properties: Any = None,
+        error: Any = None,
+    ) -> None:
+        """Merge fields into this event (each a mapping; merged key by key into what is there)."""
+        if self.ended:
+            self.tracer._late_update(self, locals())
+            return
+        if inputs is not None:
+            self.inputs = merge_fields(self.inputs, inputs, "inputs")
+        if outputs is not None:
+            if not isinstance(outputs, dict):
+                outputs = {"result": outputs}  # outputs is always an object on the wire
+            self.outputs = merge_fields(self.outputs, outputs, "outputs")
+        if config is not None:
+            self.config = merge_fields(self.config, config, "config")
+        if metadata is not None:
+            self.metadata = merge_fields(self.metadata, metadata, "metadata")
+        if metrics is not None:
+            self.metrics = merge_fields(self.metrics, metrics, "metrics")
+        if feedback is not None:
+            self.feedback = merge_fields(self.feedback, feedback, "feedback")
+        if user_properties is not None:
+            self.user_properties = merge_fields(self.user_properties, user_properties, "user_properties")
+        if error is not None:
+            self.set_error(error)
+
+    def set_error(self, error: BaseException | str) -> None:
+        """Mark this event as failed: ``"Type: message"`` for an exception (traceback in metadata)."""
+        if isinstance(error, BaseException):
+            message = str(error)
+            self.error = f"{type(error).__name__}: {message}" if message else type(error).__name__
+            if error.__traceback__ is not None:
+                trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+                self.metadata = merge_fields(self.metadata, {"traceback": trace}, "metadata")
+        else:
+            self.error = str(error)
+
+    def end(self) -> None:
+        """End the event now (idempotent). Called for you by decorators and ``with`` blocks."""
+        if self.ended:
+            return
+        self.ended = True
+        self.duration_ms = (_perf_ns() - self.start_perf) / 1_000_000
+        self.end_ms = self.start_ms + int(self.duration_ms)
+        self.tracer._finish(self)
+
+    def __repr__(self) -> str:
+        state = "ended" if self.ended else "open"
+        return f"<Span {self.event_type or '?'} {self.event_name!r} {self.event_id} {state}>"
+
+    # -- internals used by the tracer ---------------------------------------------------------
+
+    def freeze(self) -> None:
+        """Snapshot every field to JSON bytes (runs on the ending thread, inside ``end()``)."""
+        parent = self.parent
+        if parent is not None:
+            if not parent.ended:
+                children = parent.children
+                if children is None:
+                    parent.children = [self.id]
+                else:
+                    children.append(self.id)
+            self.parent = None  # keep only the id: an ended span must not pin its ancestors
+        if self.event_type is None:
+            self.event_type = "chain" if self.has_children else "tool"
+        self.inputs = snapshot(self.inputs) if self.inputs is not None else None
+        self.outputs = snapshot(self.outputs) if self.outputs is not None else None
+        if self.config is not None:
+            self.config = snapshot(self.config)
+        if self.metadata is not None:
+            self.metadata = snapshot(self.metadata)
+        if self.metrics is not None:
+            self.metrics = snapshot(self.metrics)
+        if self.feedback is not None:
+            self.feedback = snapshot(self.feedback)
+        if self.user_properties is not None:
+            self.user_properties = snapshot(self.user_properties)
+
+
+SpanCallback = Callable[[Span], None]

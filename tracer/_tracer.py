@@ -1,0 +1,663 @@
+"""``Tracer``: owns the settings, the sessions and the pipeline; the default instance behind the module API."""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar, overload
+
+from ._capture import Limits, Sanitizer
+from ._config import Config, resolve_config
+from ._context import bind_context, current_session_var, current_span_var, install_thread_propagation
+from ._decorators import make_decorator, validate_event_type
+from ._encode import Encoder, Update
+from ._errors import logger, report_internal_error
+from ._ids import format_id, new_id, parse_uuid
+from ._pipeline import BatchProcessor, Processor, Stats, SyncProcessor, register_exit_hook
+from ._span import Session, Span, merge_fields
+from .exporters._base import Exporter, as_exporter_list
+
+__all__ = ["SessionScope", "SpanScope", "Tracer", "get_default_tracer", "set_default_tracer"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
+
+_SESSION_BUCKETS = ("config", "inputs", "outputs", "metadata", "metrics", "feedback", "user_properties")
+
+
+class Tracer:
+    """Records events and ships them. ``tracer.init()`` configures the default one.
+
+    Arguments left as ``None`` fall back to the environment, then to the defaults (README table).
+    """
+
+    def __init__(
+        self,
+        project: str | None = None,
+        api_key: str | None = None,
+        server_url: str | None = None,
+        source: str | None = None,
+        session_name: str | None = None,
+        exporter: Exporter | Sequence[Exporter] | None = None,
+        **options: Any,
+    ) -> None:
+        self._lock = threading.RLock()
+        self._processor: Processor | None = None
+        self._open_generators: weakref.WeakSet[Span] = weakref.WeakSet()
+        self._exit_hook_installed = False
+        self.configure(project, api_key, server_url, source, session_name, exporter, **options)
+
+    # -- configuration --------------------------------------------------------------------------
+
+    def configure(
+        self,
+        project: str | None = None,
+        api_key: str | None = None,
+        server_url: str | None = None,
+        source: str | None = None,
+        session_name: str | None = None,
+        exporter: Exporter | Sequence[Exporter] | None = None,
+        **options: Any,
+    ) -> Tracer:
+        """(Re)configure in place: validates everything first, then swaps the pipeline.
+
+        Calling it again replaces the exporters and the default session; the previous pipeline
+        is drained and its worker stopped, so nothing is duplicated.
+        """
+        config = resolve_config(
+            {
+                "project": project,
+                "api_key": api_key,
+                "server_url": server_url,
+                "source": source,
+                "session_name": session_name,
+                **options,
+            }
+        )
+        exporters = as_exporter_list(exporter)
+        for item in exporters:
+            if not isinstance(item, Exporter):
+                from ._errors import ConfigError
+
+                raise ConfigError(
+                    f"setting 'exporter' must be an Exporter or a list of them, got {type(item).__name__}"
+                )
+        if not exporters:
+            exporters = self._default_exporters(config)
+        limits = Limits(
+            max_string_length=config.max_string_length,
+            max_depth=config.max_depth,
+            max_items=config.max_items,
+            max_event_bytes=config.max_event_bytes,
+            scrub=config.scrub,
+        )
+        sanitizer = Sanitizer(limits)
+        stats = Stats()
+        encoder = Encoder(config.project, sanitizer, config.mask)
+        processor: Processor
+        if config.batch:
+            processor = BatchProcessor(
+                exporters,
+                encoder,
+                stats,
+                max_queue_size=config.max_queue_size,
+                max_queue_bytes=config.max_queue_bytes,
+                max_batch_size=config.max_batch_size,
+                max_batch_bytes=config.max_batch_bytes,
+                flush_interval=config.flush_interval,
+                first_flush_interval=config.first_flush_interval,
+            )
+        else:
+            processor = SyncProcessor(exporters, encoder, stats)
+        with self._lock:
+            old = self._processor
+            self.config = config
+            self._limits = limits
+            self._sanitizer = sanitizer
+            self._stats = stats
+            self._disabled = config.disabled
+            self._capture_content = config.capture_content
+            self._processor = processor
+            self.exporters = exporters
+            self._default_session = self._new_session(None, config.session_name, None, None, None)
+        if old is not None:
+            # Exporters handed on to the new pipeline must stay open.
+            old.shutdown(config.exit_timeout, keep=exporters)
+        if config.debug:
+            logger.setLevel("DEBUG")
+        if config.propagate_to_threads and not config.disabled:
+            install_thread_propagation()
+        if not self._exit_hook_installed:
+            self._exit_hook_installed = True
+            register_exit_hook(_ExitHook(self))
+        return self
+
+    def _default_exporters(self, config: Config) -> list[Exporter]:
+        from .exporters.console import ConsoleExporter
+
+        return [ConsoleExporter()]
+
+    def _new_session(
+        self,
+        session_id: str | None,
+        session_name: str,
+        inputs: Mapping[str, Any] | None,
+        metadata: Mapping[str, Any] | None,
+        user_properties: Mapping[str, Any] | None,
+    ) -> Session:
+        sid = parse_uuid(session_id, "session_id") if session_id is not None else format_id(new_id())
+        rate = self.config.sample_rate
+        # Deterministic per session id, so every process that sees this session decides the same way.
+        sampled = rate >= 1.0 or (rate > 0.0 and int(sid.replace("-", "")[-8:], 16) / 0xFFFFFFFF < rate)
+        session = Session(self, sid, session_name, self.config.source, sampled)
+        session.inputs = dict(inputs) if inputs else None
+        session.metadata = dict(metadata) if metadata else None
+        session.user_properties = dict(user_properties) if user_properties else None
+        return session
+
+    # -- hot path -------------------------------------------------------------------------------
+
+    def _start(self, event_name: str, event_type: str | None) -> Span | None:
+        parent = current_span_var.get()
+        if parent is not None and parent.tracer is self:
+            session = parent.session
+        else:
+            parent = None
+            current = current_session_var.get()
+            session = current if current is not None and current.tracer is self else self._default_session
+        if not session.sampled:
+            return None
+        return Span(self, session, parent, event_name, event_type)
+
+    def _finish(self, span: Span) -> None:
+        try:
+            span.freeze()
+            processor = self._processor
+            if processor is not None:
+                processor.on_end(span)
+        except Exception as exc:
+            report_internal_error("finishing a span", exc)
+
+    def _track_open(self, span: Span) -> None:
+        """Remember a generator's span so that it can be ended if the process exits mid-stream."""
+        self._open_generators.add(span)
+
+    def _late_update(self, span: Span, fields: Mapping[str, Any]) -> None:
+        self._enqueue_update(format_id(span.id), span.session, fields)
+
+    def _enqueue_update(self, event_id: str, session: Session, fields: Mapping[str, Any]) -> None:
+        """Queue a ``PUT /events``-style change: never ``inputs`` (folded into metadata), objects only."""
+        from ._capture import snapshot
+
+        payload: dict[str, bytes] = {}
+        metadata = dict(fields["metadata"]) if fields.get("metadata") is not None else {}
+        if fields.get("inputs") is not None:
+            metadata["inputs"] = fields["inputs"]
+        if fields.get("error") is not None:
+            metadata["error"] = str(fields["error"])
+        for name in ("config", "outputs", "metrics", "feedback", "user_properties"):
+            value = fields.get(name)
+            if value is None:
+                continue
+            if name == "outputs" and not isinstance(value, Mapping):
+                value = {"value": value}
+            payload[name] = snapshot(dict(value))
+        if metadata:
+            payload["metadata"] = snapshot(metadata)
+        if payload and self._processor is not None:
+            self._processor.on_end(Update(event_id, session, payload))
+
+    # -- public API -----------------------------------------------------------------------------
+
+    @overload
+    def trace(self, func: F, /) -> F: ...
+
+    @overload
+    def trace(
+        self,
+        func: None = None,
+        /,
+        *,
+        event_type: str | None = None,
+        event_name: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        capture_inputs: bool = True,
+        capture_output: bool = True,
+        ignore_inputs: Iterable[str] = (),
+    ) -> Callable[[F], F]: ...
+
+    def trace(
+        self,
+        func: F | None = None,
+        /,
+        *,
+        event_type: str | None = None,
+        event_name: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        capture_inputs: bool = True,
+        capture_output: bool = True,
+        ignore_inputs: Iterable[str] = (),
+    ) -> F | Callable[[F], F]:
+        """Trace a function, coroutine, generator or method: ``@tracer.trace`` or ``@tracer.trace(...)``."""
+        decorated: F | Callable[[F], F] = _trace(
+            lambda: self, func, event_type, event_name, config, metadata, capture_inputs, capture_output, ignore_inputs
+        )
+        return decorated
+
+    def span(
+        self,
+        event_name: str,
+        event_type: str | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> SpanScope:
+        """``with tracer.span("name") as s:`` (or ``async with``) records one event for the block."""
+        return SpanScope(self, event_name, validate_event_type(event_type), inputs, config, metadata)
+
+    def session(
+        self,
+        session_name: str | None = None,
+        session_id: str | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        user_properties: Mapping[str, Any] | None = None,
+    ) -> SessionScope:
+        """``with tracer.session(...)``: events inside belong to a new session (e.g. one per request)."""
+        session = self._new_session(
+            session_id, session_name or self.config.session_name, inputs, metadata, user_properties
+        )
+        return SessionScope(session)
+
+    def current_span(self) -> Span | None:
+        """The innermost open span of this context, or None."""
+        span = current_span_var.get()
+        return span if span is not None and not span.ended else None
+
+    def current_session(self) -> Session:
+        """The session events started now would join."""
+        span = current_span_var.get()
+        if span is not None and span.tracer is self:
+            return span.session
+        session = current_session_var.get()
+        return session if session is not None and session.tracer is self else self._default_session
+
+    def enrich_span(
+        self,
+        *,
+        inputs: Any = None,
+        outputs: Any = None,
+        config: Any = None,
+        metadata: Any = None,
+        metrics: Any = None,
+        feedback: Any = None,
+        user_properties: Any = None,
+        error: Any = None,
+    ) -> bool:
+        """Merge fields into the current span. Returns False (and logs at debug) when there is none."""
+        span = self.current_span()
+        if span is None:
+            logger.debug("tracer: enrich_span() called outside of any span; ignored")
+            return False
+        span.update(
+            inputs=inputs,
+            outputs=outputs,
+            config=config,
+            metadata=metadata,
+            metrics=metrics,
+            feedback=feedback,
+            user_properties=user_properties,
+            error=error,
+        )
+        return True
+
+    def enrich_session(
+        self,
+        *,
+        inputs: Any = None,
+        outputs: Any = None,
+        config: Any = None,
+        metadata: Any = None,
+        metrics: Any = None,
+        feedback: Any = None,
+        user_properties: Any = None,
+    ) -> None:
+        """Merge fields into the current session (sent with its events and as a session update)."""
+        session = self.current_session()
+        fields = {
+            "inputs": inputs,
+            "outputs": outputs,
+            "config": config,
+            "metadata": metadata,
+            "metrics": metrics,
+            "feedback": feedback,
+            "user_properties": user_properties,
+        }
+        with self._lock:
+            for name in _SESSION_BUCKETS:
+                value = fields[name]
+                if value is not None:
+                    if name == "outputs" and not isinstance(value, Mapping):
+                        value = {"value": value}
+                    setattr(session, name, merge_fields(getattr(session, name), value, name))
+            session.version += 1
+        self._enqueue_update(session.session_id, session, fields)
+
+    def bind_context(self, fn: Callable[P, R]) -> Callable[P, R]:
+        """Wrap *fn* to run under the current span and session, wherever it is called."""
+        return bind_context(fn)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Deliver everything finished so far; True only if all of it was accepted (since the last flush)."""
+        processor = self._processor
+        return processor.flush(timeout) if processor is not None else True
+
+    async def aflush(self, timeout: float = 5.0) -> bool:
+        """``flush()`` without blocking the event loop."""
+        processor = self._processor
+        if isinstance(processor, BatchProcessor):
+            return await processor.aflush(timeout)
+        return self.flush(timeout)
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Drain, stop the worker and close exporters. Events ended afterwards are counted as dropped."""
+        processor = self._processor
+        if processor is not None:
+            processor.shutdown(timeout)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: events created, queued, sent, dropped by reason, requests retried/failed, queue now."""
+        stats = self._stats
+        processor = self._processor
+        size, size_bytes = processor.queue_size() if processor is not None else (0, 0)
+        accepted = processor.accepted() if processor is not None else 0
+        with stats.lock:
+            dropped = dict(stats.dropped)
+            return {
+                # Every ended event is offered to the pipeline: accepted, or refused after shutdown.
+                "created": accepted + dropped["after_shutdown"],
+                "queued": accepted,
+                "sent": stats.sent,
+                "updates_sent": stats.updates_sent,
+                "dropped": dropped,
+                "dropped_total": sum(dropped.values()),
+                "retried_requests": stats.retried_requests,
+                "failed_requests": stats.failed_requests,
+                "queue_size": size,
+                "queue_bytes": size_bytes,
+                "last_error": stats.last_error,
+            }
+
+    def _at_exit(self) -> None:
+        for span in list(self._open_generators):
+            if not span.ended:
+                span.update(metadata={"ended_early": True, "end_reason": "process_exit"})
+                span.end()
+        self.shutdown(self.config.exit_timeout)
+
+
+class _ExitHook:
+    """Calls ``Tracer._at_exit`` without keeping the tracer alive just for the hook."""
+
+    def __init__(self, tracer: Tracer) -> None:
+        self._ref = weakref.ref(tracer)
+
+    def __call__(self) -> None:
+        tracer = self._ref()
+        if tracer is not None:
+            try:
+                tracer._at_exit()
+            except Exception as exc:
+                report_internal_error("the exit hook", exc)
+
+
+def _trace(
+    get_tracer: Callable[[], Tracer],
+    func: Any,
+    event_type: str | None,
+    event_name: str | None,
+    config: Mapping[str, Any] | None,
+    metadata: Mapping[str, Any] | None,
+    capture_inputs: bool,
+    capture_output: bool,
+    ignore_inputs: Iterable[str],
+) -> Any:
+    validate_event_type(event_type)
+    ignore = tuple(ignore_inputs)
+
+    def decorate(fn: Any) -> Any:
+        return make_decorator(
+            fn,
+            get_tracer,
+            event_type=event_type,
+            event_name=event_name,
+            config=config,
+            metadata=metadata,
+            capture_inputs=capture_inputs,
+            capture_output=capture_output,
+            ignore_inputs=ignore,
+        )
+
+    if func is None:
+        return decorate
+    return decorate(func)
+
+
+class SpanScope:
+    """The context manager behind ``tracer.span()``; yields the ``Span`` handle."""
+
+    __slots__ = ("_args", "_previous", "_span", "_tracer")
+
+    def __init__(
+        self,
+        tracer: Tracer,
+        event_name: str,
+        event_type: str | None,
+        inputs: Mapping[str, Any] | None,
+        config: Mapping[str, Any] | None,
+        metadata: Mapping[str, Any] | None,
+    ) -> None:
+        self._tracer = tracer
+        self._args = (event_name, event_type, inputs, config, metadata)
+        self._span: Span | None = None
+        self._previous: Span | None = None
+
+    def __enter__(self) -> Span:
+        tracer = self._tracer
+        event_name, event_type, inputs, config, metadata = self._args
+        span = None if tracer._disabled else tracer._start(event_name, event_type)
+        if span is None:
+            # Disabled or not sampled: hand out a detached span that is never exported.
+            span = _detached_span(tracer, event_name, event_type)
+        else:
+            self._previous = current_span_var.get()
+            current_span_var.set(span)
+            self._span = span
+        if inputs is not None and tracer._capture_content:
+            span.inputs = dict(inputs)
+        if config is not None:
+            span.config = dict(config)
+        if metadata is not None:
+            span.metadata = dict(metadata)
+        if self._span is None:
+            span.ended = True  # detached: updates are kept locally, end() does nothing
+        return span
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        span = self._span
+        if span is None:
+            return
+        current_span_var.set(self._previous)
+        try:
+            if exc is not None:
+                span.set_error(exc)
+            span.end()
+        except Exception as internal:
+            report_internal_error("ending a span block", internal)
+
+    async def __aenter__(self) -> Span:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+class _DetachedTracer:
+    """Stands in for a tracer behind spans that are not recorded (disabled or sampled out)."""
+
+    def _late_update(self, span: Span, fields: Mapping[str, Any]) -> None:
+        pass
+
+    def _finish(self, span: Span) -> None:
+        pass
+
+
+def _detached_span(tracer: Tracer, event_name: str, event_type: str | None) -> Span:
+    span = Span(_DetachedTracer(), tracer._default_session, None, event_name, event_type)  # type: ignore[arg-type]
+    return span
+
+
+class SessionScope:
+    """The context manager behind ``tracer.session()``; yields the ``Session``."""
+
+    __slots__ = ("_previous_session", "_previous_span", "session")
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._previous_session: Session | None = None
+        self._previous_span: Span | None = None
+
+    def __enter__(self) -> Session:
+        self._previous_session = current_session_var.get()
+        self._previous_span = current_span_var.get()
+        current_session_var.set(self.session)
+        current_span_var.set(None)  # events in a new session are its roots
+        return self.session
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        current_session_var.set(self._previous_session)
+        current_span_var.set(self._previous_span)
+
+    async def __aenter__(self) -> Session:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+# -- the default tracer -----------------------------------------------------------------------
+
+_default_lock = threading.Lock()
+_default: Tracer | None = None
+
+
+def get_default_tracer() -> Tracer:
+    """The tracer behind the module-level API, created from the environment on first use."""
+    tracer = _default
+    if tracer is not None:
+        return tracer
+    return _create_default()
+
+
+def _create_default(**kwargs: Any) -> Tracer:
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Tracer(**kwargs)
+        return _default
+
+
+def set_default_tracer(tracer: Tracer) -> None:
+    global _default
+    with _default_lock:
+        _default = tracer
+
+
+def init(
+    project: str | None = None,
+    api_key: str | None = None,
+    server_url: str | None = None,
+    source: str | None = None,
+    session_name: str | None = None,
+    exporter: Exporter | Sequence[Exporter] | None = None,
+    **options: Any,
+) -> Tracer:
+    """Configure the default tracer (creating it if needed) and return it."""
+    with _default_lock:
+        global _default
+        if _default is None:
+            _default = Tracer(project, api_key, server_url, source, session_name, exporter, **options)
+            return _default
+        tracer = _default
+    return tracer.configure(project, api_key, server_url, source, session_name, exporter, **options)
+
+
+@overload
+def module_trace(func: F, /) -> F: ...
+
+
+@overload
+def module_trace(
+    func: None = None,
+    /,
+    *,
+    event_type: str | None = None,
+    event_name: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    capture_inputs: bool = True,
+    capture_output: bool = True,
+    ignore_inputs: Iterable[str] = (),
+) -> Callable[[F], F]: ...
+
+
+def module_trace(
+    func: F | None = None,
+    /,
+    *,
+    event_type: str | None = None,
+    event_name: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    capture_inputs: bool = True,
+    capture_output: bool = True,
+    ignore_inputs: Iterable[str] = (),
+) -> F | Callable[[F], F]:
+    """``@tracer.trace``: like ``Tracer.trace`` but bound to the default tracer *at call time*."""
+    decorated: F | Callable[[F], F] = _trace(
+        get_default_tracer,
+        func,
+        event_type,
+        event_name,
+        config,
+        metadata,
+        capture_inputs,
+        capture_output,
+        ignore_inputs,
+    )
+    return decorated

@@ -1,0 +1,106 @@
+"""The exporter interface: what the background pipeline hands to a destination.
+
+An exporter gets a ``Batch`` on the library's single background thread (or inline, with
+``batch=False``). It may block on I/O there; it should not assume any particular thread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+__all__ = ["Batch", "ExportResult", "Exporter"]
+
+
+class Batch:
+    """Finished events in their exact wire shape, plus what the events refer to.
+
+    - ``encoded``: each event as compact JSON bytes (what is sent; cheapest to forward).
+    - ``events()``: the same events decoded to dicts (decoded once, on first use).
+    - ``session_ids``: the session id of each event, in the same order.
+    - ``sessions``: ``session_properties`` of every session referenced, by session id.
+    - ``updates``: late enrichments (``PUT /events`` bodies: ``event_id`` plus the changed buckets).
+    """
+
+    __slots__ = ("_decoded", "encoded", "session_ids", "sessions", "updates")
+
+    def __init__(
+        self,
+        encoded: list[bytes],
+        session_ids: list[str],
+        sessions: dict[str, dict[str, Any]],
+        updates: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.encoded = encoded
+        self.session_ids = session_ids
+        self.sessions = sessions
+        self.updates = updates if updates is not None else []
+        self._decoded: list[dict[str, Any]] | None = None
+
+    def events(self) -> list[dict[str, Any]]:
+        """The events as wire-shape dicts (a fresh decode per batch, shared by all callers)."""
+        if self._decoded is None:
+            self._decoded = [orjson.loads(raw) for raw in self.encoded]
+        return self._decoded
+
+    def __len__(self) -> int:
+        return len(self.encoded)
+
+    def split(self) -> tuple[Batch, Batch]:
+        """Two halves of the events (used to retry a too-large request)."""
+        half = len(self.encoded) // 2
+        return (
+            Batch(self.encoded[:half], self.session_ids[:half], self.sessions, self.updates),
+            Batch(self.encoded[half:], self.session_ids[half:], self.sessions, []),
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ExportResult:
+    """What became of a batch. ``failed`` events were given up on (counted as lost)."""
+
+    delivered: int
+    failed: int = 0
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+
+class Exporter:
+    """Base class for destinations. Subclass and implement ``export``.
+
+    ``export`` returns an ``ExportResult`` (or ``True``/``None`` for "all delivered", ``False``
+    for "all lost"); raising counts the whole batch as lost. ``shutdown`` releases resources.
+    """
+
+    #: Name used in logs and ``stats()``.
+    name: str = "exporter"
+
+    def export(self, batch: Batch) -> ExportResult | bool | None:
+        raise NotImplementedError
+
+    def shutdown(self) -> None:
+        """Release resources (files, connections). Called once, after the last export."""
+
+
+def normalize_result(result: ExportResult | bool | None, size: int) -> ExportResult:
+    """Map the permissive return values of ``Exporter.export`` onto an ``ExportResult``."""
+    if isinstance(result, ExportResult):
+        return result
+    if result is False:
+        return ExportResult(delivered=0, failed=size, reason="exporter reported failure")
+    return ExportResult(delivered=size)
+
+
+def as_exporter_list(value: Exporter | Sequence[Exporter] | None) -> list[Exporter]:
+    """Accept one exporter or several."""
+    if value is None:
+        return []
+    if isinstance(value, Exporter):
+        return [value]
+    return list(value)
