@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import testing
 from ._context import bind_context
 from ._errors import ConfigError
 from ._span import Session, Span
@@ -43,6 +44,7 @@ __all__ = [
     "shutdown",
     "span",
     "stats",
+    "testing",
     "trace",
 ]
 

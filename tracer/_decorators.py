@@ -215,6 +215,14 @@ class _StreamState:
             if len(self.items) < self.max_items:
                 self.items.append(item)
 
+    def fail(self, span: Span, opts: _Options, exc: BaseException) -> None:
+        """The generator raised: keep the partial output and the counts, and record the error."""
+        try:
+            span.set_error(exc)
+        except Exception as internal:
+            report_internal_error("recording an error", internal)
+        self.finish(span, opts, None)
+
     def finish(self, span: Span, opts: _Options, reason: str | None) -> None:
         try:
             metrics: dict[str, Any] = {"item_count": self.count}
@@ -375,7 +383,7 @@ def _wrap_generator(fn: Callable[..., Any], get_tracer: Callable[[], Tracer], op
                 return stop.value
             except BaseException as exc:
                 var.set(previous)
-                _fail(span, exc)
+                state.fail(span, opts, exc)
                 raise
             var.set(previous)
             state.add(item)
@@ -439,8 +447,8 @@ def _wrap_async_generator(
                 return
             except BaseException as exc:
                 var.set(previous)
-                if span is not None:
-                    _fail(span, exc)
+                if span is not None and state is not None:
+                    state.fail(span, opts, exc)
                 raise
             var.set(previous)
             if state is not None:

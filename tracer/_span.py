@@ -45,8 +45,12 @@ class Session:
     """A group of events (one conversation, one request, one script run)."""
 
     __slots__ = (
+        "config",
+        "feedback",
         "inputs",
         "metadata",
+        "metrics",
+        "outputs",
         "sampled",
         "session_id",
         "session_name",
@@ -76,6 +80,10 @@ class Session:
         self.inputs = inputs
         self.metadata = metadata
         self.user_properties = user_properties
+        self.config: dict[str, Any] | None = None
+        self.outputs: dict[str, Any] | None = None
+        self.metrics: dict[str, Any] | None = None
+        self.feedback: dict[str, Any] | None = None
         self.start_ms = _time_ns() // 1_000_000
         # Bumped on every enrichment, so exporters can tell a changed session from a known one.
         self.version = 0
@@ -87,7 +95,7 @@ class Session:
             "session_name": self.session_name,
             "source": self.source,
         }
-        for name in ("inputs", "metadata", "user_properties"):
+        for name in ("config", "inputs", "outputs", "metadata", "metrics", "feedback", "user_properties"):
             value = getattr(self, name)
             if value:
                 props[name] = value
