@@ -9,10 +9,12 @@ import pytest
 
 os.environ["TRACER_RAISE_INTERNAL_ERRORS"] = "1"
 
-import tracer  # noqa: E402
-from tracer import InMemoryExporter, Tracer  # noqa: E402
+import tracer
+from tracer import InMemoryExporter, Tracer
 
-_TRACER_ENV = [name for name in os.environ if name.startswith(("TRACER_", "HH_")) and name != "TRACER_RAISE_INTERNAL_ERRORS"]
+_TRACER_ENV = [
+    name for name in os.environ if name.startswith(("TRACER_", "HH_")) and name != "TRACER_RAISE_INTERNAL_ERRORS"
+]
 for _name in _TRACER_ENV:  # the developer's own settings must not leak into the tests
     del os.environ[_name]
 
@@ -55,3 +57,6 @@ def _default_tracer_is_quiet() -> Iterator[None]:
     """Module-level API tests get a default tracer that records in memory, reset after each test."""
     tracer.init(exporter=InMemoryExporter(), project="test", source="test", batch=False)
     yield
+
+
+from .collector import collector  # noqa: E402, F401  (the fake HoneyHive server fixture)

@@ -123,7 +123,9 @@ def test_hostile_values_are_captured_safely(rec: Recorder) -> None:
 
     generator = gen()
     try:
-        event = _roundtrip(rec, {"circular": circular, "list": nested_list, "broken": BrokenRepr(), "sock": sock, "gen": generator})
+        event = _roundtrip(
+            rec, {"circular": circular, "list": nested_list, "broken": BrokenRepr(), "sock": sock, "gen": generator}
+        )
     finally:
         sock.close()
     result = event["outputs"]["result"]
@@ -154,12 +156,12 @@ def test_depth_and_breadth_limits(rec: Recorder) -> None:
         cursor = cursor["d"]
     event = _roundtrip(rec, {"deep": deep, "wide": list(range(5000)), "wide_map": {str(i): i for i in range(1500)}})
     result = event["outputs"]["result"]
-    depth, cursor = 0, result
-    while isinstance(cursor, dict) and "deep" in cursor or isinstance(cursor, dict) and "d" in cursor:
-        cursor = cursor.get("deep", cursor.get("d"))
+    depth, cursor = 1, result["deep"]
+    while isinstance(cursor, dict):
+        cursor = cursor["d"]
         depth += 1
     assert cursor == "<max depth reached>"
-    assert depth <= 10
+    assert depth == 9  # outputs is level 0 and its "result" level 1, so the marker sits at level 10
     assert len(result["wide"]) == 1001 and result["wide"][-1] == "<4000 more items>"
     assert len(result["wide_map"]) == 1001 and result["wide_map"]["…"] == "<500 more items>"
 
@@ -274,7 +276,9 @@ def test_failing_mask_drops_the_event_instead_of_leaking(caplog: pytest.LogCaptu
     assert sum("mask hook raised" in r.getMessage() for r in caplog.records) == 1
 
 
-def test_internal_errors_are_logged_once_and_swallowed(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_internal_errors_are_logged_once_and_swallowed(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """Outside our own test-suite a library bug never reaches the user's call."""
     monkeypatch.delenv("TRACER_RAISE_INTERNAL_ERRORS")
     t = Tracer(exporter=InMemoryExporter(), batch=False)
@@ -328,7 +332,11 @@ hostile = st.recursive(
     | st.binary()
     | st.builds(BrokenRepr)
     | st.sampled_from([Colour.RED, decimal.Decimal("NaN"), pathlib.Path("p"), uuid.UUID(int=5)]),
-    lambda children: st.lists(children) | st.dictionaries(st.one_of(st.text(), st.integers(), st.none()), children) | st.frozensets(st.integers()),
+    lambda children: (
+        st.lists(children)
+        | st.dictionaries(st.one_of(st.text(), st.integers(), st.none()), children)
+        | st.frozensets(st.integers())
+    ),
     max_leaves=50,
 )
 

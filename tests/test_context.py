@@ -76,10 +76,9 @@ def test_task_group_siblings(rec: Recorder) -> None:
         return i
 
     async def main() -> None:
-        async with t.span("group") as group:
-            async with asyncio.TaskGroup() as tg:
-                for i in range(4):
-                    tg.create_task(member(i))
+        async with t.span("group") as group, asyncio.TaskGroup() as tg:
+            for i in range(4):
+                tg.create_task(member(i))
         assert group.event_id
 
     asyncio.run(main())
@@ -186,9 +185,8 @@ def test_thread_propagation_can_be_turned_off() -> None:
     t = Tracer(exporter=memory, batch=False, propagate_to_threads=False)
     uninstall_thread_propagation()
     try:
-        with t.span("parent"):
-            with ThreadPoolExecutor(1) as pool:
-                pool.submit(lambda: t.span("orphan").__enter__().end()).result()
+        with t.span("parent"), ThreadPoolExecutor(1) as pool:
+            pool.submit(lambda: t.span("orphan").__enter__().end()).result()
         orphan = next(e for e in memory.events if e["event_name"] == "orphan")
         assert orphan["parent_id"] == orphan["session_id"]
     finally:

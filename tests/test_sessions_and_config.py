@@ -27,11 +27,11 @@ def test_default_session_is_named_after_the_script(rec: Recorder) -> None:
 
 def test_session_scope_groups_events_and_restores(rec: Recorder) -> None:
     t = rec.tracer
+    request = t.session("request", inputs={"path": "/"}, metadata={"m": 1}, user_properties={"user": "u"})
     with t.span("before") as before:
-        with t.session("request", inputs={"path": "/"}, metadata={"m": 1}, user_properties={"user": "u"}) as s:
-            with t.span("inside") as inside:
-                assert inside.session_id == s.session_id
-                assert inside.parent_id == s.session_id  # a new session starts new roots
+        with request as s, t.span("inside") as inside:
+            assert inside.session_id == s.session_id
+            assert inside.parent_id == s.session_id  # a new session starts new roots
         with t.span("after") as after:
             assert after.parent_id == before.event_id
     sessions = rec.exporter.sessions
@@ -76,9 +76,8 @@ def test_concurrent_sessions_never_bleed(rec: Recorder) -> None:
     session_ids = asyncio.run(main())
 
     def thread_request(i: int) -> None:
-        with t.session(f"thread-{i}"):
-            with t.span("step", inputs={"request_id": 100 + i}):
-                pass
+        with t.session(f"thread-{i}"), t.span("step", inputs={"request_id": 100 + i}):
+            pass
 
     threads = [threading.Thread(target=thread_request, args=(i,)) for i in range(4)]
     for th in threads:
@@ -115,7 +114,9 @@ def test_late_update_of_an_ended_span_is_sent_as_update(rec: Recorder) -> None:
     with rec.tracer.span("done") as s:
         pass
     s.update(feedback={"thumbs": "up"}, outputs="late")
-    assert rec.exporter.updates == [{"event_id": s.event_id, "feedback": {"thumbs": "up"}, "outputs": {"value": "late"}}]
+    assert rec.exporter.updates == [
+        {"event_id": s.event_id, "feedback": {"thumbs": "up"}, "outputs": {"value": "late"}}
+    ]
 
 
 def test_sampling_is_per_session_and_deterministic() -> None:

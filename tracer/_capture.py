@@ -12,10 +12,12 @@ Capture happens in two steps so that the traced call pays as little as possible:
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime as _dt
 import decimal
 import enum
+import itertools
 import pathlib
 import re
 import types
@@ -271,21 +273,27 @@ class _Walker:
 class Sanitizer:
     """Applies limits and scrubbing to snapshot bytes; used on the background thread."""
 
-    __slots__ = ("_cheap_brackets", "_cheap_len", "_keys", "limits")
+    __slots__ = ("_cheap_len", "_keys", "_max_brackets", "_max_items", "_max_string", "limits")
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self._keys = re.compile(limits.secret_key_pattern) if limits.scrub else None
-        # A JSON text shorter than this cannot hold a string over the limit or a collection of more
-        # than max_items items (each item takes at least 2 bytes), so it needs no decoding.
+        self._max_string = limits.max_string_length
+        self._max_items = limits.max_items
+        self._max_brackets = limits.max_depth
+        # Shorter JSON cannot hold an over-long string nor max_items items (2 bytes each at least).
         self._cheap_len = min(limits.max_string_length, 2 * limits.max_items)
-        self._cheap_brackets = limits.max_depth
 
     def needs_walk(self, data: bytes) -> bool:
-        """True if *data* might break a limit (cheap, conservative byte checks only)."""
-        if len(data) >= self._cheap_len:
+        """True if *data* might break a limit (cheap, conservative byte counts only).
+
+        A string over the limit needs that many bytes; a collection of more than max_items items
+        needs as many commas; nesting deeper than max_depth needs that many brackets.
+        """
+        size = len(data)
+        if size >= self._cheap_len and (size >= self._max_string or data.count(b",") >= self._max_items):
             return True
-        return data.count(b"{") + data.count(b"[") > self._cheap_brackets
+        return data.count(b"{") + data.count(b"[") > self._max_brackets
 
     def may_hold_secret(self, data: bytes) -> bool:
         """Conservative pre-filter: False means *data* certainly holds no secret key or value."""
@@ -294,15 +302,37 @@ class Sanitizer:
         low = data.lower()
         return any(needle in low for needle in _SECRET_NEEDLES)
 
-    def batch_may_hold_secret(self, chunks: list[bytes]) -> bool:
-        """The same pre-filter over many fields at once (one scan instead of one per field)."""
-        if self._keys is None or not chunks:
-            return False
-        return self.may_hold_secret(b"\x00".join(chunks))
+    @property
+    def scrubbing(self) -> bool:
+        return self._keys is not None
 
-    def finalize(self, data: bytes, check_secrets: bool = True) -> bytes:
+    def chunks_with_secret_hints(self, chunks: list[bytes]) -> set[int]:
+        """Indexes of *chunks* in which a secret needle occurs: one scan over all of them.
+
+        False positives are fine (``finalize`` decides); a chunk with a secret is never missed.
+        """
+        if self._keys is None or not chunks:
+            return set()
+        joined = b"\x00".join(chunks).lower()
+        found: set[int] = set()
+        starts: list[int] | None = None
+        for needle in _SECRET_NEEDLES:
+            position = joined.find(needle)
+            if position < 0:
+                continue
+            if starts is None:
+                starts = list(itertools.accumulate((len(chunk) + 1 for chunk in chunks[:-1]), initial=0))
+            while position >= 0:
+                index = bisect.bisect_right(starts, position) - 1
+                found.add(index)
+                if index + 1 >= len(starts):
+                    break
+                position = joined.find(needle, starts[index + 1])
+        return found
+
+    def finalize(self, data: bytes) -> bytes:
         """Return *data* within the limits and scrubbed; unchanged (same object) when it already was."""
-        if not self.needs_walk(data) and not (check_secrets and self.may_hold_secret(data)):
+        if not self.needs_walk(data) and not self.may_hold_secret(data):
             return data
         return self.rewrite(orjson.loads(data))
 

@@ -157,10 +157,8 @@ def _begin(tracer: Tracer, opts: _Options, args: tuple[Any, ...], kwargs: dict[s
             # A TypeError means the call itself is invalid; the user's function raises the real error.
             with contextlib.suppress(TypeError):
                 span.inputs = opts.binder(*args, **kwargs)
-        if opts.config is not None:
-            span.config = dict(opts.config)
-        if opts.metadata is not None:
-            span.metadata = dict(opts.metadata)
+        if opts.config is not None or opts.metadata is not None:
+            _apply_extra(span, opts)
         return span
     except Exception as exc:
         report_internal_error("starting a span", exc)
@@ -173,19 +171,6 @@ def _fail(span: Span, exc: BaseException) -> None:
         span.end()
     except Exception as internal:
         report_internal_error("recording an error", internal)
-
-
-def _succeed(span: Span, opts: _Options, result: Any) -> None:
-    try:
-        if opts.capture_output and span.tracer._capture_content:
-            outputs = span.outputs
-            if outputs is None:
-                span.outputs = {"result": result}
-            elif "result" not in outputs:
-                outputs["result"] = result
-        span.end()
-    except Exception as internal:
-        report_internal_error("ending a span", internal)
 
 
 class _StreamState:
@@ -222,6 +207,10 @@ class _StreamState:
         except Exception as internal:
             report_internal_error("recording an error", internal)
         self.finish(span, opts, None)
+
+    def finish_reason(self, opts: _Options, span: Span, reason: str) -> None:
+        """End *span* early for *reason* (argument order suits functools.partial)."""
+        self.finish(span, opts, reason)
 
     def finish(self, span: Span, opts: _Options, reason: str | None) -> None:
         try:
@@ -293,42 +282,44 @@ def make_decorator(
         capture_output,
         make_binder(target, ignore_inputs) if capture_inputs else _generic_binder,
     )
-    var = current_span_var
-
     if inspect.isasyncgenfunction(target):
         return _wrap_async_generator(fn, get_tracer, opts)
     if inspect.isgeneratorfunction(target):
         return _wrap_generator(fn, get_tracer, opts)
     if inspect.iscoroutinefunction(target):
+        return _wrap_coroutine(fn, get_tracer, opts)
+    return _wrap_function(fn, get_tracer, opts)
 
-        @functools.wraps(fn)
-        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            tracer = get_tracer()
-            if tracer._disabled:
-                return await fn(*args, **kwargs)
-            span = _begin(tracer, opts, args, kwargs)
-            if span is None:
-                return await fn(*args, **kwargs)
-            previous = var.get()
-            var.set(span)
-            try:
-                result = await fn(*args, **kwargs)
-            except BaseException as exc:
-                var.set(previous)
-                _fail(span, exc)
-                raise
-            var.set(previous)
-            _succeed(span, opts, result)
-            return result
 
-        return async_wrapper
+# The two wrappers below run on every traced call. They inline what _begin() does and keep the
+# library's own work inside try/except, while the user's function runs outside of it: its
+# exceptions pass through untouched, and it is never called twice.
+
+
+def _wrap_function(fn: Callable[..., Any], get_tracer: Callable[[], Tracer], opts: _Options) -> Callable[..., Any]:
+    var = current_span_var
+    name, event_type, binder = opts.event_name, opts.event_type, opts.binder
+    capture_inputs, capture_output = opts.capture_inputs, opts.capture_output
+    extra = opts.config is not None or opts.metadata is not None
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         tracer = get_tracer()
         if tracer._disabled:
             return fn(*args, **kwargs)
-        span = _begin(tracer, opts, args, kwargs)
+        try:
+            span = tracer._start(name, event_type)
+            if span is not None:
+                if capture_inputs and tracer._capture_content:
+                    try:  # noqa: SIM105 - faster than contextlib.suppress on this path
+                        span.inputs = binder(*args, **kwargs)
+                    except TypeError:
+                        pass  # an invalid call: the user's function raises the real error below
+                if extra:
+                    _apply_extra(span, opts)
+        except Exception as exc:
+            report_internal_error("starting a span", exc)
+            span = None
         if span is None:
             return fn(*args, **kwargs)
         previous = var.get()
@@ -340,10 +331,76 @@ def make_decorator(
             _fail(span, exc)
             raise
         var.set(previous)
-        _succeed(span, opts, result)
+        if capture_output and span.outputs is None and tracer._capture_content:
+            span.outputs = {"result": result}
+        else:
+            _merge_result(span, opts, result)
+        span.end()  # never raises: Tracer._finish guards the library's work
         return result
 
     return wrapper
+
+
+def _wrap_coroutine(fn: Callable[..., Any], get_tracer: Callable[[], Tracer], opts: _Options) -> Callable[..., Any]:
+    var = current_span_var
+    name, event_type, binder = opts.event_name, opts.event_type, opts.binder
+    capture_inputs, capture_output = opts.capture_inputs, opts.capture_output
+    extra = opts.config is not None or opts.metadata is not None
+
+    @functools.wraps(fn)
+    async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+        tracer = get_tracer()
+        if tracer._disabled:
+            return await fn(*args, **kwargs)
+        try:
+            span = tracer._start(name, event_type)
+            if span is not None:
+                if capture_inputs and tracer._capture_content:
+                    try:  # noqa: SIM105 - faster than contextlib.suppress on this path
+                        span.inputs = binder(*args, **kwargs)
+                    except TypeError:
+                        pass  # an invalid call: the user's function raises the real error below
+                if extra:
+                    _apply_extra(span, opts)
+        except Exception as exc:
+            report_internal_error("starting a span", exc)
+            span = None
+        if span is None:
+            return await fn(*args, **kwargs)
+        previous = var.get()
+        var.set(span)
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            var.set(previous)
+            _fail(span, exc)
+            raise
+        var.set(previous)
+        if capture_output and span.outputs is None and tracer._capture_content:
+            span.outputs = {"result": result}
+        else:
+            _merge_result(span, opts, result)
+        span.end()
+        return result
+
+    return async_wrapper
+
+
+def _apply_extra(span: Span, opts: _Options) -> None:
+    if opts.config is not None:
+        span.config = dict(opts.config)
+    if opts.metadata is not None:
+        span.metadata = dict(opts.metadata)
+
+
+def _merge_result(span: Span, opts: _Options, result: Any) -> None:
+    """The output when enrich_span() already set some outputs: add 'result' unless it is there."""
+    try:
+        outputs = span.outputs
+        if opts.capture_output and span.tracer._capture_content and isinstance(outputs, dict):
+            outputs.setdefault("result", result)
+    except Exception as internal:
+        report_internal_error("recording the output", internal)
 
 
 def _wrap_generator(fn: Callable[..., Any], get_tracer: Callable[[], Tracer], opts: _Options) -> Callable[..., Any]:
@@ -356,7 +413,7 @@ def _wrap_generator(fn: Callable[..., Any], get_tracer: Callable[[], Tracer], op
         if span is None:
             return (yield from fn(*args, **kwargs))
         state = _StreamState(tracer._limits.max_items, tracer._limits.max_string_length)
-        tracer._track_open(span)
+        tracer._track_open(span, functools.partial(state.finish_reason, opts))
         previous = var.get()
         var.set(span)
         try:
@@ -415,8 +472,8 @@ def _wrap_async_generator(
         tracer = get_tracer()
         span = None if tracer._disabled else _begin(tracer, opts, args, kwargs)
         state = _StreamState(tracer._limits.max_items, tracer._limits.max_string_length) if span else None
-        if span is not None:
-            tracer._track_open(span)
+        if span is not None and state is not None:
+            tracer._track_open(span, functools.partial(state.finish_reason, opts))
         previous = var.get()
         if span is not None:
             var.set(span)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import random
 import uuid
 
-__all__ = ["format_id", "new_id", "parse_uuid"]
+__all__ = ["ID_CLEAR_BITS", "ID_SET_BITS", "format_id", "new_id", "parse_uuid"]
 
 # Set the UUID version (4) and variant (RFC 4122) bits, so formatted ids are valid UUID4s.
-_CLEAR = ~((0xF << 76) | (0x3 << 62))
-_SET = (0x4 << 76) | (0x2 << 62)
+ID_CLEAR_BITS = ~((0xF << 76) | (0x3 << 62))
+ID_SET_BITS = (0x4 << 76) | (0x2 << 62)
 
 # random.getrandbits is ~20x cheaper than uuid.uuid4() (which reads os.urandom); ids need to be
 # unique, not unpredictable. The random module reseeds itself in a forked child.
@@ -18,7 +18,7 @@ _getrandbits = random.getrandbits
 
 def new_id() -> int:
     """A new random id as an int (formatted lazily, off the hot path)."""
-    return (_getrandbits(128) & _CLEAR) | _SET
+    return (_getrandbits(128) & ID_CLEAR_BITS) | ID_SET_BITS
 
 
 def format_id(value: int) -> str:

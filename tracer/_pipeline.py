@@ -30,7 +30,6 @@ __all__ = ["BatchProcessor", "Processor", "Stats", "SyncProcessor", "suppressed"
 suppressed: contextvars.ContextVar[bool] = contextvars.ContextVar("tracer.suppressed", default=False)
 
 _FAST_BATCHES: Final = 10  # batches sent at first_flush_interval before settling on flush_interval
-_ITEM_OVERHEAD: Final = 256  # bytes charged per queued item on top of its captured fields
 
 DROP_REASONS: Final = (
     "queue_full",
@@ -41,27 +40,6 @@ DROP_REASONS: Final = (
     "export_failed",
     "masked",
 )
-
-
-def item_size(item: Span | Update) -> int:
-    """Approximate memory held by a queued item (its captured JSON plus a fixed overhead)."""
-    size = _ITEM_OVERHEAD
-    if isinstance(item, Span):
-        for value in (
-            item.inputs,
-            item.outputs,
-            item.config,
-            item.metadata,
-            item.metrics,
-            item.feedback,
-            item.user_properties,
-        ):
-            if value is not None:
-                size += len(value)
-    else:
-        for value in item.fields.values():
-            size += len(value)
-    return size
 
 
 class Stats:
@@ -92,6 +70,10 @@ class Processor:
         self.encoder = encoder
         self.stats = stats
         self._lost_seen = 0
+        for exporter in exporters:  # exporters that retry report their requests in stats()
+            bind = getattr(exporter, "bind_stats", None)
+            if callable(bind):
+                bind(stats)
 
     def on_end(self, item: Span | Update) -> None:
         raise NotImplementedError
@@ -119,21 +101,28 @@ class Processor:
 
     def _deliver(self, items: list[Span | Update]) -> None:
         """Encode *items* and hand them to every exporter; count the outcome. Never raises."""
+        batch = self._encode(items)
+        if batch is not None:
+            self._export(batch)
+
+    def _encode(self, items: list[Span | Update]) -> Batch | None:
+        """The batch for *items*, or None if nothing is left to send (failures are counted)."""
+        masked_before = self.encoder.dropped_by_mask
+        try:
+            batch = self.encoder.encode(items)
+        except Exception as exc:
+            report_internal_error("encoding a batch", exc)
+            self.stats.drop("export_failed", len(items))
+            return None
+        masked = self.encoder.dropped_by_mask - masked_before
+        if masked:
+            self.stats.drop("masked", masked)
+        return batch if batch.encoded or batch.updates else None
+
+    def _export(self, batch: Batch) -> None:
         stats = self.stats
         token = suppressed.set(True)
         try:
-            masked_before = self.encoder.dropped_by_mask
-            try:
-                batch = self.encoder.encode(items)
-            except Exception as exc:
-                report_internal_error("encoding a batch", exc)
-                stats.drop("export_failed", len(items))
-                return
-            masked = self.encoder.dropped_by_mask - masked_before
-            if masked:
-                stats.drop("masked", masked)
-            if not batch.encoded and not batch.updates:
-                return
             worst: ExportResult | None = None
             for exporter in self.exporters:
                 result = self._export_one(exporter, batch)
@@ -228,10 +217,11 @@ class BatchProcessor(Processor):
             os.register_at_fork(after_in_child=lambda: _call_weak(reinit))
 
     def _init_state(self) -> None:
-        self._queue: collections.deque[tuple[Span | Update, int]] = collections.deque()
+        self._queue: collections.deque[Span | Update] = collections.deque()
         self._queue_bytes = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._wake_pending = False
         self._progress = threading.Condition(threading.Lock())
         self._enqueued = 0  # items ever appended
         self._popped = 0  # items ever taken from the head (sent, in flight or dropped)
@@ -252,24 +242,28 @@ class BatchProcessor(Processor):
     # -- calling thread -------------------------------------------------------------------------
 
     def on_end(self, item: Span | Update) -> None:
-        size = item_size(item)
+        size = item.size
         dropped = 0
         with self._lock:
             if self._closed:
                 dropped = -1
             else:
                 queue = self._queue
-                queue.append((item, size))
+                queue.append(item)
                 self._enqueued += 1
                 self._queue_bytes += size
                 while len(queue) > self._max_queue_size or (
                     self._queue_bytes > self._max_queue_bytes and len(queue) > 1
                 ):
-                    _, old_size = queue.popleft()
-                    self._queue_bytes -= old_size
+                    self._queue_bytes -= queue.popleft().size
                     self._popped += 1
                     dropped += 1
-                full = len(queue) >= self._max_batch_size or self._queue_bytes >= self._max_batch_bytes
+                # Wake the worker once per full batch, not on every event (Event.set() takes a lock).
+                full = not self._wake_pending and (
+                    len(queue) >= self._max_batch_size or self._queue_bytes >= self._max_batch_bytes
+                )
+                if full:
+                    self._wake_pending = True
         if dropped:
             if dropped < 0:
                 self.stats.drop("after_shutdown")
@@ -297,6 +291,7 @@ class BatchProcessor(Processor):
             interval = self._first_flush_interval if self._batches_sent < _FAST_BATCHES else self._flush_interval
             self._wake.wait(interval)
             self._wake.clear()
+            self._wake_pending = False
             try:
                 self._drain()
             except Exception as exc:  # the worker must survive anything
@@ -307,31 +302,52 @@ class BatchProcessor(Processor):
                         break
 
     def _drain(self) -> None:
-        """Send batches until the queue is empty (woken by a full batch, an age timeout or a flush)."""
+        """Send everything queued (woken by a full batch, an age timeout or a flush).
+
+        All of the queue is taken and encoded *before* any I/O: export calls release the GIL, and
+        an app thread that gets it back keeps it for a whole switch interval (5 ms), so a worker
+        that sent after every batch would fall behind a busy app and drop events.
+        """
         while True:
             with self._lock:
                 queue = self._queue
                 if not queue:
                     return
-                items: list[Span | Update] = []
-                batch_bytes = 0
                 self._inflight_first = self._popped + 1
-                while queue and len(items) < self._max_batch_size:
-                    item, size = queue[0]
-                    if items and batch_bytes + size > self._max_batch_bytes:
-                        break
-                    queue.popleft()
-                    items.append(item)
-                    batch_bytes += size
-                self._queue_bytes -= batch_bytes
+                items = list(queue)
+                queue.clear()
                 self._popped += len(items)
+                self._queue_bytes = 0
             try:
-                self._deliver(items)
+                batches = []
+                for chunk in self._chunks(items):
+                    batch = self._encode(chunk)
+                    if batch is not None:
+                        batches.append(batch)
+                del items  # the spans are encoded now: let them go before the (slow) I/O
+                for batch in batches:
+                    self._export(batch)
             finally:
                 self._batches_sent += 1
                 with self._progress:
                     self._inflight_first = 0
                     self._progress.notify_all()
+
+    def _chunks(self, items: list[Span | Update]) -> list[list[Span | Update]]:
+        """Split *items* into batches within max_batch_size and max_batch_bytes."""
+        chunks: list[list[Span | Update]] = []
+        current: list[Span | Update] = []
+        current_bytes = 0
+        for item in items:
+            size = item.size
+            if current and (len(current) >= self._max_batch_size or current_bytes + size > self._max_batch_bytes):
+                chunks.append(current)
+                current, current_bytes = [], 0
+            current.append(item)
+            current_bytes += size
+        if current:
+            chunks.append(current)
+        return chunks
 
     # -- flush / shutdown -----------------------------------------------------------------------
 

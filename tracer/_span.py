@@ -6,13 +6,14 @@ encoding) happens later on the background thread, from the bytes captured at ``e
 
 from __future__ import annotations
 
+import random
 import time
 import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from ._capture import snapshot
-from ._ids import format_id, new_id
+from ._ids import ID_CLEAR_BITS, ID_SET_BITS, format_id
 
 if TYPE_CHECKING:
     from ._tracer import Tracer
@@ -26,6 +27,9 @@ BUCKETS: Final = ("config", "metadata", "metrics", "feedback", "user_properties"
 
 _time_ns = time.time_ns
 _perf_ns = time.perf_counter_ns
+_getrandbits = random.getrandbits  # see _ids.new_id: unique, cheap, reseeded after fork
+_RARE_BUCKETS: Final = ("config", "metadata", "metrics", "feedback", "user_properties")
+_ITEM_OVERHEAD: Final = 256  # bytes charged per queued event on top of its captured fields
 
 
 def merge_fields(target: dict[str, Any] | None, update: Any, field: str) -> dict[str, Any]:
@@ -128,6 +132,7 @@ class Span:
         "parent",
         "parent_int",
         "session",
+        "size",
         "start_ms",
         "start_perf",
         "tracer",
@@ -135,6 +140,22 @@ class Span:
     )
 
     has_children: bool
+    # Buckets hold the user's mappings while open and JSON bytes snapshots after end().
+    inputs: Any
+    outputs: Any
+    config: Any
+    metadata: Any
+    metrics: Any
+    feedback: Any
+    user_properties: Any
+    error: str | None
+    children: list[int] | None
+    # Set by end(): before that they are not read.
+    parent_int: int | None
+    start_ms: int
+    end_ms: int
+    duration_ms: float
+    size: int
 
     def __init__(
         self,
@@ -144,31 +165,19 @@ class Span:
         event_name: str,
         event_type: str | None,
     ) -> None:
+        # This runs for every traced call: keep it to plain stores (no calls but two cheap ones).
         self.tracer = tracer
         self.session = session
+        self.parent = parent
         self.event_name = event_name
         self.event_type = event_type
-        self.id = new_id()
-        self.parent = parent
+        self.id = (_getrandbits(128) & ID_CLEAR_BITS) | ID_SET_BITS
+        self.inputs = self.outputs = self.config = self.metadata = None
+        self.metrics = self.feedback = self.user_properties = None
+        self.error = self.children = None
+        self.has_children = self.ended = False
         if parent is not None:
             parent.has_children = True
-            self.parent_int: int | None = parent.id
-        else:
-            self.parent_int = None
-        self.inputs: Any = None
-        self.outputs: Any = None
-        self.config: Any = None
-        self.metadata: Any = None
-        self.metrics: Any = None
-        self.feedback: Any = None
-        self.user_properties: Any = None
-        self.error: str | None = None
-        self.children: list[int] | None = None
-        self.has_children = False
-        self.ended = False
-        self.end_ms = 0
-        self.duration_ms = 0.0
-        self.start_ms = _time_ns() // 1_000_000
         self.start_perf = _perf_ns()
 
     # -- public handle ------------------------------------------------------------------------
@@ -186,7 +195,8 @@ class Span:
     @property
     def parent_id(self) -> str:
         """The parent event's id, or the session id for a root event (HoneyHive's convention)."""
-        return format_id(self.parent_int) if self.parent_int is not None else self.session.session_id
+        parent = self.parent_int if self.ended else (self.parent.id if self.parent is not None else None)
+        return format_id(parent) if parent is not None else self.session.session_id
 
     def update(
         self,
@@ -239,8 +249,13 @@ class Span:
         if self.ended:
             return
         self.ended = True
-        self.duration_ms = (_perf_ns() - self.start_perf) / 1_000_000
-        self.end_ms = self.start_ms + int(self.duration_ms)
+        end_perf = _perf_ns()
+        end_ns = _time_ns()
+        elapsed = end_perf - self.start_perf
+        self.duration_ms = elapsed / 1_000_000
+        # Wall-clock start derived from the monotonic duration, so end - start == duration exactly.
+        self.start_ms = (end_ns - elapsed) // 1_000_000
+        self.end_ms = self.start_ms + elapsed // 1_000_000
         self.tracer._finish(self)
 
     def __repr__(self) -> str:
@@ -253,6 +268,7 @@ class Span:
         """Snapshot every field to JSON bytes (runs on the ending thread, inside ``end()``)."""
         parent = self.parent
         if parent is not None:
+            self.parent_int = parent.id
             if not parent.ended:
                 children = parent.children
                 if children is None:
@@ -260,20 +276,33 @@ class Span:
                 else:
                     children.append(self.id)
             self.parent = None  # keep only the id: an ended span must not pin its ancestors
+        else:
+            self.parent_int = None
         if self.event_type is None:
             self.event_type = "chain" if self.has_children else "tool"
-        self.inputs = snapshot(self.inputs) if self.inputs is not None else None
-        self.outputs = snapshot(self.outputs) if self.outputs is not None else None
-        if self.config is not None:
-            self.config = snapshot(self.config)
-        if self.metadata is not None:
-            self.metadata = snapshot(self.metadata)
-        if self.metrics is not None:
-            self.metrics = snapshot(self.metrics)
-        if self.feedback is not None:
-            self.feedback = snapshot(self.feedback)
-        if self.user_properties is not None:
-            self.user_properties = snapshot(self.user_properties)
+        size = _ITEM_OVERHEAD
+        value = self.inputs
+        if value is not None:
+            self.inputs = value = snapshot(value)
+            size += len(value)
+        value = self.outputs
+        if value is not None:
+            self.outputs = value = snapshot(value)
+            size += len(value)
+        if (
+            self.config is not None
+            or self.metadata is not None
+            or self.metrics is not None
+            or self.feedback is not None
+            or self.user_properties is not None
+        ):
+            for name in _RARE_BUCKETS:
+                value = getattr(self, name)
+                if value is not None:
+                    value = snapshot(value)
+                    setattr(self, name, value)
+                    size += len(value)
+        self.size = size
 
 
 SpanCallback = Callable[[Span], None]

@@ -46,7 +46,10 @@ class Tracer:
     ) -> None:
         self._lock = threading.RLock()
         self._processor: Processor | None = None
-        self._open_generators: weakref.WeakSet[Span] = weakref.WeakSet()
+        # Spans of generators that are mid-iteration, with how to end them (at interpreter exit).
+        self._open_generators: weakref.WeakKeyDictionary[Span, Callable[[Span, str], None]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._exit_hook_installed = False
         self.configure(project, api_key, server_url, source, session_name, exporter, **options)
 
@@ -136,6 +139,15 @@ class Tracer:
         return self
 
     def _default_exporters(self, config: Config) -> list[Exporter]:
+        """With an API key: the HoneyHive exporter; without one: trees printed to stderr."""
+        if config.api_key:
+            from .exporters.honeyhive import HoneyHiveExporter
+
+            return [
+                HoneyHiveExporter(
+                    config.api_key, config.server_url, gzip=config.gzip, export_timeout=config.export_timeout
+                )
+            ]
         from .exporters.console import ConsoleExporter
 
         return [ConsoleExporter()]
@@ -181,9 +193,12 @@ class Tracer:
         except Exception as exc:
             report_internal_error("finishing a span", exc)
 
-    def _track_open(self, span: Span) -> None:
-        """Remember a generator's span so that it can be ended if the process exits mid-stream."""
-        self._open_generators.add(span)
+    def _track_open(self, span: Span, finish: Callable[[Span, str], None]) -> None:
+        """Remember a generator's span so that it can be ended if the process exits mid-stream.
+
+        *finish* must not reference *span* (it is the value of a weak-keyed mapping).
+        """
+        self._open_generators[span] = finish
 
     def _late_update(self, span: Span, fields: Mapping[str, Any]) -> None:
         self._enqueue_update(format_id(span.id), span.session, fields)
@@ -394,10 +409,9 @@ class Tracer:
             }
 
     def _at_exit(self) -> None:
-        for span in list(self._open_generators):
+        for span, finish in list(self._open_generators.items()):
             if not span.ended:
-                span.update(metadata={"ended_early": True, "end_reason": "process_exit"})
-                span.end()
+                finish(span, "process_exit")
         self.shutdown(self.config.exit_timeout)
 
 
@@ -529,6 +543,7 @@ class _DetachedTracer:
 
 def _detached_span(tracer: Tracer, event_name: str, event_type: str | None) -> Span:
     span = Span(_DetachedTracer(), tracer._default_session, None, event_name, event_type)  # type: ignore[arg-type]
+    span.parent_int = None
     return span
 
 

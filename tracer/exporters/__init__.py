@@ -1,15 +1,32 @@
 """Destinations for finished events. Subclass ``Exporter`` to write your own."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from ._base import Batch, Exporter, ExportResult
 from .console import ConsoleExporter
 from .jsonl import JSONLExporter
 from .memory import InMemoryExporter
+
+if TYPE_CHECKING:
+    from .honeyhive import HoneyHiveExporter
 
 __all__ = [
     "Batch",
     "ConsoleExporter",
     "ExportResult",
     "Exporter",
+    "HoneyHiveExporter",
     "InMemoryExporter",
     "JSONLExporter",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: it pulls in httpx, which costs more at import time than the rest of the package.
+    if name == "HoneyHiveExporter":
+        from .honeyhive import HoneyHiveExporter
+
+        return HoneyHiveExporter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

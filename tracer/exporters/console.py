@@ -26,8 +26,9 @@ def _preview(outputs: Any) -> str:
 
 
 def _line(event: dict[str, Any]) -> str:
-    duration = event.get("duration") or 0.0
-    text = f"{event.get('event_type', '?'):<5} {event.get('event_name', '?')}  {duration:.1f} ms"
+    duration = float(event.get("duration") or 0.0)
+    shown = f"{duration * 1000:.0f} µs" if duration < 1 else f"{duration:.1f} ms"
+    text = f"{event.get('event_type', '?'):<5} {event.get('event_name', '?')}  {shown}"
     if event.get("error"):
         text += f"  ✗ {event['error']}"
     else:

@@ -1,0 +1,37 @@
+"""Every example runs offline and prints the trace tree it promises."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+EXPECTED = {
+    "quickstart.py": ["session quickstart", "└─ chain answer", "├─ tool  retrieve", "└─ model generate"],
+    "async_and_generators.py": ["└─ chain main", "├─ chain ask", "model fake_llm"],
+    "threads.py": ["└─ chain index_documents", "├─ tool  embed", "└─ tool  embed"],
+    "web_sessions.py": ["session GET /profile", "└─ chain handle", "└─ tool  lookup_user"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_example_runs_offline(name: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRACER_", "HH_"))}
+    env["TRACER_RAISE_INTERNAL_ERRORS"] = "1"
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)], capture_output=True, text=True, timeout=60, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    for fragment in EXPECTED[name]:
+        assert fragment in done.stderr, done.stderr
+    if name == "web_sessions.py":
+        assert done.stderr.count("session GET /profile") == 3  # one session per request
+
+
+def test_every_example_is_tested() -> None:
+    assert {p.name for p in EXAMPLES.glob("*.py")} <= set(EXPECTED) | {"openai_chat.py", "anthropic_stream.py"}

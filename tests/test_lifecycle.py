@@ -1,0 +1,110 @@
+"""Process exit and fork: nothing lost, nothing sent twice, nothing hangs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+
+def _run(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRACER_", "HH_"))}
+    env["TRACER_RAISE_INTERNAL_ERRORS"] = "1"
+    script = tmp_path / "app.py"
+    script.write_text(textwrap.dedent(code))
+    return subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env, check=False
+    )
+
+
+def _events(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_script_that_never_flushes_delivers_everything(tmp_path: Path) -> None:
+    out = tmp_path / "events.jsonl"
+    done = _run(
+        f"""
+        import tracer
+        tracer.init(exporter=tracer.JSONLExporter({str(out)!r}), flush_interval=60, first_flush_interval=60)
+
+        @tracer.trace
+        def work(i):
+            return i
+
+        for i in range(3000):
+            work(i)
+        """,
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    events = _events(out)
+    assert sorted(e["inputs"]["i"] for e in events) == list(range(3000))
+
+
+def test_open_generator_span_is_ended_at_exit(tmp_path: Path) -> None:
+    out = tmp_path / "events.jsonl"
+    done = _run(
+        f"""
+        import tracer
+        tracer.init(exporter=tracer.JSONLExporter({str(out)!r}))
+
+        @tracer.trace
+        def stream():
+            while True:
+                yield "tick"
+
+        suspended = stream()
+        next(suspended)
+        next(suspended)
+        KEEP = suspended  # still suspended when the interpreter exits
+        """,
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    (event,) = _events(out)
+    assert event["metadata"] == {"ended_early": True, "end_reason": "process_exit"}
+    assert event["outputs"] == {"result": "ticktick"}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")
+def test_forked_child_sends_its_own_events_once(tmp_path: Path) -> None:
+    out = tmp_path / "events.jsonl"
+    done = _run(
+        f"""
+        import os, sys, tracer
+        tracer.init(exporter=tracer.JSONLExporter({str(out)!r}), flush_interval=60, first_flush_interval=60)
+
+        @tracer.trace
+        def work(who, i):
+            return i
+
+        for i in range(50):
+            work("parent-before-fork", i)   # queued, not yet sent when we fork
+        pid = os.fork()
+        if pid == 0:
+            for i in range(20):
+                work("child", i)
+            ok = tracer.flush(5)            # must not hang on the parent's (absent) worker thread
+            os._exit(0 if ok else 3)
+        _, status = os.waitpid(pid, 0)
+        for i in range(10):
+            work("parent-after-fork", i)
+        assert tracer.flush(5)
+        sys.exit(os.waitstatus_to_exitcode(status))
+        """,
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    events = _events(out)
+    ids = [e["event_id"] for e in events]
+    assert len(ids) == len(set(ids)), "an event was sent twice"
+    by_who: dict[str, int] = {}
+    for event in events:
+        by_who[event["inputs"]["who"]] = by_who.get(event["inputs"]["who"], 0) + 1
+    assert by_who == {"parent-before-fork": 50, "child": 20, "parent-after-fork": 10}

@@ -1,0 +1,306 @@
+"""The library's only HTTP code: one reused ``httpx.Client``, retries with backoff, a circuit breaker.
+
+It runs on the delivery worker thread (or inline with ``batch=False``), never on a traced call.
+A request body is built and compressed once by the caller; every retry resends the same bytes.
+
+- Retried: HTTP 408, 429, 500, 502, 503, 504, connection errors and timeouts, with exponential
+  backoff and full jitter (``base_delay × 2^n``, capped at ``max_delay``). ``Retry-After`` (seconds
+  or an HTTP date, capped at ``max_retry_after``) replaces the computed delay.
+- Not retried: every other status (the caller decides what a 4xx means), or a response the caller's
+  ``final`` predicate marks as final (e.g. a partial success, which must not be sent twice).
+- Everything happens before an absolute ``deadline``: a wait that would end after it is not started.
+- Waits end at once when ``interrupt()`` is called (shutdown).
+- httpx's own per-request INFO log lines are filtered out for these requests (not for the app's).
+- After ``breaker_threshold`` consecutive connection failures the circuit opens: no request is tried
+  for ``breaker_cooldown`` seconds (doubling per failed probe, up to ``breaker_max_cooldown``); the
+  first request after that is the probe, and any HTTP response closes the circuit again.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import email.utils
+import logging
+import math
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import timezone
+from typing import Any, Final
+
+import httpx
+import orjson
+
+__all__ = ["RETRY_STATUSES", "CircuitBreaker", "HttpClient", "HttpResult", "RetryPolicy", "parse_retry_after"]
+
+RETRY_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
+
+# Transport failures worth another try (and counted by the circuit breaker). Others, such as an
+# unsupported URL scheme, fail at once.
+_RETRYABLE_ERRORS: Final = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)
+
+# True while this module sends: httpx's "HTTP Request: POST …" INFO lines for our own background
+# requests would otherwise appear in every app that logs at INFO.
+_sending: contextvars.ContextVar[bool] = contextvars.ContextVar("tracer.http.sending", default=False)
+_filter_lock = threading.Lock()
+_filter_installed = False
+
+
+class _OwnRequestsFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _sending.get()
+
+
+def _install_log_filter() -> None:
+    global _filter_installed
+    with _filter_lock:
+        if not _filter_installed:
+            logging.getLogger("httpx").addFilter(_OwnRequestsFilter())
+            _filter_installed = True
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How hard to try. Delays in seconds."""
+
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    max_retry_after: float = 60.0
+    max_attempts: int = 8
+    breaker_threshold: int = 5
+    breaker_cooldown: float = 5.0
+    breaker_max_cooldown: float = 60.0
+
+    def __post_init__(self) -> None:
+        for name in ("base_delay", "max_delay", "max_retry_after", "breaker_cooldown", "breaker_max_cooldown"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.max_attempts < 1 or self.breaker_threshold < 1:
+            raise ValueError("max_attempts and breaker_threshold must be at least 1")
+
+    def backoff(self, attempt: int) -> float:
+        """Full-jitter delay before retry number *attempt* (1 = the first retry)."""
+        ceiling = min(self.max_delay, self.base_delay * 2.0 ** min(attempt - 1, 62))
+        return random.uniform(0.0, ceiling)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HttpResult:
+    """The outcome of one logical request (all its attempts).
+
+    ``status`` is None when no HTTP response came back (connection error, timeout, open circuit,
+    deadline or interrupt); ``error`` then says why. ``body`` is the last response's body.
+    """
+
+    status: int | None
+    body: bytes = b""
+    attempts: int = 0
+    error: str | None = None
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def retries(self) -> int:
+        return max(self.attempts - 1, 0)
+
+    def json(self) -> Any:
+        """The body decoded as JSON, or None when it is not JSON."""
+        if not self.body:
+            return None
+        try:
+            return orjson.loads(self.body)
+        except orjson.JSONDecodeError:
+            return None
+
+
+def parse_retry_after(value: str | None, cap: float, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), within ``[0, cap]``."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if math.isnan(seconds):
+        return None
+    return min(max(seconds, 0.0), cap)
+
+
+class CircuitBreaker:
+    """Counts consecutive connection failures; when open, says how long to stay away."""
+
+    def __init__(self, threshold: int, cooldown: float, max_cooldown: float) -> None:
+        self._lock = threading.Lock()
+        self._threshold = threshold
+        self._initial = cooldown
+        self._max = max(max_cooldown, cooldown)
+        self._cooldown = cooldown
+        self.failures = 0
+        self.open_until = 0.0
+        self.opened = 0  # times the circuit opened (for tests and diagnostics)
+
+    def ready_at(self) -> float:
+        """Monotonic time from which a request may be tried (the past when the circuit is closed)."""
+        return self.open_until
+
+    def is_open(self) -> bool:
+        return time.monotonic() < self.open_until
+
+    def success(self) -> None:
+        with self._lock:
+            self.failures = 0
+            self.open_until = 0.0
+            self._cooldown = self._initial
+
+    def failure(self) -> None:
+        with self._lock:
+            self.failures += 1
+            if self.failures >= self._threshold:
+                # Opening, or a failed probe: stay away, twice as long each time.
+                self.open_until = time.monotonic() + self._cooldown
+                self._cooldown = min(self._cooldown * 2.0, self._max)
+                self.opened += 1
+
+
+class HttpClient:
+    """Sends request bodies with retries. Thread-safe; one connection pool per process."""
+
+    def __init__(
+        self,
+        headers: Mapping[str, str],
+        *,
+        timeout: float = 10.0,
+        policy: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if not (math.isfinite(timeout) and timeout > 0):
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        self.policy = policy if policy is not None else RetryPolicy()
+        self.breaker = CircuitBreaker(
+            self.policy.breaker_threshold, self.policy.breaker_cooldown, self.policy.breaker_max_cooldown
+        )
+        self._headers = dict(headers)
+        self._timeout = timeout
+        self._transport = transport
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._client: httpx.Client | None = None
+        self._pid = 0
+        _install_log_filter()
+
+    def _get_client(self) -> httpx.Client:
+        pid = os.getpid()
+        with self._lock:
+            if self._client is None or self._pid != pid:
+                # In a forked child the parent's pooled connections are not ours to use (or close).
+                self._client = httpx.Client(headers=self._headers, transport=self._transport, follow_redirects=False)
+                self._pid = pid
+            return self._client
+
+    def can_try_before(self, deadline: float) -> bool:
+        """False when nothing can be tried before *deadline* (circuit open, interrupted): don't build a body."""
+        return not self._stop.is_set() and max(self.breaker.ready_at(), time.monotonic()) < deadline
+
+    def interrupt(self) -> None:
+        """End current and future waits at once; no further attempts are made."""
+        self._stop.set()
+
+    def close(self) -> None:
+        """Interrupt and close the connection pool."""
+        self._stop.set()
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None and self._pid == os.getpid():
+            client.close()
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        content: bytes,
+        *,
+        deadline: float,
+        headers: Mapping[str, str] | None = None,
+        final: Callable[[int, bytes], bool] | None = None,
+    ) -> HttpResult:
+        """Send *content* until a final answer, the attempt limit or *deadline* (monotonic seconds)."""
+        policy = self.policy
+        breaker = self.breaker
+        stop = self._stop
+        attempts = 0
+        last = HttpResult(None, error="not attempted")
+        while True:
+            if stop.is_set():
+                return dataclasses.replace(last, attempts=attempts, error=last.error or "interrupted")
+            now = time.monotonic()
+            ready = breaker.ready_at()
+            if ready > now:
+                if ready >= deadline:
+                    why = f"circuit open after repeated connection failures (next try in {ready - now:.1f}s)"
+                    if last.status is None and attempts:
+                        why = f"{last.error}; {why}"
+                    return dataclasses.replace(last, attempts=attempts, error=why)
+                if stop.wait(ready - now):
+                    continue
+                now = time.monotonic()
+            remaining = deadline - now
+            if remaining <= 0:
+                why = "export deadline exceeded" if last.error is None or last.status is not None else last.error
+                return dataclasses.replace(last, attempts=attempts, error=why)
+            attempts += 1
+            per_try = min(self._timeout, remaining)
+            token = _sending.set(True)
+            try:
+                response = self._get_client().request(
+                    method,
+                    url,
+                    content=content,
+                    headers=headers,
+                    timeout=httpx.Timeout(per_try, connect=min(per_try, 5.0)),
+                )
+            except _RETRYABLE_ERRORS as exc:
+                breaker.failure()
+                last = HttpResult(None, b"", attempts, _describe(exc))
+                delay = policy.backoff(attempts)
+            except httpx.TransportError as exc:
+                return HttpResult(None, b"", attempts, _describe(exc))
+            else:
+                breaker.success()
+                status = response.status_code
+                body = response.content
+                retry_after = parse_retry_after(response.headers.get("retry-after"), policy.max_retry_after)
+                last = HttpResult(
+                    status, body, attempts, None if 200 <= status < 300 else f"HTTP {status}", retry_after
+                )
+                if status not in RETRY_STATUSES or (final is not None and final(status, body)):
+                    return last
+                delay = retry_after if retry_after is not None else policy.backoff(attempts)
+            finally:
+                _sending.reset(token)
+            if attempts >= policy.max_attempts:
+                return last
+            if time.monotonic() + delay >= deadline:
+                return last  # the wait would outlast the deadline: give up now rather than later
+            if delay > 0 and stop.wait(delay):
+                return dataclasses.replace(last, error=last.error or "interrupted")
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
