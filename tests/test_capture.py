@@ -286,7 +286,7 @@ def test_internal_errors_are_logged_once_and_swallowed(
     def broken_start(*args: Any) -> None:
         raise RuntimeError("library bug")
 
-    monkeypatch.setattr(t, "_start", broken_start)
+    monkeypatch.setattr(t, "_start_under", broken_start)
 
     @t.trace
     def user(x: int) -> int:

@@ -27,7 +27,7 @@ class Setting:
     name: str
     env: tuple[str, ...]
     default: Any
-    kind: str  # "str" | "bool" | "float" | "int" | "url" | "rate" | "object"
+    kind: str  # "str" | "bool" | "float" | "int" | "url" | "rate" | "object" | "names"
     help: str
     minimum: float | None = None
 
@@ -70,6 +70,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("export_timeout", ("TRACER_EXPORT_TIMEOUT",), 30.0, "float", "Total seconds one batch may spend in retries.", 0.1),
     Setting("gzip", ("TRACER_GZIP",), True, "bool", "Compress request bodies."),
     Setting("debug", ("TRACER_DEBUG",), False, "bool", "Log the library's own activity at DEBUG level."),
+    Setting("instrument", ("TRACER_INSTRUMENT",), True, "names", "Auto-instrument installed LLM clients: true, false, or a list of names (openai, anthropic)."),
 )  # fmt: skip
 
 _BY_NAME: Final = {s.name: s for s in SETTINGS}
@@ -105,6 +106,7 @@ class Config:
     export_timeout: float
     gzip: bool
     debug: bool
+    instrument: bool | tuple[str, ...]
 
 
 def _where(setting: Setting, env_name: str | None) -> str:
@@ -120,6 +122,8 @@ def _parse(setting: Setting, value: Any, env_name: str | None) -> Any:
         if setting.default is None or kind in ("str", "object"):
             return None
         raise ConfigError(f"{where} must not be None")
+    if kind == "names":
+        return _parse_names(value, where)
     if kind == "object":
         if not callable(value):
             raise ConfigError(f"{where} must be a callable taking an event dict, got {type(value).__name__}")
@@ -157,6 +161,28 @@ def _parse(setting: Setting, value: Any, env_name: str | None) -> Any:
             raise ConfigError(f"{where} must be at least {setting.minimum:g}, got {value!r}")
         return number
     raise AssertionError(kind)  # pragma: no cover
+
+
+KNOWN_INTEGRATIONS: Final = ("anthropic", "openai")
+
+
+def _parse_names(value: Any, where: str) -> bool | tuple[str, ...]:
+    """``instrument``: a boolean, or integration names (a list, or a comma-separated string)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE | _FALSE:
+            return text in _TRUE
+        names: list[Any] = [part.strip() for part in text.split(",") if part.strip()]
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        names = list(value)
+    else:
+        raise ConfigError(f"{where} must be true, false or a list of names, got {type(value).__name__}")
+    unknown = [name for name in names if name not in KNOWN_INTEGRATIONS]
+    if unknown:
+        raise ConfigError(f"{where} names unknown integration(s) {unknown!r}; known: {', '.join(KNOWN_INTEGRATIONS)}")
+    return tuple(sorted(set(names)))
 
 
 def _to_int(value: Any) -> int:

@@ -307,8 +307,9 @@ def _wrap_function(fn: Callable[..., Any], get_tracer: Callable[[], Tracer], opt
         tracer = get_tracer()
         if tracer._disabled:
             return fn(*args, **kwargs)
+        previous = var.get()
         try:
-            span = tracer._start(name, event_type)
+            span = tracer._start_under(previous, name, event_type)
             if span is not None:
                 if capture_inputs and tracer._capture_content:
                     try:  # noqa: SIM105 - faster than contextlib.suppress on this path
@@ -322,7 +323,6 @@ def _wrap_function(fn: Callable[..., Any], get_tracer: Callable[[], Tracer], opt
             span = None
         if span is None:
             return fn(*args, **kwargs)
-        previous = var.get()
         var.set(span)
         try:
             result = fn(*args, **kwargs)
@@ -352,8 +352,9 @@ def _wrap_coroutine(fn: Callable[..., Any], get_tracer: Callable[[], Tracer], op
         tracer = get_tracer()
         if tracer._disabled:
             return await fn(*args, **kwargs)
+        previous = var.get()
         try:
-            span = tracer._start(name, event_type)
+            span = tracer._start_under(previous, name, event_type)
             if span is not None:
                 if capture_inputs and tracer._capture_content:
                     try:  # noqa: SIM105 - faster than contextlib.suppress on this path
@@ -367,7 +368,6 @@ def _wrap_coroutine(fn: Callable[..., Any], get_tracer: Callable[[], Tracer], op
             span = None
         if span is None:
             return await fn(*args, **kwargs)
-        previous = var.get()
         var.set(span)
         try:
             result = await fn(*args, **kwargs)

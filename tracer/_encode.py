@@ -120,12 +120,12 @@ class Encoder:
     def encode(self, items: Sequence[Span | Update]) -> Batch:
         spans = [item for item in items if isinstance(item, Span)]
         updates = [item for item in items if isinstance(item, Update)]
-        secret_fields = self._secret_candidates(spans)
+        flagged = self._flagged(spans)
         encoded: list[bytes] = []
         session_ids: list[str] = []
         sessions: dict[str, dict[str, Any]] = {}
-        for index, span in enumerate(spans):
-            raw = self._encode_span(span, index, secret_fields)
+        for span in spans:
+            raw = self._encode_span(span, flagged)
             if raw is None:
                 continue
             sid = span.session.session_id
@@ -149,61 +149,37 @@ class Encoder:
         assert isinstance(props, dict)
         return props
 
-    def _secret_candidates(self, spans: list[Span]) -> set[int]:
-        """Indexes (span * 8 + field) of captured fields that may hold a secret.
+    def _flagged(self, spans: list[Span]) -> set[bytes]:
+        """The captured values of this batch that may break a limit or hold a secret.
 
-        One lower-cased scan over all fields of the batch; most batches have no hit at all.
+        Each distinct value is checked once (a chain often passes the same arguments and returns
+        the same result at every level), and the secret pre-filter is one lower-cased scan over
+        all of them; most batches flag nothing and are sent as captured.
         """
-        if not self._sanitizer.scrubbing:
-            return set()
-        chunks: list[bytes] = []
-        owners: list[int] = []
-        add_chunk, add_owner = chunks.append, owners.append
-        for index, span in enumerate(spans):
-            base = index * 8
+        unique: dict[bytes, None] = {}
+        for span in spans:
             value = span.inputs
             if value is not None:
-                add_chunk(value)
-                add_owner(base)
+                unique[value] = None
             value = span.outputs
             if value is not None:
-                add_chunk(value)
-                add_owner(base + 1)
-            if (
-                span.config is not None
-                or span.metadata is not None
-                or span.feedback is not None
-                or span.metrics is not None
-                or span.user_properties is not None
-            ):
-                rare = (span.config, span.metadata, span.feedback, span.metrics, span.user_properties)
-                for slot, value in enumerate(rare, start=2):
-                    if value is not None:
-                        add_chunk(value)
-                        add_owner(base + slot)
-        return {owners[i] for i in self._sanitizer.chunks_with_secret_hints(chunks)}
+                unique[value] = None
+        values = list(unique)
+        sanitizer = self._sanitizer
+        needs_walk = sanitizer.needs_walk
+        flagged = {value for value in values if needs_walk(value)}
+        flagged.update(values[index] for index in sanitizer.chunks_with_secret_hints(values))
+        return flagged
 
-    def _encode_span(self, span: Span, index: int, secret_fields: set[int]) -> bytes | None:
+    def _encode_span(self, span: Span, flagged: set[bytes]) -> bytes | None:
         # Hot loop of the worker thread: locals and inlined checks, one template fill per event.
         session = span.session
         _version, _props, source, sid = self._session(session)
-        base = index * 8
-        needs_walk = self._sanitizer.needs_walk
         finalize = self._sanitizer.finalize
         value = span.inputs
-        if value is None:
-            inputs = b"{}"
-        elif base in secret_fields or needs_walk(value):
-            inputs = finalize(value)
-        else:
-            inputs = value
+        inputs = b"{}" if value is None else (finalize(value) if value in flagged else value)
         value = span.outputs
-        if value is None:
-            outputs = b"{}"
-        elif base + 1 in secret_fields or needs_walk(value):
-            outputs = finalize(value)
-        else:
-            outputs = value
+        outputs = b"{}" if value is None else (finalize(value) if value in flagged else value)
         if (
             span.config is None
             and span.metadata is None

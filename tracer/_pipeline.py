@@ -221,7 +221,8 @@ class BatchProcessor(Processor):
         self._queue_bytes = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._wake_pending = False
+        self._wake_at = self._max_batch_size  # queue length that wakes the worker
+        self._wake_bytes = self._max_batch_bytes
         self._progress = threading.Condition(threading.Lock())
         self._enqueued = 0  # items ever appended
         self._popped = 0  # items ever taken from the head (sent, in flight or dropped)
@@ -242,38 +243,52 @@ class BatchProcessor(Processor):
     # -- calling thread -------------------------------------------------------------------------
 
     def on_end(self, item: Span | Update) -> None:
-        size = item.size
-        dropped = 0
+        # Runs on the app's thread for every event: one short critical section, no allocation.
         with self._lock:
             if self._closed:
-                dropped = -1
+                overflow = -1
             else:
                 queue = self._queue
                 queue.append(item)
                 self._enqueued += 1
-                self._queue_bytes += size
-                while len(queue) > self._max_queue_size or (
-                    self._queue_bytes > self._max_queue_bytes and len(queue) > 1
-                ):
-                    self._queue_bytes -= queue.popleft().size
-                    self._popped += 1
-                    dropped += 1
-                # Wake the worker once per full batch, not on every event (Event.set() takes a lock).
-                full = not self._wake_pending and (
-                    len(queue) >= self._max_batch_size or self._queue_bytes >= self._max_batch_bytes
-                )
-                if full:
-                    self._wake_pending = True
+                self._queue_bytes += item.size
+                overflow = len(queue) >= self._wake_at or self._queue_bytes >= self._wake_bytes
+                if overflow:
+                    overflow = self._make_room()
+        if overflow:
+            self._after_overflow(overflow)
+        elif self._thread is None:
+            self._start_worker()
+
+    def _make_room(self) -> int:
+        """Called under the lock once the queue reaches a batch or a bound: drop the oldest items
+        over the bounds, and arm the wake-up. Returns the number dropped, or 0 to wake the worker."""
+        queue = self._queue
+        dropped = 0
+        while len(queue) > self._max_queue_size or (self._queue_bytes > self._max_queue_bytes and len(queue) > 1):
+            self._queue_bytes -= queue.popleft().size
+            self._popped += 1
+            dropped += 1
+        # Wake the worker once per batch, not per event (Event.set() takes a lock); the worker
+        # re-arms these thresholds each time it takes the queue.
+        self._wake_at = self._max_queue_size + 1
+        self._wake_bytes = self._max_queue_bytes + 1
+        return dropped
+
+    def _after_overflow(self, dropped: int) -> None:
+        if dropped < 0:
+            self.stats.drop("after_shutdown")
+            return
         if dropped:
-            if dropped < 0:
-                self.stats.drop("after_shutdown")
-                return
             self.stats.drop("queue_full", dropped)
-            warn_once("queue_full", "tracer: event queue full; dropping the oldest events (see tracer.stats())")
+            warn_once(
+                "queue_full",
+                "tracer: event queue full (max_queue_size/max_queue_bytes); dropping the oldest events. "
+                "See tracer.stats(); raise the bounds for bursty workloads.",
+            )
         if self._thread is None:
             self._start_worker()
-        if full:
-            self._wake.set()
+        self._wake.set()
 
     def _start_worker(self) -> None:
         with self._lock:
@@ -291,7 +306,9 @@ class BatchProcessor(Processor):
             interval = self._first_flush_interval if self._batches_sent < _FAST_BATCHES else self._flush_interval
             self._wake.wait(interval)
             self._wake.clear()
-            self._wake_pending = False
+            with self._lock:
+                self._wake_at = self._max_batch_size
+                self._wake_bytes = self._max_batch_bytes
             try:
                 self._drain()
             except Exception as exc:  # the worker must survive anything

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from ._capture import snapshot
+from ._errors import report_internal_error
 from ._ids import ID_CLEAR_BITS, ID_SET_BITS, format_id
 
 if TYPE_CHECKING:
@@ -254,9 +255,13 @@ class Span:
         elapsed = end_perf - self.start_perf
         self.duration_ms = elapsed / 1_000_000
         # Wall-clock start derived from the monotonic duration, so end - start == duration exactly.
-        self.start_ms = (end_ns - elapsed) // 1_000_000
-        self.end_ms = self.start_ms + elapsed // 1_000_000
-        self.tracer._finish(self)
+        self.start_ms = start_ms = (end_ns - elapsed) // 1_000_000
+        self.end_ms = start_ms + elapsed // 1_000_000
+        try:
+            self.freeze()
+            self.tracer._processor.on_end(self)
+        except Exception as exc:  # a library failure must never reach the code that ended the span
+            report_internal_error("finishing a span", exc)
 
     def __repr__(self) -> str:
         state = "ended" if self.ended else "open"

@@ -45,7 +45,6 @@ class Tracer:
         **options: Any,
     ) -> None:
         self._lock = threading.RLock()
-        self._processor: Processor | None = None
         # Spans of generators that are mid-iteration, with how to end them (at interpreter exit).
         self._open_generators: weakref.WeakKeyDictionary[Span, Callable[[Span, str], None]] = (
             weakref.WeakKeyDictionary()
@@ -116,14 +115,14 @@ class Tracer:
         else:
             processor = SyncProcessor(exporters, encoder, stats)
         with self._lock:
-            old = self._processor
+            old: Processor | None = getattr(self, "_processor", None)
             self.config = config
             self._limits = limits
             self._sanitizer = sanitizer
             self._stats = stats
             self._disabled = config.disabled
             self._capture_content = config.capture_content
-            self._processor = processor
+            self._processor: Processor = processor
             self.exporters = exporters
             self._default_session = self._new_session(None, config.session_name, None, None, None)
         if old is not None:
@@ -133,10 +132,23 @@ class Tracer:
             logger.setLevel("DEBUG")
         if config.propagate_to_threads and not config.disabled:
             install_thread_propagation()
+        if config.instrument and not config.disabled:
+            self._instrument(config.instrument)
         if not self._exit_hook_installed:
             self._exit_hook_installed = True
             register_exit_hook(_ExitHook(self))
         return self
+
+    def _instrument(self, names: bool | tuple[str, ...]) -> None:
+        """Patch the installed LLM client libraries (now, or when they are imported later)."""
+        try:
+            from .integrations import auto_instrument
+        except ImportError:  # the integrations package is optional in a minimal install
+            return
+        try:
+            auto_instrument(None if names is True else names)
+        except Exception as exc:
+            report_internal_error("instrumenting LLM clients", exc)
 
     def _default_exporters(self, config: Config) -> list[Exporter]:
         """With an API key: the HoneyHive exporter; without one: trees printed to stderr."""
@@ -173,7 +185,10 @@ class Tracer:
     # -- hot path -------------------------------------------------------------------------------
 
     def _start(self, event_name: str, event_type: str | None) -> Span | None:
-        parent = current_span_var.get()
+        return self._start_under(current_span_var.get(), event_name, event_type)
+
+    def _start_under(self, parent: Span | None, event_name: str, event_type: str | None) -> Span | None:
+        """A new span, child of *parent* if it is one of ours; None when the session is sampled out."""
         if parent is not None and parent.tracer is self:
             session = parent.session
         else:
@@ -184,14 +199,6 @@ class Tracer:
             return None
         return Span(self, session, parent, event_name, event_type)
 
-    def _finish(self, span: Span) -> None:
-        try:
-            span.freeze()
-            processor = self._processor
-            if processor is not None:
-                processor.on_end(span)
-        except Exception as exc:
-            report_internal_error("finishing a span", exc)
 
     def _track_open(self, span: Span, finish: Callable[[Span, str], None]) -> None:
         """Remember a generator's span so that it can be ended if the process exits mid-stream.
@@ -222,7 +229,7 @@ class Tracer:
             payload[name] = snapshot(dict(value))
         if metadata:
             payload["metadata"] = snapshot(metadata)
-        if payload and self._processor is not None:
+        if payload:
             self._processor.on_end(Update(event_id, session, payload))
 
     # -- public API -----------------------------------------------------------------------------
@@ -370,7 +377,7 @@ class Tracer:
     def flush(self, timeout: float = 5.0) -> bool:
         """Deliver everything finished so far; True only if all of it was accepted (since the last flush)."""
         processor = self._processor
-        return processor.flush(timeout) if processor is not None else True
+        return processor.flush(timeout)
 
     async def aflush(self, timeout: float = 5.0) -> bool:
         """``flush()`` without blocking the event loop."""
@@ -381,16 +388,14 @@ class Tracer:
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Drain, stop the worker and close exporters. Events ended afterwards are counted as dropped."""
-        processor = self._processor
-        if processor is not None:
-            processor.shutdown(timeout)
+        self._processor.shutdown(timeout)
 
     def stats(self) -> dict[str, Any]:
         """Counters: events created, queued, sent, dropped by reason, requests retried/failed, queue now."""
         stats = self._stats
         processor = self._processor
-        size, size_bytes = processor.queue_size() if processor is not None else (0, 0)
-        accepted = processor.accepted() if processor is not None else 0
+        size, size_bytes = processor.queue_size()
+        accepted = processor.accepted()
         with stats.lock:
             dropped = dict(stats.dropped)
             return {
@@ -535,9 +540,6 @@ class _DetachedTracer:
     """Stands in for a tracer behind spans that are not recorded (disabled or sampled out)."""
 
     def _late_update(self, span: Span, fields: Mapping[str, Any]) -> None:
-        pass
-
-    def _finish(self, span: Span) -> None:
         pass
 
 
