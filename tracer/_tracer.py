@@ -146,7 +146,7 @@ class Tracer:
         except ImportError:  # the integrations package is optional in a minimal install
             return
         try:
-            auto_instrument(None if names is True else names)
+            auto_instrument(None if isinstance(names, bool) else names)
         except Exception as exc:
             report_internal_error("instrumenting LLM clients", exc)
 
