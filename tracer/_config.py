@@ -53,7 +53,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("sample_rate", ("TRACER_SAMPLE_RATE",), 1.0, "rate", "Fraction of sessions recorded (0.0–1.0)."),
     Setting("capture_content", ("TRACER_CAPTURE_CONTENT",), True, "bool", "Record inputs and outputs at all."),
     Setting("scrub", ("TRACER_SCRUB",), True, "bool", "Redact secret-looking keys and values."),
-    Setting("mask", (), None, "object", "Callable(event dict) -> event dict | None, run on every event."),
+    Setting("mask", (), None, "object", "A function run on every event dict before export: return it (changed) or None to drop it."),
     Setting("max_string_length", ("TRACER_MAX_STRING_LENGTH",), 32 * 1024, "int", "Longer strings keep head and tail.", 16),
     Setting("max_depth", ("TRACER_MAX_DEPTH",), 10, "int", "Deeper nesting is cut with a marker.", 1),
     Setting("max_items", ("TRACER_MAX_ITEMS",), 1000, "int", "Items kept per collection.", 1),
