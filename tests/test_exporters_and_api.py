@@ -240,3 +240,14 @@ def test_public_all_is_sorted_and_complete() -> None:
     for name in tracer.__all__:
         assert hasattr(tracer, name)
     assert tracer.exporters.__all__ == sorted(tracer.exporters.__all__)
+
+
+def test_readme_configuration_table_lists_every_setting() -> None:
+    from tracer._config import SETTINGS
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for setting in SETTINGS:
+        row = next((line for line in readme.splitlines() if line.startswith(f"| `{setting.name}` |")), None)
+        assert row is not None, f"README configuration table lacks {setting.name}"
+        for env in setting.env:
+            assert f"`{env}`" in row, (setting.name, env)

@@ -54,6 +54,16 @@ class Stats:
         self.failed_requests = 0
         self.last_error: str | None = None
 
+    def reset(self) -> None:
+        """Start counting from zero (a forked child counts only its own events)."""
+        self.lock = threading.Lock()
+        self.sent = 0
+        self.updates_sent = 0
+        self.dropped = dict.fromkeys(DROP_REASONS, 0)
+        self.retried_requests = 0
+        self.failed_requests = 0
+        self.last_error = None
+
     def drop(self, reason: str, count: int = 1) -> None:
         with self.lock:
             self.dropped[reason] = self.dropped.get(reason, 0) + count
@@ -239,6 +249,8 @@ class BatchProcessor(Processor):
         was_closed = self._closed
         self._init_state()
         self._closed = was_closed
+        self.stats.reset()
+        self._lost_seen = 0
 
     # -- calling thread -------------------------------------------------------------------------
 

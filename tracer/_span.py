@@ -9,7 +9,6 @@ from __future__ import annotations
 import random
 import time
 import traceback
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from ._capture import snapshot
@@ -258,7 +257,45 @@ class Span:
         self.start_ms = start_ms = (end_ns - elapsed) // 1_000_000
         self.end_ms = start_ms + elapsed // 1_000_000
         try:
-            self.freeze()
+            # Snapshot every field to JSON bytes now (later mutation by the user changes nothing);
+            # inlined here because this runs for every traced call.
+            parent = self.parent
+            if parent is not None:
+                self.parent_int = parent.id
+                if not parent.ended:
+                    children = parent.children
+                    if children is None:
+                        parent.children = [self.id]
+                    else:
+                        children.append(self.id)
+                self.parent = None  # keep only the id: an ended span must not pin its ancestors
+            else:
+                self.parent_int = None
+            if self.event_type is None:
+                self.event_type = "chain" if self.has_children else "tool"
+            size = _ITEM_OVERHEAD
+            value = self.inputs
+            if value is not None:
+                self.inputs = value = snapshot(value)
+                size += len(value)
+            value = self.outputs
+            if value is not None:
+                self.outputs = value = snapshot(value)
+                size += len(value)
+            if (
+                self.config is not None
+                or self.metadata is not None
+                or self.metrics is not None
+                or self.feedback is not None
+                or self.user_properties is not None
+            ):
+                for name in _RARE_BUCKETS:
+                    value = getattr(self, name)
+                    if value is not None:
+                        value = snapshot(value)
+                        setattr(self, name, value)
+                        size += len(value)
+            self.size = size
             self.tracer._processor.on_end(self)
         except Exception as exc:  # a library failure must never reach the code that ended the span
             report_internal_error("finishing a span", exc)
@@ -266,48 +303,3 @@ class Span:
     def __repr__(self) -> str:
         state = "ended" if self.ended else "open"
         return f"<Span {self.event_type or '?'} {self.event_name!r} {self.event_id} {state}>"
-
-    # -- internals used by the tracer ---------------------------------------------------------
-
-    def freeze(self) -> None:
-        """Snapshot every field to JSON bytes (runs on the ending thread, inside ``end()``)."""
-        parent = self.parent
-        if parent is not None:
-            self.parent_int = parent.id
-            if not parent.ended:
-                children = parent.children
-                if children is None:
-                    parent.children = [self.id]
-                else:
-                    children.append(self.id)
-            self.parent = None  # keep only the id: an ended span must not pin its ancestors
-        else:
-            self.parent_int = None
-        if self.event_type is None:
-            self.event_type = "chain" if self.has_children else "tool"
-        size = _ITEM_OVERHEAD
-        value = self.inputs
-        if value is not None:
-            self.inputs = value = snapshot(value)
-            size += len(value)
-        value = self.outputs
-        if value is not None:
-            self.outputs = value = snapshot(value)
-            size += len(value)
-        if (
-            self.config is not None
-            or self.metadata is not None
-            or self.metrics is not None
-            or self.feedback is not None
-            or self.user_properties is not None
-        ):
-            for name in _RARE_BUCKETS:
-                value = getattr(self, name)
-                if value is not None:
-                    value = snapshot(value)
-                    setattr(self, name, value)
-                    size += len(value)
-        self.size = size
-
-
-SpanCallback = Callable[[Span], None]

@@ -199,7 +199,6 @@ class Tracer:
             return None
         return Span(self, session, parent, event_name, event_type)
 
-
     def _track_open(self, span: Span, finish: Callable[[Span, str], None]) -> None:
         """Remember a generator's span so that it can be ended if the process exits mid-stream.
 
