@@ -27,6 +27,7 @@ import os
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from datetime import timezone
 from typing import Any, Final
@@ -203,6 +204,17 @@ class HttpClient:
         self._client: httpx.Client | None = None
         self._pid = 0
         _install_log_filter()
+        if hasattr(os, "register_at_fork"):
+            # A lock held by the parent's worker at fork time would stay held forever in the child.
+            reinit = weakref.WeakMethod(self._after_fork_in_child)
+            os.register_at_fork(after_in_child=lambda: _call_weak(reinit))
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+        self._client = None  # the parent's pooled connections are not ours to use or close
+        self.breaker = CircuitBreaker(
+            self.policy.breaker_threshold, self.policy.breaker_cooldown, self.policy.breaker_max_cooldown
+        )
 
     def _get_client(self) -> httpx.Client:
         pid = os.getpid()
@@ -299,6 +311,12 @@ class HttpClient:
                 return last  # the wait would outlast the deadline: give up now rather than later
             if delay > 0 and stop.wait(delay):
                 return dataclasses.replace(last, error=last.error or "interrupted")
+
+
+def _call_weak(method: weakref.WeakMethod[Callable[[], None]]) -> None:
+    bound = method()
+    if bound is not None:
+        bound()
 
 
 def _describe(exc: BaseException) -> str:
