@@ -212,6 +212,9 @@ class Collector:
         self.events: list[dict[str, Any]] = []
         self.updates: list[dict[str, Any]] = []
         self.sessions: dict[str, dict[str, Any]] = {}
+        self.started_sessions: list[dict[str, Any]] = []
+        # True: a PUT /events for an id the server has never seen answers 404.
+        self.strict_updates = False
         self.invalid: list[str] = []  # validation errors answered with 400
         self.faults: collections.deque[Fault] = collections.deque()
         self.max_events_per_request: int | None = None  # more events in one batch → 413
@@ -336,6 +339,8 @@ class Collector:
                 return self._update(body)
             if route == ("POST", "/events"):
                 return self._single(body)
+            if route == ("POST", "/session/start"):
+                return self._session_start(body)
         except ValidationError as exc:
             return self._invalid(str(exc))
         return 404, {"message": f"no route {request.method} {request.path}"}
@@ -392,8 +397,25 @@ class Collector:
             if name in body:
                 _require(isinstance(body[name], dict), f"{name} must be an object")
         with self.lock:
+            known = body["event_id"] in self.sessions or any(e["event_id"] == body["event_id"] for e in self.events)
+            if self.strict_updates and not known:  # the pessimistic reading of HoneyHive: nothing to update
+                return 404, {"message": f"event {body['event_id']} not found"}
             self.updates.append(body)
         return 200, {"success": True}
+
+    def _session_start(self, body: Any) -> tuple[int, Any]:
+        _require(isinstance(body, dict) and isinstance(body.get("session"), dict), 'body must be {"session": {...}}')
+        session = body["session"]
+        for name in ("project", "session_name", "source"):
+            _require(isinstance(session.get(name), str) and bool(session[name]), f"session.{name} is required")
+        unknown = set(session) - SESSION_FIELDS - {"project"}
+        _require(not unknown, f"unknown session fields {sorted(unknown)}")
+        sid = session.get("session_id")
+        _require(isinstance(sid, str) and bool(sid), "session.session_id must be a string")
+        with self.lock:
+            self.started_sessions.append(session)
+            self.sessions.setdefault(sid, {}).update(session)
+        return 200, {"session_id": sid}
 
     def _single(self, body: Any) -> tuple[int, Any]:
         _require(isinstance(body, dict) and isinstance(body.get("event"), dict), 'body must be {"event": {...}}')

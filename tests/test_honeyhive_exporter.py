@@ -635,3 +635,27 @@ def test_constructor_validates_and_never_shows_the_key() -> None:
         assert "secret-key" not in repr(exporter)
     finally:
         exporter.shutdown()
+
+
+def test_session_enriched_before_its_events_is_created_not_put(collector: Collector) -> None:
+    """A PUT for a session the server has never seen would fail: the session is started instead."""
+    collector.strict_updates = True
+    t = Tracer(api_key="k", server_url=collector.url, project="proj", batch=False)
+    try:
+        with t.session("early") as session:
+            t.enrich_session(metadata={"stage": "before-events"})  # nothing of this session sent yet
+            with t.span("work"):
+                pass
+            t.enrich_session(metadata={"stage": "after-events"})  # now the server has it: PUT
+        assert t.flush(5)
+    finally:
+        t.shutdown(2)
+    (started,) = collector.started_sessions
+    assert started["session_id"] == session.session_id
+    assert (started["project"], started["session_name"], started["metadata"]) == (
+        "proj",
+        "early",
+        {"stage": "before-events"},
+    )
+    assert collector.updates == [{"event_id": session.session_id, "metadata": {"stage": "after-events"}}]
+    assert t.stats()["dropped_total"] == 0

@@ -8,12 +8,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
-from ._capture import Limits, Sanitizer
+from ._capture import Limits, Sanitizer, snapshot
 from ._config import Config, resolve_config
 from ._context import bind_context, current_session_var, current_span_var, install_thread_propagation
 from ._decorators import make_decorator, validate_event_type
 from ._encode import Encoder, Update
-from ._errors import logger, report_internal_error
+from ._errors import ConfigError, logger, report_internal_error
 from ._ids import format_id, new_id, parse_uuid
 from ._pipeline import BatchProcessor, Processor, Stats, SyncProcessor, register_exit_hook
 from ._span import Session, Span, merge_fields
@@ -82,8 +82,6 @@ class Tracer:
         exporters = as_exporter_list(exporter)
         for item in exporters:
             if not isinstance(item, Exporter):
-                from ._errors import ConfigError
-
                 raise ConfigError(
                     f"setting 'exporter' must be an Exporter or a list of them, got {type(item).__name__}"
                 )
@@ -157,7 +155,11 @@ class Tracer:
 
             return [
                 HoneyHiveExporter(
-                    config.api_key, config.server_url, gzip=config.gzip, export_timeout=config.export_timeout
+                    config.api_key,
+                    config.server_url,
+                    gzip=config.gzip,
+                    export_timeout=config.export_timeout,
+                    project=config.project,
                 )
             ]
         from .exporters.console import ConsoleExporter
@@ -211,8 +213,6 @@ class Tracer:
 
     def _enqueue_update(self, event_id: str, session: Session, fields: Mapping[str, Any]) -> None:
         """Queue a ``PUT /events``-style change: never ``inputs`` (folded into metadata), objects only."""
-        from ._capture import snapshot
-
         payload: dict[str, bytes] = {}
         metadata = dict(fields["metadata"]) if fields.get("metadata") is not None else {}
         if fields.get("inputs") is not None:

@@ -93,6 +93,7 @@ class HoneyHiveExporter(Exporter):
         breaker_threshold: int = 5,
         breaker_cooldown: float = 5.0,
         transport: httpx.BaseTransport | None = None,
+        project: str = "default",
     ) -> None:
         if not isinstance(api_key, str) or not api_key.strip():
             raise ConfigError("HoneyHiveExporter needs an API key (argument api_key, or HH_API_KEY / TRACER_API_KEY)")
@@ -116,6 +117,11 @@ class HoneyHiveExporter(Exporter):
         self.export_timeout = export_timeout
         self._batch_url = f"{self.server_url}/events/batch"
         self._events_url = f"{self.server_url}/events"
+        self._session_start_url = f"{self.server_url}/session/start"
+        self.project = project
+        # Sessions the server already has (created by a batch or by /session/start). A session
+        # update for any other session creates it instead: a PUT would find nothing to update.
+        self._known_sessions: set[str] = set()
         headers = {
             "Authorization": f"Bearer {api_key.strip()}",
             "Content-Type": "application/json",
@@ -166,10 +172,40 @@ class HoneyHiveExporter(Exporter):
             by_session.setdefault(session_id, []).append(raw)
         for session_id, events in by_session.items():
             properties = batch.sessions.get(session_id) or {"session_id": session_id}
+            delivered_before = outcome.delivered
             self._send_events(events, orjson.dumps(properties), deadline, outcome)
+            if outcome.delivered > delivered_before:
+                self._remember_session(session_id)
         for update in batch.updates:
-            self._send_update(update, deadline)
+            session_id = update["event_id"]
+            if session_id in batch.sessions and session_id not in self._known_sessions:
+                # An update of a session the server has not seen: create it with all its properties
+                # (they already include this update) instead of a PUT that would find nothing.
+                self._start_session(batch.sessions[session_id], deadline)
+            else:
+                self._send_update(update, deadline)
         return outcome.result()
+
+    def _remember_session(self, session_id: str) -> None:
+        if len(self._known_sessions) >= 100_000:  # bounded: forgetting only costs a redundant /session/start
+            self._known_sessions.clear()
+        self._known_sessions.add(session_id)
+
+    def _start_session(self, properties: dict[str, Any], deadline: float) -> None:
+        session = {"project": self.project, **properties}
+        if not self._http.can_try_before(deadline):
+            result = self._skipped()
+            self._count_request(result)
+        else:
+            result = self._send("POST", self._session_start_url, orjson.dumps({"session": session}), deadline)
+            if result.ok:
+                self._recovered()
+                self._remember_session(str(properties.get("session_id")))
+                return
+        self._note_failure("POST /session/start", result, 0)
+        stats = self._stats
+        if stats is not None:
+            stats.drop("rejected" if _is_rejection(result.status) else "export_failed")
 
     def _send_events(self, events: list[bytes], properties: bytes, deadline: float, outcome: _Outcome) -> None:
         count = len(events)
