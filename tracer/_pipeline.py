@@ -251,6 +251,7 @@ class BatchProcessor(Processor):
         self._closed = was_closed
         self.stats.reset()
         self._lost_seen = 0
+        self.encoder.clear_caches()
 
     # -- calling thread -------------------------------------------------------------------------
 

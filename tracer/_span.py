@@ -6,14 +6,13 @@ encoding) happens later on the background thread, from the bytes captured at ``e
 
 from __future__ import annotations
 
-import random
 import time
 import traceback
 from typing import TYPE_CHECKING, Any, Final
 
 from ._capture import snapshot
 from ._errors import report_internal_error
-from ._ids import ID_CLEAR_BITS, ID_SET_BITS, format_id
+from ._ids import format_id, new_id
 
 if TYPE_CHECKING:
     from ._tracer import Tracer
@@ -27,7 +26,6 @@ BUCKETS: Final = ("config", "metadata", "metrics", "feedback", "user_properties"
 
 _time_ns = time.time_ns
 _perf_ns = time.perf_counter_ns
-_getrandbits = random.getrandbits  # see _ids.new_id: unique, cheap, reseeded after fork
 _RARE_BUCKETS: Final = ("config", "metadata", "metrics", "feedback", "user_properties")
 _ITEM_OVERHEAD: Final = 256  # bytes charged per queued event on top of its captured fields
 
@@ -117,6 +115,7 @@ class Span:
         "children",
         "config",
         "duration_ms",
+        "elapsed_ns",
         "end_ms",
         "ended",
         "error",
@@ -155,6 +154,7 @@ class Span:
     start_ms: int
     end_ms: int
     duration_ms: float
+    elapsed_ns: int
     size: int
 
     def __init__(
@@ -171,7 +171,7 @@ class Span:
         self.parent = parent
         self.event_name = event_name
         self.event_type = event_type
-        self.id = (_getrandbits(128) & ID_CLEAR_BITS) | ID_SET_BITS
+        self.id = new_id()
         self.inputs = self.outputs = self.config = self.metadata = None
         self.metrics = self.feedback = self.user_properties = None
         self.error = self.children = None
@@ -251,7 +251,7 @@ class Span:
         self.ended = True
         end_perf = _perf_ns()
         end_ns = _time_ns()
-        elapsed = end_perf - self.start_perf
+        self.elapsed_ns = elapsed = end_perf - self.start_perf
         self.duration_ms = elapsed / 1_000_000
         # Wall-clock start derived from the monotonic duration, so end - start == duration exactly.
         self.start_ms = start_ms = (end_ns - elapsed) // 1_000_000

@@ -1,26 +1,147 @@
-"""Auto-instrumentation of LLM client libraries (openai, anthropic).
+"""Auto-instrumentation of LLM client libraries: every OpenAI and Anthropic call becomes a ``model`` event.
 
-Placeholder: the integrations are being built (issue 4). ``auto_instrument`` is called by
-``Tracer.configure`` with the ``instrument`` setting.
+``tracer.init()`` calls ``auto_instrument()`` with the ``instrument`` setting (true: every supported
+library that is installed; a list: those). Patching works whatever the import order: a library not
+imported yet is patched right after its import. ``instrument()`` / ``uninstrument()`` do the same
+explicitly; instrumenting twice changes nothing, uninstrumenting restores the original methods.
+
+A library too old to support, or whose shape changed, is skipped with one log line; patching never
+breaks an import or a call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import importlib.metadata
+import importlib.util
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Final
 
-__all__ = ["auto_instrument", "instrument", "uninstrument"]
+from .._errors import logger, warn_once
+from . import _patch
+from ._patch import Library
+
+__all__ = ["SUPPORTED", "auto_instrument", "instrument", "instrumented", "uninstrument"]
+
+SUPPORTED: Final = ("anthropic", "openai")
+
+_lock = threading.RLock()
+_explicit: set[str] = set()  # instrumented by instrument(): auto_instrument() leaves them alone
+_auto: set[str] = set()  # instrumented by auto_instrument()
 
 
-def auto_instrument(names: Sequence[str] | None = None) -> list[str]:
-    """Instrument *names* (None: every supported library), now or when first imported."""
-    return []
+def _library(name: str) -> Library:
+    if name == "openai":
+        from .openai import LIBRARY as openai_library
+
+        return openai_library
+    if name == "anthropic":
+        from .anthropic import LIBRARY as anthropic_library
+
+        return anthropic_library
+    raise ValueError(f"unknown integration {name!r}; supported: {', '.join(SUPPORTED)}")
 
 
-def instrument(*names: str) -> list[str]:
-    """Instrument these libraries explicitly; returns the names instrumented."""
-    return []
+def _names(names: Iterable[str]) -> list[str]:
+    chosen = [str(name).strip().lower() for name in names]
+    unknown = [name for name in chosen if name not in SUPPORTED]
+    if unknown:
+        raise ValueError(f"unknown integration(s) {unknown!r}; supported: {', '.join(SUPPORTED)}")
+    return sorted(set(chosen))
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split(".")[:3]:
+        match = re.match(r"\d+", piece)
+        if match is None:
+            break
+        parts.append(int(match.group()))
+    return tuple(parts)
+
+
+def _supported_install(library: Library) -> bool:
+    """Installed in a supported version? (Looks at package metadata; imports nothing.)"""
+    if importlib.util.find_spec(library.name) is None:
+        return False
+    try:
+        version = importlib.metadata.version(library.name)
+    except importlib.metadata.PackageNotFoundError:
+        version = "?"
+    library.version = version
+    parsed = _version_tuple(version)
+    if parsed and parsed < library.min_version:
+        wanted = ".".join(map(str, library.min_version))
+        warn_once(
+            f"integration-version:{library.name}",
+            "tracer: %s %s is older than the supported %s; its calls are not traced",
+            library.name,
+            version,
+            wanted,
+        )
+        return False
+    return True
+
+
+def _enable(name: str) -> bool:
+    library = _library(name)
+    if library.active:
+        return True
+    if not _supported_install(library):
+        return False
+    _patch.enable(library)
+    logger.debug("tracer: instrumenting %s %s", name, library.version)
+    return True
+
+
+def _disable(name: str) -> bool:
+    return _patch.disable(_library(name))
+
+
+def instrument(*names: str, include_stream_usage: bool | None = None) -> list[str]:
+    """Instrument these libraries (none given: every supported one installed); returns the names instrumented.
+
+    ``include_stream_usage=True`` makes streamed OpenAI chat/completions requests ask for token usage
+    (``stream_options={"include_usage": True}``) when they do not say; the extra usage chunk is recorded
+    and not passed on. Off by default: requests are never changed unless you ask.
+    """
+    if include_stream_usage is not None:
+        from .openai import set_include_stream_usage
+
+        set_include_stream_usage(include_stream_usage)
+    with _lock:
+        done = [name for name in _names(names or SUPPORTED) if _enable(name)]
+        _explicit.update(done)
+        return done
 
 
 def uninstrument(*names: str) -> list[str]:
-    """Undo ``instrument``; returns the names restored."""
-    return []
+    """Remove the instrumentation of these libraries (none given: all); returns the names restored."""
+    with _lock:
+        restored = [name for name in _names(names or SUPPORTED) if _disable(name)]
+        for name in _names(names or SUPPORTED):
+            _explicit.discard(name)
+            _auto.discard(name)
+        return restored
+
+
+def auto_instrument(names: Sequence[str] | None = None) -> list[str]:
+    """Instrument *names* (None: every supported library installed), now or when first imported.
+
+    Called by ``tracer.init()`` on every (re)configuration: libraries auto-instrumented before and
+    no longer named are uninstrumented again (unless ``instrument()`` asked for them explicitly).
+    """
+    with _lock:
+        wanted = _names(SUPPORTED if names is None else names)
+        for name in sorted(_auto - set(wanted) - _explicit):
+            _disable(name)
+            _auto.discard(name)
+        done = [name for name in wanted if _enable(name)]
+        _auto.update(done)
+        return done
+
+
+def instrumented() -> list[str]:
+    """Names of the libraries instrumented now."""
+    return [name for name in SUPPORTED if _library(name).active]

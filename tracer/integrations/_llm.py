@@ -1,0 +1,445 @@
+"""Shared model-event shaping: open the event of one LLM call, fill it the HoneyHive way, end it.
+
+One ``Call`` per client call. It is either our own ``model`` event (a child of the current span) or,
+when the user's own ``@trace(event_type="model")`` span is current, that span, which is enriched
+instead of getting a second model event nested under it.
+
+Conventions (HoneyHive model events): ``config.provider`` / ``config.model`` / request parameters,
+``inputs.chat_history``, ``outputs`` {role, content, tool_calls, finish_reason}, token counts and
+response ids in ``metadata``, ``metrics.time_to_first_token_ms`` for streams.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from .._context import current_span_var
+from .._errors import report_internal_error
+from .._pipeline import suppressed
+from .._span import Span
+from .._tracer import get_default_tracer
+from ._patch import Library, Wrapper, mark
+from ._stream import (
+    Accumulator,
+    AsyncTracedStream,
+    AsyncTracedStreamManager,
+    StreamRecorder,
+    TracedStream,
+    TracedStreamManager,
+    finish_helper_stream,
+)
+
+__all__ = [
+    "Api",
+    "Call",
+    "async_wrapper",
+    "begin",
+    "clean_params",
+    "error_metadata",
+    "helper_close_wrapper",
+    "manager_wrapper",
+    "materialize",
+    "sync_wrapper",
+]
+
+_perf_ns = time.perf_counter_ns
+
+# True while one of our wrappers runs the client method: a patched layer called by another
+# patched layer (a stream helper calling create, a re-entrant wrapper) records nothing more.
+inside_call: contextvars.ContextVar[bool] = contextvars.ContextVar("tracer.integrations.inside", default=False)
+
+_SENTINELS: Final = frozenset({"NotGiven", "Omit"})  # openai / anthropic "argument not given" markers
+
+# Call arguments that are transport details, never request parameters.
+TRANSPORT_ARGS: Final = frozenset({"extra_headers", "extra_query", "timeout"})
+
+
+class Call:
+    """The event of one LLM call: our own span (``owned``) or the user's model span being enriched."""
+
+    __slots__ = ("capture", "done", "owned", "span", "start_ns")
+
+    def __init__(self, span: Span, owned: bool, capture: bool) -> None:
+        self.span = span
+        self.owned = owned
+        self.capture = capture  # the tracer's capture_content: record inputs and outputs at all
+        self.done = False
+        self.start_ns = _perf_ns()
+
+    # -- request ------------------------------------------------------------------------------
+
+    def request(self, config: dict[str, Any], inputs: dict[str, Any] | None) -> None:
+        """Record the request: config (provider, model, parameters) and inputs."""
+        span = self.span
+        if not self.capture:
+            inputs = None
+        if self.owned:
+            span.config = config
+            if inputs is not None:
+                span.inputs = inputs
+        else:
+            span.update(config=config, inputs=inputs)
+
+    # -- the call runs with our span current ---------------------------------------------------
+
+    def enter(self) -> Span | None:
+        """Make the event current while the client method runs; returns what to restore."""
+        previous = current_span_var.get()
+        current_span_var.set(self.span)
+        inside_call.set(True)
+        return previous
+
+    @staticmethod
+    def leave(previous: Span | None) -> None:
+        current_span_var.set(previous)
+        inside_call.set(False)
+
+    # -- outcome ------------------------------------------------------------------------------
+
+    def finish(
+        self,
+        outputs: dict[str, Any] | None,
+        metadata: dict[str, Any] | None,
+        metrics: dict[str, Any] | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Record the result and end our event (an enriched user span is left to its owner). Once only."""
+        if self.done:
+            return
+        self.done = True
+        try:
+            span = self.span
+            if outputs is not None and not self.capture:
+                reason = outputs.get("finish_reason")
+                outputs = {"finish_reason": reason} if reason is not None else None
+            if error is not None:
+                extra = error_metadata(error)
+                metadata = {**metadata, **extra} if metadata else extra
+            if self.owned and not span.ended:
+                if outputs:
+                    span.outputs = outputs
+                if metadata:
+                    span.metadata = {**span.metadata, **metadata} if span.metadata else metadata
+                if metrics:
+                    span.metrics = {**span.metrics, **metrics} if span.metrics else metrics
+                if error is not None:
+                    span.set_error(error)
+                span.end()
+            else:
+                # The user's model span (open or already ended: then this becomes an update).
+                span.update(outputs=outputs or None, metadata=metadata or None, metrics=metrics or None)
+        except Exception as exc:
+            report_internal_error("recording an LLM call", exc)
+
+    def fail(self, error: BaseException, metadata: dict[str, Any] | None = None) -> None:
+        self.finish(None, metadata, None, error)
+
+
+def begin(event_name: str) -> Call | None:
+    """The event for an LLM call starting now, or None to call straight through.
+
+    Straight through: inside the exporter's own traffic, inside another patched call, tracing
+    disabled, or the session sampled out.
+    """
+    if suppressed.get() or inside_call.get():
+        return None
+    try:
+        tracer = get_default_tracer()
+        if tracer._disabled:
+            return None
+        parent = current_span_var.get()
+        if parent is not None and parent.event_type == "model" and parent.tracer is tracer and not parent.ended:
+            return Call(parent, False, tracer._capture_content)
+        span = tracer._start_under(parent, event_name, "model")
+        if span is None:
+            return None
+        return Call(span, True, tracer._capture_content)
+    except Exception as exc:
+        report_internal_error("starting an LLM event", exc)
+        return None
+
+
+def is_sentinel(value: Any) -> bool:
+    """openai/anthropic ``NOT_GIVEN`` / ``omit`` markers, passed explicitly by some frameworks."""
+    return type(value).__name__ in _SENTINELS
+
+
+def clean_params(kwargs: Mapping[str, Any], skip: frozenset[str]) -> dict[str, Any]:
+    """The request parameters of a call: everything but *skip*, transport details and sentinels."""
+    params: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if key in skip or key in TRANSPORT_ARGS or value is None or type(value).__name__ in _SENTINELS:
+            continue
+        if isinstance(value, type):
+            value = schema_of(value)
+        params[key] = value
+    return params
+
+
+def schema_of(cls: type) -> dict[str, Any]:
+    """A class passed as a response format: its name and JSON schema (pydantic), not its repr."""
+    described: dict[str, Any] = {"type": "json_schema", "name": cls.__name__}
+    schema = getattr(cls, "model_json_schema", None)
+    if callable(schema):
+        with contextlib.suppress(Exception):  # a class pydantic cannot describe: the name is enough
+            described["schema"] = schema()
+    return described
+
+
+def materialize(kwargs: dict[str, Any], names: tuple[str, ...]) -> None:
+    """Turn one-shot iterators (generators…) among *names* into lists, passed on to the client too.
+
+    Otherwise recording them would consume the request body.
+    """
+    for name in names:
+        value = kwargs.get(name)
+        if value is not None and isinstance(value, Iterator):
+            kwargs[name] = list(value)
+
+
+def given(value: Any) -> bool:
+    return value is not None and type(value).__name__ not in _SENTINELS
+
+
+def error_metadata(error: BaseException) -> dict[str, Any]:
+    """Exception type, HTTP status, request id and the provider's own error type/code/message."""
+    metadata: dict[str, Any] = {"exception": type(error).__name__}
+    status = getattr(error, "status_code", None)
+    if isinstance(status, int):
+        metadata["status_code"] = status
+    request_id = getattr(error, "request_id", None)
+    if isinstance(request_id, str):
+        metadata["request_id"] = request_id
+    body = getattr(error, "body", None)
+    if isinstance(body, Mapping):
+        inner = body.get("error")
+        detail = inner if isinstance(inner, Mapping) else body
+        for key, name in (("type", "error_type"), ("code", "error_code"), ("message", "error_message")):
+            value = detail.get(key)
+            if value is not None and not isinstance(value, (dict, list)):
+                metadata[name] = value
+    elif isinstance(getattr(error, "message", None), str):
+        metadata["error_message"] = error.message  # type: ignore[attr-defined]
+    return metadata
+
+
+def get(obj: Any, name: str) -> Any:
+    """``obj.name`` for SDK models and ``obj[name]`` for dicts; None when absent."""
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def dump(obj: Any) -> Any:
+    """A JSON-ready copy of an SDK model (pydantic) or the value itself."""
+    to_dict = getattr(obj, "model_dump", None)
+    if to_dict is not None and callable(to_dict):
+        try:
+            return to_dict(mode="json", exclude_none=True, warnings=False)
+        except Exception:
+            return obj
+    return obj
+
+
+def ms_since(start_ns: int, end_ns: int) -> float:
+    return round((end_ns - start_ns) / 1_000_000, 3)
+
+
+# -- wrappers: one client method -> one model event ------------------------------------------------
+
+Request = Callable[[Any, dict[str, Any]], tuple[dict[str, Any], dict[str, Any] | None]]
+Result = Callable[[Any], tuple[dict[str, Any] | None, dict[str, Any]]]
+Prepare = Callable[[dict[str, Any]], Callable[[Any], bool] | None]
+
+
+@dataclass(frozen=True)
+class Api:
+    """How one client method becomes a model event."""
+
+    name: str  # the event name, e.g. "openai.chat.completions.create"
+    library: Library
+    request: Request  # (resource instance, kwargs) -> (config, inputs); may replace one-shot iterators in kwargs
+    result: Result  # a parsed response -> (outputs, metadata)
+    accumulator: Callable[[], Accumulator]  # for a streamed response
+    stream_types: Callable[[], tuple[type, ...]]  # the library's Stream and AsyncStream classes
+    prepare: Prepare | None = None  # adjusts kwargs (opt-in usage chunk); returns "hide this chunk"
+    helpers: Mapping[str, str] = field(default_factory=dict)  # X-Stainless-Helper-Method -> event name
+
+    def event_name(self, kwargs: Mapping[str, Any]) -> str:
+        if self.helpers:
+            headers = kwargs.get("extra_headers")
+            if isinstance(headers, Mapping):
+                helper = headers.get(_HELPER_HEADER)
+                if helper is not None:
+                    return self.helpers.get(helper, self.name)
+        return self.name
+
+
+_HELPER_HEADER: Final = "X-Stainless-Helper-Method"
+_RAW_HEADER: Final = "X-Stainless-Raw-Response"
+
+
+Hide = Callable[[Any], bool]
+
+
+def _start(api: Api, kwargs: dict[str, Any], instance: Any) -> tuple[Call | None, str | None, Hide | None]:
+    """Open the event and record the request; (None, …) means call straight through."""
+    call = begin(api.event_name(kwargs))
+    if call is None:
+        return None, None, None
+    raw: str | None = None
+    hide = None
+    try:
+        headers = kwargs.get("extra_headers")
+        if isinstance(headers, Mapping):
+            mode = headers.get(_RAW_HEADER)
+            raw = mode if isinstance(mode, str) else None
+        config, inputs = api.request(instance, kwargs)
+        call.request(config, inputs)
+        if api.prepare is not None:
+            hide = api.prepare(kwargs)
+    except Exception as exc:
+        report_internal_error(f"recording the request of {api.name}", exc)
+    return call, raw, hide
+
+
+def _outcome(api: Api, call: Call, result: Any, raw: str | None, hide: Callable[[Any], bool] | None, aio: bool) -> Any:
+    """Record what the client returned; a stream is handed back wrapped in a proxy."""
+    try:
+        if raw == "stream":  # with_streaming_response: the body is the user's to read; record the status only
+            call.finish(None, http_metadata(result))
+            return result
+        value = result.parse() if raw is not None else result
+        if isinstance(value, api.stream_types()):
+            if raw is not None:  # the parsed stream is cached inside the raw response: not ours to swap
+                call.finish(None, {**http_metadata(result), "stream_not_traced": True})
+                return result
+            recorder = StreamRecorder(call, api.accumulator(), getattr(value, "response", None))
+            return (AsyncTracedStream if aio else TracedStream)(value, recorder, hide)
+        outputs, metadata = api.result(value)
+        if raw is not None:
+            metadata.update(http_metadata(result))
+        call.finish(outputs, metadata)
+    except Exception as exc:
+        report_internal_error(f"recording the response of {api.name}", exc)
+        call.finish(None, None)
+    return result
+
+
+def sync_wrapper(api: Api) -> Wrapper:
+    """Wrapper for a synchronous client method (``create``, ``parse``)."""
+    library = api.library
+
+    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not library.active:
+            return wrapped(*args, **kwargs)
+        call, raw, hide = _start(api, kwargs, instance)
+        if call is None:
+            return wrapped(*args, **kwargs)
+        previous = call.enter()
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            call.leave(previous)
+            call.fail(exc)
+            raise
+        call.leave(previous)
+        return _outcome(api, call, result, raw, hide, False)
+
+    return mark(wrapper)
+
+
+def async_wrapper(api: Api) -> Wrapper:
+    """Wrapper for an ``async def`` client method: the event starts when the call is awaited."""
+    library = api.library
+
+    async def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not library.active:
+            return await wrapped(*args, **kwargs)
+        call, raw, hide = _start(api, kwargs, instance)
+        if call is None:
+            return await wrapped(*args, **kwargs)
+        previous = call.enter()
+        try:
+            result = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            call.leave(previous)
+            call.fail(exc)
+            raise
+        call.leave(previous)
+        return _outcome(api, call, result, raw, hide, True)
+
+    return mark(wrapper)
+
+
+def manager_wrapper(api: Api, aio: bool) -> Wrapper:
+    """Wrapper for a method returning a stream manager (anthropic ``messages.stream``).
+
+    The request is recorded now; the event starts when the manager is entered (the request is sent
+    then) and covers the stream read inside the ``with`` block.
+    """
+    library = api.library
+
+    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not library.active or suppressed.get() or inside_call.get():
+            return wrapped(*args, **kwargs)
+        try:
+            request = api.request(instance, kwargs)
+        except Exception as exc:
+            report_internal_error(f"recording the request of {api.name}", exc)
+            return wrapped(*args, **kwargs)
+        manager = wrapped(*args, **kwargs)
+
+        def start() -> Call | None:
+            call = begin(api.name)
+            if call is not None:
+                call.request(*request)
+            return call
+
+        try:
+            return (AsyncTracedStreamManager if aio else TracedStreamManager)(manager, start, api.accumulator)
+        except Exception as exc:
+            report_internal_error(f"tracing {api.name}", exc)
+            return manager
+
+    return mark(wrapper)
+
+
+def helper_close_wrapper(aio: bool) -> Wrapper:
+    """Wrapper for a stream helper's ``close()`` that closes the HTTP response behind our proxy's back."""
+    if aio:
+
+        async def async_close(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            try:
+                return await wrapped(*args, **kwargs)
+            finally:
+                finish_helper_stream(instance)
+
+        return mark(async_close)
+
+    def close(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        try:
+            return wrapped(*args, **kwargs)
+        finally:
+            finish_helper_stream(instance)
+
+    return mark(close)
+
+
+def http_metadata(response: Any) -> dict[str, Any]:
+    """Status and request id of a raw HTTP response object (``with_raw_response`` and friends)."""
+    metadata: dict[str, Any] = {"raw_response": True}
+    status = getattr(response, "status_code", None)
+    if isinstance(status, int):
+        metadata["status_code"] = status
+    headers = getattr(response, "headers", None)
+    if headers is not None:
+        request_id = headers.get("x-request-id") or headers.get("request-id")
+        if request_id:
+            metadata["request_id"] = request_id
+    return metadata

@@ -1,0 +1,284 @@
+"""Anthropic (``anthropic`` >= 0.30, tested with 2.x): the Messages API, streams included.
+
+Patched (sync and async, first-party and beta classes; Bedrock/Vertex clients share them):
+``messages.create`` (``stream=True`` too), ``messages.parse`` and ``messages.stream(...)``, whose
+request bypasses ``create``: its manager is wrapped, the event starts in ``__enter__`` and the
+helper's raw stream is routed through our proxy so ``text_stream``, ``get_final_message()`` and
+iteration are all recorded.
+
+Token counts follow the OTel convention: ``prompt_tokens`` = ``input_tokens`` + cache reads + cache
+writes; streamed ``message_delta`` usage is cumulative, so it replaces (never adds to) earlier counts.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Final
+
+import orjson
+
+from ._llm import Api, async_wrapper, clean_params, given, manager_wrapper, materialize, sync_wrapper
+from ._patch import Library, Target, loaded
+
+__all__ = ["LIBRARY"]
+
+_perf_ns = time.perf_counter_ns
+
+_MESSAGES: Final = "anthropic.resources.messages.messages"
+_BETA_MESSAGES: Final = "anthropic.resources.beta.messages.messages"
+# Bedrock/Vertex beta classes copy the first-party methods into their own class bodies at import.
+_PLATFORM_BETA: Final = ("anthropic.lib.bedrock._beta_messages", "anthropic.lib.vertex._beta_messages")
+
+_SKIP: Final = frozenset({"messages", "system"})
+_TOOL_BLOCKS: Final = frozenset({"tool_use", "server_tool_use", "mcp_tool_use"})
+
+
+def _provider(instance: Any) -> str:
+    name = type(getattr(instance, "_client", None)).__name__
+    if "Bedrock" in name:
+        return "bedrock"
+    if "Vertex" in name:
+        return "vertex_ai"
+    return "anthropic"
+
+
+def _request(instance: Any, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    materialize(kwargs, ("messages", "system", "tools"))
+    config: dict[str, Any] = {"provider": _provider(instance), "model": kwargs.get("model")}
+    config.update(clean_params(kwargs, _SKIP))
+    history: list[Any] = []
+    system = kwargs.get("system")
+    if given(system):
+        history.append({"role": "system", "content": system})
+    messages = kwargs.get("messages")
+    if messages is not None and given(messages):
+        history.extend(messages)
+    return config, {"chat_history": history}
+
+
+def _json(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return str(value)
+
+
+def _outputs(role: str, blocks: list[tuple[str, Any, Any, str]], stop_reason: Any) -> dict[str, Any]:
+    """Outputs from content blocks given as (type, id, name, text-or-arguments)."""
+    text: list[str] = []
+    thinking: list[str] = []
+    tool_calls: list[dict[str, Any]] = []
+    for kind, block_id, name, value in blocks:
+        if kind == "text":
+            text.append(value)
+        elif kind in _TOOL_BLOCKS:
+            tool_calls.append({"id": block_id, "type": "function", "function": {"name": name, "arguments": value}})
+        elif kind == "thinking":
+            thinking.append(value)
+    outputs: dict[str, Any] = {"role": role, "content": "".join(text) if text else None}
+    if tool_calls:
+        outputs["tool_calls"] = tool_calls
+    if thinking:
+        outputs["thinking"] = "".join(thinking)
+    outputs["finish_reason"] = stop_reason
+    return outputs
+
+
+def _usage(metadata: dict[str, Any], input_tokens: Any, output_tokens: Any, read: Any, write: Any) -> None:
+    prompt = (input_tokens or 0) + (read or 0) + (write or 0)
+    metadata["prompt_tokens"] = prompt
+    metadata["completion_tokens"] = output_tokens or 0
+    metadata["total_tokens"] = prompt + (output_tokens or 0)
+    if read is not None:
+        metadata["cache_read_input_tokens"] = read
+        metadata["cached_tokens"] = read
+    if write is not None:
+        metadata["cache_creation_input_tokens"] = write
+
+
+def _result(message: Any) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    blocks: list[tuple[str, Any, Any, str]] = []
+    for block in message.content:
+        kind = block.type
+        if kind == "text":
+            blocks.append((kind, None, None, block.text))
+        elif kind in _TOOL_BLOCKS:
+            blocks.append((kind, block.id, block.name, _json(block.input)))
+        elif kind == "thinking":
+            blocks.append((kind, None, None, block.thinking))
+    outputs = _outputs(message.role, blocks, message.stop_reason)
+    metadata: dict[str, Any] = {"response_id": message.id, "response_model": message.model}
+    if getattr(message, "stop_sequence", None):
+        metadata["stop_sequence"] = message.stop_sequence
+    request_id = getattr(message, "_request_id", None)
+    if request_id:
+        metadata["request_id"] = request_id
+    usage = message.usage
+    if usage is not None:
+        _usage(
+            metadata,
+            usage.input_tokens,
+            usage.output_tokens,
+            getattr(usage, "cache_read_input_tokens", None),
+            getattr(usage, "cache_creation_input_tokens", None),
+        )
+    return outputs, metadata
+
+
+class _Block:
+    __slots__ = ("id", "kind", "name", "parts", "start")
+
+    def __init__(self, block: Any) -> None:
+        self.kind: str = block.type
+        self.id = getattr(block, "id", None)
+        self.name = getattr(block, "name", None)
+        self.parts: list[str] = []
+        self.start: Any = None
+        if self.kind == "text":
+            self.start = block.text or None
+        elif self.kind == "thinking":
+            self.start = getattr(block, "thinking", None) or None
+        elif self.kind in _TOOL_BLOCKS:
+            self.start = getattr(block, "input", None)
+
+    def value(self) -> str:
+        if self.kind in _TOOL_BLOCKS:
+            if self.parts:
+                return "".join(self.parts)
+            return _json(self.start if self.start is not None else {})
+        text = "".join(self.parts)
+        return self.start + text if self.start else text
+
+
+class MessageStream:
+    """Accumulates raw Messages stream events (text, tool input JSON, thinking, cumulative usage)."""
+
+    __slots__ = (
+        "blocks",
+        "cache_read",
+        "cache_write",
+        "first_ns",
+        "id",
+        "input_tokens",
+        "model",
+        "output_tokens",
+        "request_id",
+        "role",
+        "stop_reason",
+        "stop_sequence",
+    )
+
+    def __init__(self) -> None:
+        self.blocks: dict[int, _Block] = {}
+        self.first_ns = 0
+        self.id: Any = None
+        self.model: Any = None
+        self.role = "assistant"
+        self.stop_reason: Any = None
+        self.stop_sequence: Any = None
+        self.input_tokens: Any = None
+        self.output_tokens: Any = None
+        self.cache_read: Any = None
+        self.cache_write: Any = None
+        self.request_id: Any = None
+
+    def add(self, event: Any) -> None:
+        kind = event.type
+        if kind == "content_block_delta":
+            delta = event.delta
+            delta_type = delta.type
+            block = self.blocks.get(event.index)
+            if block is None:
+                return
+            if delta_type == "text_delta":
+                block.parts.append(delta.text)
+            elif delta_type == "input_json_delta":
+                block.parts.append(delta.partial_json)
+            elif delta_type == "thinking_delta":
+                block.parts.append(delta.thinking)
+            else:
+                return
+            if not self.first_ns:
+                self.first_ns = _perf_ns()
+        elif kind == "content_block_start":
+            self.blocks[event.index] = _Block(event.content_block)
+        elif kind == "message_start":
+            message = event.message
+            self.id = message.id
+            self.model = message.model
+            self.role = message.role
+            self.request_id = getattr(message, "_request_id", None)
+            self._usage(message.usage)
+        elif kind == "message_delta":
+            delta = event.delta
+            self.stop_reason = delta.stop_reason
+            self.stop_sequence = getattr(delta, "stop_sequence", None)
+            self._usage(event.usage)
+
+    def _usage(self, usage: Any) -> None:
+        """message_delta counts are cumulative totals: they replace; absent (None) ones keep the earlier value."""
+        if usage is None:
+            return
+        value = getattr(usage, "output_tokens", None)
+        if value is not None:
+            self.output_tokens = value
+        value = getattr(usage, "input_tokens", None)
+        if value is not None:
+            self.input_tokens = value
+        value = getattr(usage, "cache_read_input_tokens", None)
+        if value is not None:
+            self.cache_read = value
+        value = getattr(usage, "cache_creation_input_tokens", None)
+        if value is not None:
+            self.cache_write = value
+
+    def result(self) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        blocks = [(b.kind, b.id, b.name, b.value()) for b in (self.blocks[i] for i in sorted(self.blocks))]
+        outputs = _outputs(self.role, blocks, self.stop_reason) if self.id is not None or blocks else None
+        metadata: dict[str, Any] = {}
+        if self.id is not None:
+            metadata["response_id"] = self.id
+            metadata["response_model"] = self.model
+        if self.stop_sequence:
+            metadata["stop_sequence"] = self.stop_sequence
+        if self.request_id:
+            metadata["request_id"] = self.request_id
+        if self.input_tokens is not None or self.output_tokens is not None:
+            _usage(metadata, self.input_tokens, self.output_tokens, self.cache_read, self.cache_write)
+        return outputs, metadata
+
+
+_stream_types: tuple[type, ...] = ()
+
+
+def _streams() -> tuple[type, ...]:
+    global _stream_types
+    if not _stream_types:
+        module = loaded("anthropic._streaming")
+        if module is not None:
+            _stream_types = (module.Stream, module.AsyncStream)
+    return _stream_types
+
+
+def _targets() -> tuple[Target, ...]:
+    targets: list[Target] = []
+    for module, prefix, optional in (
+        (_MESSAGES, "anthropic.messages", False),
+        (_BETA_MESSAGES, "anthropic.beta.messages", True),
+        *((name, "anthropic.beta.messages", True) for name in _PLATFORM_BETA),
+    ):
+        create = Api(f"{prefix}.create", LIBRARY, _request, _result, MessageStream, _streams)
+        parse = Api(f"{prefix}.parse", LIBRARY, _request, _result, MessageStream, _streams)
+        stream = Api(f"{prefix}.stream", LIBRARY, _request, _result, MessageStream, _streams)
+        targets += [
+            Target(module, "Messages.create", sync_wrapper(create), optional),
+            Target(module, "AsyncMessages.create", async_wrapper(create), optional),
+            Target(module, "Messages.parse", sync_wrapper(parse), True),
+            Target(module, "AsyncMessages.parse", async_wrapper(parse), True),
+            Target(module, "Messages.stream", manager_wrapper(stream, False), optional),
+            Target(module, "AsyncMessages.stream", manager_wrapper(stream, True), optional),
+        ]
+    return tuple(targets)
+
+
+LIBRARY: Final = Library("anthropic", (0, 30), _targets)

@@ -1,0 +1,600 @@
+"""OpenAI (``openai`` >= 1.0, tested with 3.x): chat completions, Responses, embeddings, legacy completions.
+
+Patched (sync and async, every client sharing these classes: ``OpenAI``, ``AzureOpenAI``, any
+``base_url``): ``chat.completions.create`` / ``.parse`` (``.stream(...)`` goes through ``create``),
+``responses.create`` / ``.parse`` (``.stream(...)`` too), ``beta.responses.create``,
+``embeddings.create`` and legacy ``completions.create``. ``with_raw_response`` goes through the same
+methods. The stream helpers' ``close()`` is patched as well, since it closes the HTTP response
+without telling the raw stream.
+
+Chat streams carry token usage only when the request asks for it (``stream_options={"include_usage":
+True}``). Nothing is added to requests unless ``set_include_stream_usage(True)`` (or
+``tracer.integrations.instrument("openai", include_stream_usage=True)``): then streamed chat and
+completions requests without ``stream_options`` ask for usage, and the extra usage-only chunk is
+recorded but not passed on to the caller.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import weakref
+from collections.abc import Mapping
+from typing import Any, Final
+
+from ._llm import (
+    Api,
+    async_wrapper,
+    clean_params,
+    dump,
+    given,
+    helper_close_wrapper,
+    materialize,
+    sync_wrapper,
+)
+from ._patch import Library, Target, loaded
+
+__all__ = ["LIBRARY", "set_include_stream_usage"]
+
+_perf_ns = time.perf_counter_ns
+
+_CHAT: Final = "openai.resources.chat.completions.completions"
+_RESPONSES: Final = "openai.resources.responses.responses"
+_BETA_RESPONSES: Final = "openai.resources.beta.responses.responses"
+_EMBEDDINGS: Final = "openai.resources.embeddings"
+_COMPLETIONS: Final = "openai.resources.completions"
+_CHAT_HELPER: Final = "openai.lib.streaming.chat._completions"
+_RESPONSES_HELPER: Final = "openai.lib.streaming.responses._responses"
+
+_options: dict[str, bool] = {"include_stream_usage": False}
+
+
+def set_include_stream_usage(enabled: bool) -> None:
+    """Ask streamed chat/completions requests for their token usage (off by default, see module doc)."""
+    _options["include_stream_usage"] = bool(enabled)
+
+
+# -- provider --------------------------------------------------------------------------------------
+
+_KNOWN_HOSTS: Final = (
+    ("api.openai.com", "openai"),
+    ("openai.azure.com", "azure"),
+    ("azure", "azure"),
+    ("openrouter.ai", "openrouter"),
+    ("api.groq.com", "groq"),
+    ("api.together", "together"),
+    ("api.deepseek.com", "deepseek"),
+    ("api.mistral.ai", "mistral"),
+    ("api.x.ai", "xai"),
+    ("api.fireworks.ai", "fireworks"),
+    ("generativelanguage.googleapis.com", "google"),
+    ("api.perplexity.ai", "perplexity"),
+    ("bedrock", "bedrock"),
+)
+
+_providers: weakref.WeakKeyDictionary[Any, tuple[str, str | None]] = weakref.WeakKeyDictionary()
+
+
+def _provider(instance: Any) -> tuple[str, str | None]:
+    """("openai" | "azure" | "openrouter"…, base URL when it is not api.openai.com) for a resource's client."""
+    client = getattr(instance, "_client", None)
+    try:
+        return _providers[client]
+    except (KeyError, TypeError):
+        pass
+    name = "openai"
+    base = getattr(client, "base_url", None)
+    url = str(base) if base is not None else None
+    host = str(getattr(base, "host", "") or "")
+    if "Azure" in type(client).__name__:
+        name = "azure"
+    else:
+        for needle, provider in _KNOWN_HOSTS:
+            if needle in host:
+                name = provider
+                break
+    found = (name, None if host == "api.openai.com" else url)
+    with contextlib.suppress(TypeError):  # not weak-referenceable: just do not cache
+        _providers[client] = found
+    return found
+
+
+def _config(instance: Any, kwargs: Mapping[str, Any], skip: frozenset[str]) -> tuple[dict[str, Any], str | None]:
+    provider, base_url = _provider(instance)
+    config: dict[str, Any] = {"provider": provider, "model": kwargs.get("model")}
+    config.update(clean_params(kwargs, skip))
+    return config, base_url
+
+
+def _with_base_url(config: dict[str, Any], base_url: str | None) -> dict[str, Any]:
+    if base_url is not None:
+        config["base_url"] = base_url
+    return config
+
+
+# -- requests --------------------------------------------------------------------------------------
+
+_CHAT_SKIP: Final = frozenset({"messages"})
+_RESPONSES_SKIP: Final = frozenset({"input", "instructions"})
+_EMBEDDINGS_SKIP: Final = frozenset({"input"})
+_COMPLETIONS_SKIP: Final = frozenset({"prompt"})
+
+
+def _chat_request(instance: Any, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    materialize(kwargs, ("messages", "tools", "functions"))
+    config, base_url = _config(instance, kwargs, _CHAT_SKIP)
+    messages = kwargs.get("messages")
+    inputs = {"chat_history": list(messages)} if messages is not None and given(messages) else None
+    return _with_base_url(config, base_url), inputs
+
+
+def _responses_request(instance: Any, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    materialize(kwargs, ("input", "tools"))
+    config, base_url = _config(instance, kwargs, _RESPONSES_SKIP)
+    history: list[Any] = []
+    instructions = kwargs.get("instructions")
+    if given(instructions):
+        history.append({"role": "system", "content": instructions})
+    value = kwargs.get("input")
+    if isinstance(value, str):
+        history.append({"role": "user", "content": value})
+    elif value is not None and given(value):
+        history.extend(value)
+    return _with_base_url(config, base_url), {"chat_history": history}
+
+
+def _embeddings_request(instance: Any, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    materialize(kwargs, ("input",))
+    config, base_url = _config(instance, kwargs, _EMBEDDINGS_SKIP)
+    value = kwargs.get("input")
+    return _with_base_url(config, base_url), {"input": value} if given(value) else None
+
+
+def _completions_request(instance: Any, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    materialize(kwargs, ("prompt",))
+    config, base_url = _config(instance, kwargs, _COMPLETIONS_SKIP)
+    value = kwargs.get("prompt")
+    return _with_base_url(config, base_url), {"prompt": value} if given(value) else None
+
+
+def _is_usage_chunk(chunk: Any) -> bool:
+    return not chunk.choices and chunk.usage is not None
+
+
+def _prepare_stream_usage(kwargs: dict[str, Any]) -> Any:
+    """With include_stream_usage on: ask a streamed request for its usage; returns the hide predicate."""
+    if not _options["include_stream_usage"] or kwargs.get("stream") is not True:
+        return None
+    current = kwargs.get("stream_options")
+    if not given(current):
+        kwargs["stream_options"] = {"include_usage": True}
+        return _is_usage_chunk
+    if isinstance(current, Mapping) and "include_usage" not in current:
+        kwargs["stream_options"] = {**current, "include_usage": True}
+        return _is_usage_chunk
+    return None  # the caller decided: leave the request and the chunks alone
+
+
+# -- responses -------------------------------------------------------------------------------------
+
+
+def _tool_call(call: Any) -> Any:
+    function = getattr(call, "function", None)
+    if function is None:  # custom tools and future kinds
+        return dump(call)
+    return {
+        "id": call.id,
+        "type": getattr(call, "type", "function"),
+        "function": {"name": function.name, "arguments": function.arguments},
+    }
+
+
+def _chat_choice(choice: Any) -> dict[str, Any]:
+    message = choice.message
+    output: dict[str, Any] = {"role": message.role, "content": message.content}
+    tool_calls = message.tool_calls
+    if tool_calls:
+        output["tool_calls"] = [_tool_call(call) for call in tool_calls]
+    refusal = getattr(message, "refusal", None)
+    if refusal:
+        output["refusal"] = refusal
+    function_call = getattr(message, "function_call", None)
+    if function_call is not None:
+        output["function_call"] = {"name": function_call.name, "arguments": function_call.arguments}
+    output["finish_reason"] = choice.finish_reason
+    return output
+
+
+def _response_metadata(response: Any, metadata: dict[str, Any]) -> dict[str, Any]:
+    for attribute, key in (("id", "response_id"), ("model", "response_model")):
+        value = getattr(response, attribute, None)
+        if value is not None:
+            metadata[key] = value
+    for attribute in ("system_fingerprint", "service_tier"):
+        value = getattr(response, attribute, None)
+        if value is not None:
+            metadata[attribute] = value
+    request_id = getattr(response, "_request_id", None)
+    if request_id:
+        metadata["request_id"] = request_id
+    return metadata
+
+
+def _chat_usage(usage: Any, metadata: dict[str, Any]) -> None:
+    """prompt/completion/total tokens (+ cached and reasoning tokens) of chat, completions, embeddings."""
+    if usage is None:
+        return
+    metadata["prompt_tokens"] = usage.prompt_tokens
+    completion = getattr(usage, "completion_tokens", None)
+    if completion is not None:
+        metadata["completion_tokens"] = completion
+    metadata["total_tokens"] = usage.total_tokens
+    details = getattr(usage, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None) if details is not None else None
+    if cached is not None:
+        metadata["cached_tokens"] = cached
+    details = getattr(usage, "completion_tokens_details", None)
+    reasoning = getattr(details, "reasoning_tokens", None) if details is not None else None
+    if reasoning is not None:
+        metadata["reasoning_tokens"] = reasoning
+
+
+def _responses_usage(usage: Any, metadata: dict[str, Any]) -> None:
+    if usage is None:
+        return
+    metadata["prompt_tokens"] = usage.input_tokens
+    metadata["completion_tokens"] = usage.output_tokens
+    metadata["total_tokens"] = usage.total_tokens
+    details = getattr(usage, "input_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None) if details is not None else None
+    if cached is not None:
+        metadata["cached_tokens"] = cached
+    details = getattr(usage, "output_tokens_details", None)
+    reasoning = getattr(details, "reasoning_tokens", None) if details is not None else None
+    if reasoning is not None:
+        metadata["reasoning_tokens"] = reasoning
+
+
+def _chat_result(completion: Any) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    choices = completion.choices
+    outputs = _chat_choice(choices[0]) if choices else None
+    if outputs is not None and len(choices) > 1:
+        outputs["choices"] = [_chat_choice(choice) for choice in choices]
+    metadata = _response_metadata(completion, {})
+    _chat_usage(completion.usage, metadata)
+    return outputs, metadata
+
+
+def _responses_outputs(output: Any, text: list[str]) -> dict[str, Any]:
+    """Outputs of a Responses ``output`` item list (message text, function and tool calls, reasoning)."""
+    tool_calls: list[Any] = []
+    reasoning: list[str] = []
+    refusal: list[str] = []
+    for item in output or ():
+        kind = getattr(item, "type", None)
+        if kind == "message":
+            for part in item.content:
+                part_type = getattr(part, "type", None)
+                if part_type == "output_text":
+                    text.append(part.text)
+                elif part_type == "refusal":
+                    refusal.append(part.refusal)
+        elif kind == "function_call":
+            tool_calls.append(
+                {"id": item.call_id, "type": "function", "function": {"name": item.name, "arguments": item.arguments}}
+            )
+        elif kind == "reasoning":
+            reasoning.extend(summary.text for summary in getattr(item, "summary", None) or ())
+        elif kind is not None:
+            tool_calls.append({"id": getattr(item, "id", None), "type": kind})
+    outputs: dict[str, Any] = {"role": "assistant", "content": "".join(text) if text else None}
+    if tool_calls:
+        outputs["tool_calls"] = tool_calls
+    if refusal:
+        outputs["refusal"] = "".join(refusal)
+    if reasoning:
+        outputs["reasoning"] = "\n".join(reasoning)
+    return outputs
+
+
+def _responses_result(response: Any) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    outputs = _responses_outputs(response.output, [])
+    incomplete = getattr(response, "incomplete_details", None)
+    reason = getattr(incomplete, "reason", None) if incomplete is not None else None
+    outputs["finish_reason"] = reason or getattr(response, "status", None)
+    metadata = _response_metadata(response, {})
+    _responses_usage(getattr(response, "usage", None), metadata)
+    error = getattr(response, "error", None)
+    if error is not None:
+        metadata["response_error"] = dump(error)
+    return outputs, metadata
+
+
+def _embeddings_result(response: Any) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    data = response.data
+    outputs: dict[str, Any] = {"embeddings": len(data)}
+    if data:
+        vector = data[0].embedding
+        if isinstance(vector, list):
+            outputs["dimensions"] = len(vector)
+    metadata = _response_metadata(response, {})
+    _chat_usage(response.usage, metadata)
+    return outputs, metadata
+
+
+def _completions_result(completion: Any) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    choices = completion.choices
+    outputs = {"text": choices[0].text, "finish_reason": choices[0].finish_reason} if choices else None
+    if outputs is not None and len(choices) > 1:
+        outputs["choices"] = [{"text": c.text, "finish_reason": c.finish_reason} for c in choices]
+    metadata = _response_metadata(completion, {})
+    _chat_usage(completion.usage, metadata)
+    return outputs, metadata
+
+
+# -- stream accumulators -----------------------------------------------------------------------------
+
+
+class _Choice:
+    __slots__ = ("finish_reason", "function_call", "refusal", "role", "text", "tool_calls")
+
+    def __init__(self) -> None:
+        self.role = "assistant"
+        self.text: list[str] = []
+        self.refusal: list[str] = []
+        self.tool_calls: dict[int, dict[str, Any]] = {}
+        self.function_call: dict[str, Any] | None = None
+        self.finish_reason: str | None = None
+
+    def output(self) -> dict[str, Any]:
+        output: dict[str, Any] = {"role": self.role, "content": "".join(self.text) if self.text else None}
+        if self.tool_calls:
+            output["tool_calls"] = [
+                {
+                    "id": call["id"],
+                    "type": call["type"],
+                    "function": {"name": call["function"]["name"], "arguments": "".join(call["function"]["parts"])},
+                }
+                for call in (self.tool_calls[index] for index in sorted(self.tool_calls))
+            ]
+        if self.refusal:
+            output["refusal"] = "".join(self.refusal)
+        if self.function_call is not None:
+            output["function_call"] = {
+                "name": self.function_call["name"],
+                "arguments": "".join(self.function_call["parts"]),
+            }
+        output["finish_reason"] = self.finish_reason
+        return output
+
+
+class ChatStream:
+    """Accumulates ``ChatCompletionChunk``s (content, tool-call fragments, finish reason, usage)."""
+
+    __slots__ = ("choices", "first_ns", "head", "usage")
+
+    def __init__(self) -> None:
+        self.choices: dict[int, _Choice] = {}
+        self.first_ns = 0
+        self.head: Any = None  # the first chunk: id, model, fingerprint
+        self.usage: Any = None
+
+    def add(self, chunk: Any) -> None:
+        if self.head is None:
+            self.head = chunk
+        usage = chunk.usage
+        if usage is not None:
+            self.usage = usage
+        for choice in chunk.choices:
+            state = self.choices.get(choice.index)
+            if state is None:
+                state = self.choices[choice.index] = _Choice()
+            delta = choice.delta
+            if delta is not None:
+                content = delta.content
+                if content:
+                    state.text.append(content)
+                    if not self.first_ns:
+                        self.first_ns = _perf_ns()
+                calls = delta.tool_calls
+                if calls:
+                    self._tool_calls(state, calls)
+                if delta.role:
+                    state.role = delta.role
+                refusal = getattr(delta, "refusal", None)
+                if refusal:
+                    state.refusal.append(refusal)
+                    if not self.first_ns:
+                        self.first_ns = _perf_ns()
+                function_call = getattr(delta, "function_call", None)
+                if function_call is not None:
+                    self._function_call(state, function_call)
+            finish_reason = choice.finish_reason
+            if finish_reason:
+                state.finish_reason = finish_reason
+
+    def _tool_calls(self, state: _Choice, calls: Any) -> None:
+        if not self.first_ns:
+            self.first_ns = _perf_ns()
+        for fragment in calls:
+            call = state.tool_calls.get(fragment.index)
+            if call is None:
+                call = state.tool_calls[fragment.index] = {
+                    "id": fragment.id,
+                    "type": fragment.type or "function",
+                    "function": {"name": None, "parts": []},
+                }
+            elif fragment.id:
+                call["id"] = fragment.id
+            function = fragment.function
+            if function is not None:
+                if function.name:
+                    call["function"]["name"] = function.name
+                if function.arguments:
+                    call["function"]["parts"].append(function.arguments)
+
+    def _function_call(self, state: _Choice, fragment: Any) -> None:
+        if not self.first_ns:
+            self.first_ns = _perf_ns()
+        if state.function_call is None:
+            state.function_call = {"name": None, "parts": []}
+        if fragment.name:
+            state.function_call["name"] = fragment.name
+        if fragment.arguments:
+            state.function_call["parts"].append(fragment.arguments)
+
+    def result(self) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        outputs: dict[str, Any] | None = None
+        if self.choices:
+            ordered = [self.choices[index].output() for index in sorted(self.choices)]
+            outputs = dict(ordered[0])
+            if len(ordered) > 1:
+                outputs["choices"] = ordered
+        metadata = _response_metadata(self.head, {}) if self.head is not None else {}
+        _chat_usage(self.usage, metadata)
+        return outputs, metadata
+
+
+class CompletionStream:
+    """Accumulates legacy ``Completion`` chunks."""
+
+    __slots__ = ("first_ns", "head", "reasons", "texts", "usage")
+
+    def __init__(self) -> None:
+        self.texts: dict[int, list[str]] = {}
+        self.reasons: dict[int, str | None] = {}
+        self.first_ns = 0
+        self.head: Any = None
+        self.usage: Any = None
+
+    def add(self, chunk: Any) -> None:
+        if self.head is None:
+            self.head = chunk
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        for choice in chunk.choices:
+            if choice.text:
+                self.texts.setdefault(choice.index, []).append(choice.text)
+                if not self.first_ns:
+                    self.first_ns = _perf_ns()
+            else:
+                self.texts.setdefault(choice.index, [])
+            if choice.finish_reason:
+                self.reasons[choice.index] = choice.finish_reason
+
+    def result(self) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        outputs: dict[str, Any] | None = None
+        if self.texts:
+            ordered = [
+                {"text": "".join(self.texts[i]), "finish_reason": self.reasons.get(i)} for i in sorted(self.texts)
+            ]
+            outputs = dict(ordered[0])
+            if len(ordered) > 1:
+                outputs["choices"] = ordered
+        metadata = _response_metadata(self.head, {}) if self.head is not None else {}
+        _chat_usage(self.usage, metadata)
+        return outputs, metadata
+
+
+_FINAL_RESPONSE_EVENTS: Final = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+class ResponsesStream:
+    """Accumulates Responses API stream events: the final response, or the text and items so far."""
+
+    __slots__ = ("first_ns", "items", "response", "started", "text")
+
+    def __init__(self) -> None:
+        self.first_ns = 0
+        self.text: list[str] = []
+        self.items: list[Any] = []
+        self.response: Any = None  # from response.completed / incomplete / failed
+        self.started: Any = None  # from response.created
+
+    def add(self, event: Any) -> None:
+        kind = event.type
+        if kind == "response.output_text.delta":
+            self.text.append(event.delta)
+            if not self.first_ns:
+                self.first_ns = _perf_ns()
+        elif kind == "response.function_call_arguments.delta" or kind == "response.refusal.delta":
+            if not self.first_ns:
+                self.first_ns = _perf_ns()
+        elif kind == "response.output_item.done":
+            self.items.append(event.item)
+        elif kind in _FINAL_RESPONSE_EVENTS:
+            self.response = event.response
+        elif kind == "response.created":
+            self.started = event.response
+
+    def result(self) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        if self.response is not None:
+            return _responses_result(self.response)
+        # Ended before the final event: what arrived so far (text not yet in a finished item included).
+        outputs = _responses_outputs([item for item in self.items if getattr(item, "type", None) != "message"], [])
+        outputs["content"] = "".join(self.text) if self.text else None
+        metadata = _response_metadata(self.started, {}) if self.started is not None else {}
+        return outputs, metadata
+
+
+# -- targets -----------------------------------------------------------------------------------------
+
+_stream_types: tuple[type, ...] = ()
+
+
+def _streams() -> tuple[type, ...]:
+    global _stream_types
+    if not _stream_types:
+        module = loaded("openai._streaming")
+        if module is not None:
+            _stream_types = (module.Stream, module.AsyncStream)
+    return _stream_types
+
+
+def _targets() -> tuple[Target, ...]:
+    def api(name: str, request: Any, result: Any, accumulator: Any, **extra: Any) -> Api:
+        return Api(name, LIBRARY, request, result, accumulator, _streams, **extra)
+
+    chat_create = api(
+        "openai.chat.completions.create",
+        _chat_request,
+        _chat_result,
+        ChatStream,
+        prepare=_prepare_stream_usage,
+        helpers={"chat.completions.stream": "openai.chat.completions.stream"},
+    )
+    chat_parse = api("openai.chat.completions.parse", _chat_request, _chat_result, ChatStream)
+    responses_create = api("openai.responses.create", _responses_request, _responses_result, ResponsesStream)
+    responses_parse = api("openai.responses.parse", _responses_request, _responses_result, ResponsesStream)
+    beta_responses = api("openai.beta.responses.create", _responses_request, _responses_result, ResponsesStream)
+    embeddings = api("openai.embeddings.create", _embeddings_request, _embeddings_result, ChatStream)
+    completions = api(
+        "openai.completions.create",
+        _completions_request,
+        _completions_result,
+        CompletionStream,
+        prepare=_prepare_stream_usage,
+    )
+    return (
+        Target(_CHAT, "Completions.create", sync_wrapper(chat_create)),
+        Target(_CHAT, "AsyncCompletions.create", async_wrapper(chat_create)),
+        Target(_CHAT, "Completions.parse", sync_wrapper(chat_parse)),
+        Target(_CHAT, "AsyncCompletions.parse", async_wrapper(chat_parse)),
+        Target(_RESPONSES, "Responses.create", sync_wrapper(responses_create)),
+        Target(_RESPONSES, "AsyncResponses.create", async_wrapper(responses_create)),
+        Target(_RESPONSES, "Responses.parse", sync_wrapper(responses_parse), optional=True),
+        Target(_RESPONSES, "AsyncResponses.parse", async_wrapper(responses_parse), optional=True),
+        Target(_BETA_RESPONSES, "Responses.create", sync_wrapper(beta_responses), optional=True),
+        Target(_BETA_RESPONSES, "AsyncResponses.create", async_wrapper(beta_responses), optional=True),
+        Target(_EMBEDDINGS, "Embeddings.create", sync_wrapper(embeddings)),
+        Target(_EMBEDDINGS, "AsyncEmbeddings.create", async_wrapper(embeddings)),
+        Target(_COMPLETIONS, "Completions.create", sync_wrapper(completions)),
+        Target(_COMPLETIONS, "AsyncCompletions.create", async_wrapper(completions)),
+        Target(_CHAT_HELPER, "ChatCompletionStream.close", helper_close_wrapper(False), optional=True),
+        Target(_CHAT_HELPER, "AsyncChatCompletionStream.close", helper_close_wrapper(True), optional=True),
+        Target(_RESPONSES_HELPER, "ResponseStream.close", helper_close_wrapper(False), optional=True),
+        Target(_RESPONSES_HELPER, "AsyncResponseStream.close", helper_close_wrapper(True), optional=True),
+    )
+
+
+LIBRARY: Final = Library("openai", (1, 0), _targets)
