@@ -1,0 +1,298 @@
+"""Delivered events per second, end to end: traced calls -> queue -> encode -> gzip -> HTTP -> a real server.
+
+    python bench/throughput.py                       # 300,000 events per variant (about half a minute)
+    python bench/throughput.py --events 600000 --json throughput.json
+    python bench/throughput.py --variants tracer     # ours only
+
+The server is ``bench/sink.py``, in its own process on 127.0.0.1 (it decompresses and parses every
+request with orjson, and answers like HoneyHive). Each variant runs in a fresh child process that
+warms up, then traces the 3-level chain of ``bench/overhead.py`` (outer -> middle -> inner, inputs
+and outputs captured) as fast as one thread can, then flushes. Reported:
+
+- events/s = events the sink received / (create time + flush time): delivered throughput.
+- app us/span = create time / events: wall time per span on the app thread, during the run (it
+  shares the GIL with the delivery worker, which encodes and compresses meanwhile).
+- cpu us/event = process CPU time (all threads) / events, creation plus flush.
+- wire MB = request bodies as sent (gzip), json MB = the same decompressed.
+
+Variants:
+- ``tracer``: ``tracer.Tracer(api_key=..., server_url=sink, gzip=True, max_queue_size=--queue-size,
+  max_queue_bytes=--queue-bytes)``. Both bounds are raised (default: as many events as the run makes,
+  and 1 GiB) because this measures how fast the pipeline delivers, not what drop-oldest does to a
+  burst that outruns it. ``max_queue`` / ``q MiB`` in the table are the settings used.
+- ``tracer-default-queue``: the same with the default bounds (2,048 events, 64 MiB): shows what a
+  burst at full speed loses with the defaults (counted in ``dropped``).
+- ``otel``: opentelemetry-sdk, ``BatchSpanProcessor(max_queue_size=--queue-size)`` with an exporter
+  written here that sends OTLP/JSON (orjson, gzip level 6, httpx) to the same sink. The real OTLP
+  exporter (``opentelemetry-exporter-otlp``, protobuf) is not a dependency of this project, so this
+  stands in for it; spans carry the same inputs/outputs as JSON attributes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import gzip
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from overhead import CTX, Q, _chain  # the workload of bench/overhead.py
+from sink import SinkProcess
+
+VARIANTS = ("tracer", "tracer-default-queue", "otel")
+WARMUP_CALLS = 2000
+
+
+def _sink_call(control: str, method: str, path: str) -> dict[str, Any]:
+    import urllib.request
+
+    request = urllib.request.Request(control + path, method=method, data=b"" if method == "POST" else None)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        result: dict[str, Any] = json.loads(response.read() or b"{}")
+        return result
+
+
+# -- variants (run in the child process) ---------------------------------------------------------
+
+
+def _tracer_variant(
+    url: str, queue_size: int | None, queue_bytes: int | None
+) -> tuple[Callable[[Any], Any], Callable[[], bool], Any]:
+    import tracer
+
+    options: dict[str, Any] = {"gzip": True}
+    if queue_size is not None:
+        options["max_queue_size"] = queue_size
+    if queue_bytes is not None:
+        options["max_queue_bytes"] = queue_bytes
+    ours = tracer.Tracer(
+        api_key="k", server_url=url, project="bench", session_name="bench-throughput", exit_timeout=60, **options
+    )
+    return ours.trace, lambda: ours.flush(600), ours
+
+
+def _otel_variant(url: str, queue_size: int) -> tuple[Callable[[Any], Any], Callable[[], bool], Any]:
+    import functools
+
+    import httpx
+    import orjson
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    def attr(key: str, value: Any) -> dict[str, Any]:
+        if isinstance(value, bool):
+            return {"key": key, "value": {"boolValue": value}}
+        if isinstance(value, int):
+            return {"key": key, "value": {"intValue": str(value)}}
+        if isinstance(value, float):
+            return {"key": key, "value": {"doubleValue": value}}
+        return {"key": key, "value": {"stringValue": str(value)}}
+
+    class OtlpJsonExporter(SpanExporter):
+        """OTLP/HTTP with a JSON body (the shape of ExportTraceServiceRequest), gzip-compressed."""
+
+        def __init__(self, endpoint: str) -> None:
+            self.endpoint = endpoint
+            self.client = httpx.Client(
+                headers={"Content-Type": "application/json", "Content-Encoding": "gzip"}, timeout=10.0
+            )
+
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            by_resource: dict[int, tuple[Resource, list[dict[str, Any]]]] = {}
+            for span in spans:
+                context = span.context
+                assert context is not None
+                record: dict[str, Any] = {
+                    "traceId": f"{context.trace_id:032x}",
+                    "spanId": f"{context.span_id:016x}",
+                    "name": span.name,
+                    "kind": 1,
+                    "startTimeUnixNano": str(span.start_time),
+                    "endTimeUnixNano": str(span.end_time),
+                    "attributes": [attr(key, value) for key, value in (span.attributes or {}).items()],
+                    "status": {"code": span.status.status_code.value},
+                }
+                if span.parent is not None:
+                    record["parentSpanId"] = f"{span.parent.span_id:016x}"
+                resource = span.resource
+                by_resource.setdefault(id(resource), (resource, []))[1].append(record)
+            body = {
+                "resourceSpans": [
+                    {
+                        "resource": {"attributes": [attr(k, v) for k, v in resource.attributes.items()]},
+                        "scopeSpans": [{"scope": {"name": "bench"}, "spans": records}],
+                    }
+                    for resource, records in by_resource.values()
+                ]
+            }
+            content = gzip.compress(orjson.dumps(body), compresslevel=6, mtime=0)
+            try:
+                response = self.client.post(self.endpoint, content=content)
+            except httpx.HTTPError:
+                return SpanExportResult.FAILURE
+            return SpanExportResult.SUCCESS if response.is_success else SpanExportResult.FAILURE
+
+        def shutdown(self) -> None:
+            self.client.close()
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "bench"}))
+    provider.add_span_processor(BatchSpanProcessor(OtlpJsonExporter(url + "/v1/traces"), max_queue_size=queue_size))
+    otel = provider.get_tracer("bench")
+
+    def otel_io(fn: Any) -> Any:
+        """A span per call with the arguments and the result as JSON attributes (as in overhead.py)."""
+        name = fn.__name__
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with otel.start_as_current_span(name) as span:
+                span.set_attribute("input", json.dumps({"args": args, "kwargs": kwargs}, default=str))
+                result = fn(*args, **kwargs)
+                span.set_attribute("output", json.dumps(result, default=str))
+                return result
+
+        return wrapper
+
+    return otel_io, lambda: provider.force_flush(600_000), provider
+
+
+def run_child(variant: str, url: str, control: str, events: int, queue_size: int, queue_bytes: int) -> dict[str, Any]:
+    if variant == "tracer":
+        decorate, flush, handle = _tracer_variant(url, queue_size, queue_bytes)
+    elif variant == "tracer-default-queue":
+        decorate, flush, handle = _tracer_variant(url, None, None)
+    elif variant == "otel":
+        decorate, flush, handle = _otel_variant(url, queue_size)
+    else:
+        raise SystemExit(f"unknown variant {variant!r}")
+    outer, _ = _chain(decorate)
+    for _ in range(WARMUP_CALLS):
+        outer(Q, CTX)
+    flush()
+    before = handle.stats() if variant.startswith("tracer") else None
+    _sink_call(control, "POST", "/reset")
+    calls = events // 3
+    gc.collect()
+    cpu0 = time.process_time()
+    start = time.perf_counter()
+    for _ in range(calls):
+        outer(Q, CTX)
+    created = time.perf_counter()
+    flushed_ok = flush()
+    done = time.perf_counter()
+    cpu = time.process_time() - cpu0
+    received = _sink_call(control, "GET", "/count")
+    result: dict[str, Any] = {
+        "variant": variant,
+        "events": calls * 3,
+        "create_s": created - start,
+        "flush_s": done - created,
+        "cpu_s": cpu,
+        "flush_ok": bool(flushed_ok),
+        "sink": received,
+    }
+    if before is not None:
+        after = handle.stats()
+        result["max_queue_size"] = handle.config.max_queue_size
+        result["max_queue_bytes"] = handle.config.max_queue_bytes
+        result["dropped"] = {
+            k: v - before["dropped"][k] for k, v in after["dropped"].items() if v - before["dropped"][k]
+        }
+        result["retried_requests"] = after["retried_requests"] - before["retried_requests"]
+        result["failed_requests"] = after["failed_requests"] - before["failed_requests"]
+    else:
+        result["max_queue_size"] = queue_size
+        result["max_queue_bytes"] = None  # BatchSpanProcessor bounds spans, not bytes
+    return result
+
+
+# -- the parent: sink + one child per variant -----------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=300_000, help="events per variant (3 per chain)")
+    parser.add_argument("--queue-size", type=int, default=None, help="max_queue_size (default: --events)")
+    parser.add_argument(
+        "--queue-bytes", type=int, default=2**30, help="tracer's max_queue_bytes (default 1 GiB: no byte bound)"
+    )
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="the sink delays every answer this long (default 0)"
+    )
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--control", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    queue_size = args.queue_size or args.events
+    if args.child:
+        result = run_child(args.child, args.url, args.control, args.events, queue_size, args.queue_bytes)
+        print(json.dumps(result), flush=True)
+        return []
+
+    results: list[dict[str, Any]] = []
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRACER_", "HH_"))}
+    with SinkProcess(latency_ms=args.latency_ms) as sink:
+        for variant in args.variants.split(","):
+            command = [sys.executable, __file__, "--child", variant, "--url", sink.url, "--control", sink.control]
+            command += ["--events", str(args.events), "--queue-size", str(queue_size)]
+            command += ["--queue-bytes", str(args.queue_bytes)]
+            done = subprocess.run(command, capture_output=True, text=True, env=env, check=False, timeout=1200)
+            if done.returncode != 0:
+                sys.stderr.write(done.stderr)
+                raise SystemExit(f"variant {variant} failed (exit {done.returncode})")
+            results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, sink in its own process on 127.0.0.1,"
+        f" answering after {args.latency_ms:g} ms"
+    )
+    header = (
+        f"{'variant':<21} {'max_queue':>9} {'q MiB':>5} {'events':>8} {'received':>8} {'dropped':>8} {'create s':>8} "
+        f"{'flush s':>7} {'events/s':>9} {'app us/span':>11} {'cpu us/ev':>9} {'wire MB':>7} {'json MB':>7} {'reqs':>5}"
+    )
+    print(header)
+    for row in results:
+        sink_counts = row["sink"]
+        received = sink_counts["otlp_spans"] if row["variant"] == "otel" else sink_counts["events"]
+        total = row["create_s"] + row["flush_s"]
+        row["received"] = received
+        row["events_per_s"] = received / total if total > 0 else 0.0
+        row["app_us_per_span"] = row["create_s"] / row["events"] * 1e6
+        row["cpu_us_per_event"] = row["cpu_s"] / row["events"] * 1e6
+        row["wire_bytes"] = sink_counts["wire_bytes"]
+        row["json_bytes"] = sink_counts["json_bytes"]
+        qmib = "-" if row["max_queue_bytes"] is None else f"{row['max_queue_bytes'] / 2**20:.0f}"
+        print(
+            f"{row['variant']:<21} {row['max_queue_size']:>9} {qmib:>5} {row['events']:>8} {received:>8} "
+            f"{row['events'] - received:>8} {row['create_s']:>8.2f} {row['flush_s']:>7.2f} "
+            f"{row['events_per_s']:>9,.0f} {row['app_us_per_span']:>11.2f} {row['cpu_us_per_event']:>9.2f} "
+            f"{row['wire_bytes'] / 2**20:>7.1f} {row['json_bytes'] / 2**20:>7.1f} {sink_counts['requests']:>5}"
+        )
+    for row in results:
+        if row.get("dropped"):
+            print(f"{row['variant']}: dropped by reason {row['dropped']}")
+        if not row["flush_ok"]:
+            print(f"{row['variant']}: flush() reported a loss or timed out")
+    ours = next((row for row in results if row["variant"] == "tracer"), None)
+    if ours is not None:
+        verdict = "meets" if ours["events_per_s"] >= 100_000 else "MISSES"
+        print(f"tracer: {ours['events_per_s']:,.0f} events/s delivered, {verdict} the 100,000 events/s target")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=2)
+    return results
+
+
+if __name__ == "__main__":
+    main()
