@@ -19,6 +19,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Final
 
+from . import _clock as clock
 from ._encode import Encoder, Update
 from ._errors import logger, report_internal_error, warn_once
 from ._span import Span
@@ -29,6 +30,7 @@ __all__ = ["BatchProcessor", "Processor", "Stats", "SyncProcessor", "suppressed"
 # Set on the worker thread so that auto-instrumentation never traces the exporter's own calls.
 suppressed: contextvars.ContextVar[bool] = contextvars.ContextVar("tracer.suppressed", default=False)
 
+_BATCHES_PER_PASS: Final = 4  # batches taken from the queue, encoded, then sent, per worker pass
 _FAST_BATCHES: Final = 10  # batches sent at first_flush_interval before settling on flush_interval
 
 DROP_REASONS: Final = (
@@ -334,20 +336,28 @@ class BatchProcessor(Processor):
     def _drain(self) -> None:
         """Send everything queued (woken by a full batch, an age timeout or a flush).
 
-        All of the queue is taken and encoded *before* any I/O: export calls release the GIL, and
-        an app thread that gets it back keeps it for a whole switch interval (5 ms), so a worker
-        that sent after every batch would fall behind a busy app and drop events.
+        Up to a few batches are taken and encoded *before* their I/O: export calls release the
+        GIL, and an app thread that gets it back keeps it for a whole switch interval (5 ms), so
+        a worker that sent after every single batch would fall behind a busy app. Taking only a
+        few keeps what is encoded but not yet sent small, next to the queue's own bounds.
         """
+        clock.resync()
+        max_items = _BATCHES_PER_PASS * self._max_batch_size
+        max_bytes = _BATCHES_PER_PASS * self._max_batch_bytes
         while True:
             with self._lock:
                 queue = self._queue
                 if not queue:
                     return
                 self._inflight_first = self._popped + 1
-                items = list(queue)
-                queue.clear()
+                items: list[Span | Update] = []
+                taken_bytes = 0
+                while queue and len(items) < max_items and (not items or taken_bytes + queue[0].size <= max_bytes):
+                    item = queue.popleft()
+                    items.append(item)
+                    taken_bytes += item.size
                 self._popped += len(items)
-                self._queue_bytes = 0
+                self._queue_bytes -= taken_bytes
             try:
                 batches = []
                 for chunk in self._chunks(items):

@@ -10,6 +10,7 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Any, Final
 
+from . import _clock as clock
 from ._capture import snapshot
 from ._errors import report_internal_error
 from ._ids import format_id, new_id
@@ -24,10 +25,11 @@ EVENT_TYPES: Final = frozenset({"model", "tool", "chain"})
 # The enrichable buckets (all JSON objects on the wire), in the order update() accepts them.
 BUCKETS: Final = ("config", "metadata", "metrics", "feedback", "user_properties")
 
-_time_ns = time.time_ns
 _perf_ns = time.perf_counter_ns
 _RARE_BUCKETS: Final = ("config", "metadata", "metrics", "feedback", "user_properties")
-_ITEM_OVERHEAD: Final = 256  # bytes charged per queued event on top of its captured fields
+# Bytes charged per queued event on top of its captured fields: the Span object, its ints, the
+# bytes objects' headers and allocator slack, measured at about 700 bytes (bench/memory.py).
+_ITEM_OVERHEAD: Final = 700
 
 
 def merge_fields(target: dict[str, Any] | None, update: Any, field: str) -> dict[str, Any]:
@@ -86,7 +88,7 @@ class Session:
         self.outputs: dict[str, Any] | None = None
         self.metrics: dict[str, Any] | None = None
         self.feedback: dict[str, Any] | None = None
-        self.start_ms = _time_ns() // 1_000_000
+        self.start_ms = time.time_ns() // 1_000_000
         # Bumped on every enrichment, so exporters can tell a changed session from a known one.
         self.version = 0
 
@@ -250,12 +252,13 @@ class Span:
             return
         self.ended = True
         end_perf = _perf_ns()
-        end_ns = _time_ns()
         self.elapsed_ns = elapsed = end_perf - self.start_perf
         self.duration_ms = elapsed / 1_000_000
-        # Wall-clock start derived from the monotonic duration, so end - start == duration exactly.
-        self.start_ms = start_ms = (end_ns - elapsed) // 1_000_000
-        self.end_ms = start_ms + elapsed // 1_000_000
+        # Both ends from the one monotonic clock mapped to wall time: a child always lies within
+        # its parent, whatever the rounding, and the hot path reads no second clock.
+        anchor = clock.anchor_ns
+        self.start_ms = (self.start_perf + anchor) // 1_000_000
+        self.end_ms = (end_perf + anchor) // 1_000_000
         try:
             # Snapshot every field to JSON bytes now (later mutation by the user changes nothing);
             # inlined here because this runs for every traced call.

@@ -38,7 +38,9 @@ if TYPE_CHECKING:
 
 __all__ = ["HoneyHiveExporter"]
 
-_GZIP_LEVEL: Final = 6
+# Level 1: measured 1.0 µs per event against 2.4 µs at level 6, for a ratio of 19.8 against 22.4
+# on event JSON (bench/throughput.py); compression runs on the one worker thread.
+_GZIP_LEVEL: Final = 1
 _MESSAGE_CHARS: Final = 300
 _CIRCUIT_OPEN: Final = "not sent: circuit open after repeated connection failures"
 _UPDATE_FIELDS: Final = frozenset(
