@@ -8,6 +8,7 @@ arguments into the ``inputs`` dict at C speed (defaults applied, ``*args``/``**k
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import inspect
 import time
@@ -21,7 +22,7 @@ from ._span import EVENT_TYPES, Span
 if TYPE_CHECKING:
     from ._tracer import Tracer
 
-__all__ = ["make_binder", "make_decorator", "validate_event_type"]
+__all__ = ["TraceSpec", "make_binder", "make_decorator", "validate_event_type"]
 
 _perf_ns = time.perf_counter_ns
 _RECEIVER_NAMES: Final = ("self", "cls")
@@ -236,51 +237,45 @@ class _StreamState:
             report_internal_error("ending a generator span", internal)
 
 
-def make_decorator(
-    fn: Callable[..., Any],
-    get_tracer: Callable[[], Tracer],
-    *,
-    event_type: str | None,
-    event_name: str | None,
-    config: Mapping[str, Any] | None,
-    metadata: Mapping[str, Any] | None,
-    capture_inputs: bool,
-    capture_output: bool,
-    ignore_inputs: Iterable[str],
-) -> Callable[..., Any]:
+@dataclasses.dataclass(frozen=True, slots=True)
+class TraceSpec:
+    """What ``@trace(...)`` was given; validated once, shared by every function it decorates."""
+
+    event_type: str | None = None
+    event_name: str | None = None
+    config: Mapping[str, Any] | None = None
+    metadata: Mapping[str, Any] | None = None
+    capture_inputs: bool = True
+    capture_output: bool = True
+    ignore_inputs: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        validate_event_type(self.event_type)
+
+
+def make_decorator(fn: Callable[..., Any], get_tracer: Callable[[], Tracer], spec: TraceSpec) -> Callable[..., Any]:
     """Wrap *fn* (the kind is decided here, once)."""
     if isinstance(fn, (classmethod, staticmethod)):
-        inner = make_decorator(
-            fn.__func__,
-            get_tracer,
-            event_type=event_type,
-            event_name=event_name,
-            config=config,
-            metadata=metadata,
-            capture_inputs=capture_inputs,
-            capture_output=capture_output,
-            ignore_inputs=ignore_inputs,
-        )
-        return type(fn)(inner)
+        return type(fn)(make_decorator(fn.__func__, get_tracer, spec))
     if not callable(fn):
         raise TypeError(f"@trace needs a function or callable, got {type(fn).__name__}")
     target: Any = fn
     if not inspect.isroutine(fn) and not inspect.isclass(fn):
         target = type(fn).__call__.__get__(fn)  # a callable instance: inspect and name its __call__
     name = (
-        event_name
+        spec.event_name
         or getattr(fn, "__qualname__", None)
         or getattr(target, "__qualname__", None)
         or type(fn).__qualname__
     )
     opts = _Options(
         name,
-        validate_event_type(event_type),
-        config,
-        metadata,
-        capture_inputs,
-        capture_output,
-        make_binder(target, ignore_inputs) if capture_inputs else _generic_binder,
+        spec.event_type,
+        spec.config,
+        spec.metadata,
+        spec.capture_inputs,
+        spec.capture_output,
+        make_binder(target, spec.ignore_inputs) if spec.capture_inputs else _generic_binder,
     )
     if inspect.isasyncgenfunction(target):
         return _wrap_async_generator(fn, get_tracer, opts)

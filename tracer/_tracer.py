@@ -11,7 +11,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 from ._capture import Limits, Sanitizer, snapshot
 from ._config import Config, resolve_config
 from ._context import bind_context, current_session_var, current_span_var, install_thread_propagation
-from ._decorators import make_decorator, validate_event_type
+from ._decorators import TraceSpec, make_decorator, validate_event_type
 from ._encode import Encoder, Update
 from ._errors import ConfigError, logger, report_internal_error
 from ._ids import format_id, new_id, parse_uuid
@@ -445,21 +445,10 @@ def _trace(
     capture_output: bool,
     ignore_inputs: Iterable[str],
 ) -> Any:
-    validate_event_type(event_type)
-    ignore = tuple(ignore_inputs)
+    spec = TraceSpec(event_type, event_name, config, metadata, capture_inputs, capture_output, tuple(ignore_inputs))
 
     def decorate(fn: Any) -> Any:
-        return make_decorator(
-            fn,
-            get_tracer,
-            event_type=event_type,
-            event_name=event_name,
-            config=config,
-            metadata=metadata,
-            capture_inputs=capture_inputs,
-            capture_output=capture_output,
-            ignore_inputs=ignore,
-        )
+        return make_decorator(fn, get_tracer, spec)
 
     if func is None:
         return decorate
