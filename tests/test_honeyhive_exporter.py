@@ -659,3 +659,23 @@ def test_session_enriched_before_its_events_is_created_not_put(collector: Collec
     )
     assert collector.updates == [{"event_id": session.session_id, "metadata": {"stage": "after-events"}}]
     assert t.stats()["dropped_total"] == 0
+
+
+def test_shutdown_with_a_failing_backend_ends_on_time_and_counts_what_is_left(collector: Collector, make: Make) -> None:
+    """Retry waits are interrupted when shutdown's time runs out; queued events are counted, not sent."""
+    collector.fail(503, times=1000)
+    t, _ = make(base_delay=5.0, max_delay=5.0, export_timeout=60.0, tracer_options=ONE_BATCH)
+    for i in range(20):
+        with t.span("doomed", inputs={"i": i}):
+            pass
+    assert t.flush(0.2) is False  # the worker is now waiting 5 s before its next retry
+    for i in range(5):
+        with t.span("queued-behind", inputs={"i": i}):
+            pass
+    started = time.monotonic()
+    t.shutdown(timeout=0.5)
+    assert time.monotonic() - started < 2.0
+    dropped = t.stats()["dropped"]
+    assert dropped["export_failed"] + dropped["shutdown_timeout"] == 25
+    worker = t._processor._thread  # type: ignore[attr-defined]
+    assert worker is not None and not worker.is_alive()

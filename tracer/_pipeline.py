@@ -30,6 +30,7 @@ __all__ = ["BatchProcessor", "Processor", "Stats", "SyncProcessor", "suppressed"
 # Set on the worker thread so that auto-instrumentation never traces the exporter's own calls.
 suppressed: contextvars.ContextVar[bool] = contextvars.ContextVar("tracer.suppressed", default=False)
 
+_SHUTDOWN_GRACE: Final = 1.0  # seconds an interrupted export gets to return at shutdown
 _BATCHES_PER_PASS: Final = 4  # batches taken from the queue, encoded, then sent, per worker pass
 _FAST_BATCHES: Final = 10  # batches sent at first_flush_interval before settling on flush_interval
 
@@ -243,6 +244,7 @@ class BatchProcessor(Processor):
         self._batches_sent = 0
         self._closed = False
         self._stopping = False
+        self._abandon = False  # shutdown ran out of time: drop what is left instead of sending it
         self._thread: threading.Thread | None = None
 
     def _after_fork_in_child(self) -> None:
@@ -345,6 +347,9 @@ class BatchProcessor(Processor):
         max_items = _BATCHES_PER_PASS * self._max_batch_size
         max_bytes = _BATCHES_PER_PASS * self._max_batch_bytes
         while True:
+            if self._abandon:
+                self._drop_leftovers()
+                return
             with self._lock:
                 queue = self._queue
                 if not queue:
@@ -424,28 +429,38 @@ class BatchProcessor(Processor):
         return await asyncio.get_running_loop().run_in_executor(None, self.flush, timeout)
 
     def shutdown(self, timeout: float, keep: list[Exporter] | None = None) -> None:
-        """Drain (within *timeout*), stop the worker, shut exporters down; later events are dropped."""
-        deadline = time.monotonic() + max(timeout, 0.0)
-        if not self._closed:
-            self.flush(timeout)
+        """Drain (within *timeout*), stop the worker, shut exporters down; later events are dropped.
+
+        If the time runs out (backend down or slow), what is still queued is dropped and counted
+        as ``shutdown_timeout``, and exporters are interrupted so that their retry waits end now.
+        """
+        delivered = self.flush(timeout) if not self._closed else True
         with self._lock:
             self._closed = True
             self._stopping = True
-            leftover = len(self._queue)
             thread = self._thread
+            if not delivered:
+                self._abandon = True
+        if not delivered:
+            for exporter in self.exporters:
+                exporter.interrupt()
         self._wake.set()
         if thread is not None and thread is not threading.current_thread():
-            thread.join(max(deadline - time.monotonic(), 0.0))
+            thread.join(_SHUTDOWN_GRACE if not delivered else max(timeout, _SHUTDOWN_GRACE))
+        self._drop_leftovers()
         if thread is None or not thread.is_alive():
-            with self._lock:
-                leftover = len(self._queue)
-                self._queue.clear()
-                self._popped += leftover
-            if leftover:
-                self.stats.drop("shutdown_timeout", leftover)
             self._close_exporters(keep)
         else:
             logger.warning("tracer: delivery did not finish within %.1fs at shutdown", timeout)
+
+    def _drop_leftovers(self) -> None:
+        with self._lock:
+            leftover = len(self._queue)
+            self._queue.clear()
+            self._queue_bytes = 0
+            self._popped += leftover
+        if leftover:
+            self.stats.drop("shutdown_timeout", leftover)
 
     def queue_size(self) -> tuple[int, int]:
         with self._lock:

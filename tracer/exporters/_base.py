@@ -84,6 +84,12 @@ class Exporter:
     def export(self, batch: Batch) -> ExportResult | bool | None:
         raise NotImplementedError
 
+    def interrupt(self) -> None:
+        """Give up on waits in progress (retry backoff) so ``export`` returns soon.
+
+        Called from another thread when shutdown runs out of time. Optional: the default does nothing.
+        """
+
     def shutdown(self) -> None:
         """Release resources (files, connections). Called once, after the last export."""
 
