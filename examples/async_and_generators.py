@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import tracer
 
-tracer.init(project="examples", session_name="async-and-generators")
+tracer.init(project="examples", session_name="async-and-generators", exporter=tracer.ConsoleExporter())
 
 
 @tracer.trace(event_type="model")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tracer
 
-tracer.init(project="quickstart", session_name="quickstart")  # no API key: trees print to stderr
+tracer.init(project="quickstart", session_name="quickstart", exporter=tracer.ConsoleExporter())  # trees on stderr
 
 
 @tracer.trace

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import tracer
 
-tracer.init(project="examples", session_name="threads")
+tracer.init(project="examples", session_name="threads", exporter=tracer.ConsoleExporter())
 
 
 @tracer.trace

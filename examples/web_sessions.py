@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import tracer
 
-tracer.init(project="examples", session_name="web")
+tracer.init(project="examples", session_name="web", exporter=tracer.ConsoleExporter())
 
 
 @tracer.trace

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -17,6 +18,8 @@ _TRACER_ENV = [
 ]
 for _name in _TRACER_ENV:  # the developer's own settings must not leak into the tests
     del os.environ[_name]
+# A tracer built without exporter or API key writes the local store: never the working tree's.
+os.environ["TRACER_STORE"] = os.path.join(tempfile.mkdtemp(prefix="tracer-tests-"), "traces.db")
 
 
 class Recorder:

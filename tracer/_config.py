@@ -47,6 +47,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "url",
         "Base URL of the HoneyHive-compatible events API.",
     ),
+    Setting("store", ("TRACER_STORE",), None, "str", "Local trace store (SQLite file) used without an API key; default ./.tracer/traces.db."),
     Setting("source", ("TRACER_SOURCE", "HH_SOURCE"), "dev", "str", "Environment label (production, staging…)."),
     Setting("session_name", ("TRACER_SESSION_NAME", "HH_SESSION_NAME"), None, "str", "Name of the default session."),
     Setting("disabled", ("TRACER_DISABLED",), False, "bool", "Turn tracing off: decorators call straight through."),
@@ -83,6 +84,7 @@ class Config:
     project: str
     api_key: str | None
     server_url: str
+    store: str | None
     source: str
     session_name: str
     disabled: bool

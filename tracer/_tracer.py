@@ -149,11 +149,13 @@ class Tracer:
             report_internal_error("instrumenting LLM clients", exc)
 
     def _default_exporters(self, config: Config) -> list[Exporter]:
-        """With an API key: the HoneyHive exporter; without one: trees printed to stderr."""
+        """With an API key: the HoneyHive exporter (plus the local store if ``store`` is set);
+        without one: the local store, ``./.tracer/traces.db`` by default, announced once on stderr."""
+        exporters: list[Exporter] = []
         if config.api_key:
             from .exporters.honeyhive import HoneyHiveExporter
 
-            return [
+            exporters.append(
                 HoneyHiveExporter(
                     config.api_key,
                     config.server_url,
@@ -161,10 +163,16 @@ class Tracer:
                     export_timeout=config.export_timeout,
                     project=config.project,
                 )
-            ]
-        from .exporters.console import ConsoleExporter
+            )
+            if config.store is None:
+                return exporters
+        from .store import SQLiteExporter, announce
 
-        return [ConsoleExporter()]
+        local = SQLiteExporter(config.store)
+        if not exporters:
+            announce(local.path)
+        exporters.append(local)
+        return exporters
 
     def _new_session(
         self,

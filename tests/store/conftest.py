@@ -1,0 +1,113 @@
+"""Fixtures for the store, CLI and collector tests: real files in temp dirs, real subprocesses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment for a subprocess: no TRACER_/HH_ settings of the developer, no colours."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRACER_", "HH_"))}
+    env.update(TRACER_RAISE_INTERNAL_ERRORS="1", NO_COLOR="1", PYTHONPATH=str(REPO), COLUMNS="200")
+    env.pop("FORCE_COLOR", None)
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    *args: str, cwd: str | Path | None = None, timeout: float = 30, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``python -m tracer ARGS`` as a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "tracer", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=clean_env(**env),
+        check=False,
+    )
+
+
+class Server:
+    """``python -m tracer serve --port 0`` running in a subprocess."""
+
+    def __init__(self, store: Path, *args: str) -> None:
+        self.store = store
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tracer", "serve", "--port", "0", "--store", str(store), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean_env(),
+        )
+        self.url = ""
+        ready = threading.Event()
+
+        def read() -> None:
+            assert self.process.stdout is not None
+            first = self.process.stdout.readline()
+            if "listening on " in first:
+                self.url = first.split("listening on ", 1)[1].split(",", 1)[0].strip()
+            ready.set()
+            for _ in self.process.stdout:  # keep the pipe drained
+                pass
+
+        self.errors: list[str] = []
+
+        def read_errors() -> None:
+            assert self.process.stderr is not None
+            self.errors.extend(self.process.stderr)
+
+        self._readers = [threading.Thread(target=f, daemon=True) for f in (read, read_errors)]
+        for reader in self._readers:
+            reader.start()
+        if not ready.wait(20) or not self.url:
+            self.stop()
+            raise RuntimeError(f"the collector did not start: {''.join(self.errors)}")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        for reader in self._readers:
+            reader.join(5)
+        for pipe in (self.process.stdout, self.process.stderr):
+            if pipe is not None:
+                pipe.close()
+        return self.process.returncode
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A collector requiring API key ``k``, with a 1 MiB body limit, on its own store."""
+    store = tmp_path_factory.mktemp("collector") / "collector.db"
+    running = Server(store, "--api-key", "k", "--max-body-bytes", str(1024 * 1024))
+    try:
+        yield running
+    finally:
+        code = running.stop()
+        assert code == 0, "the collector should stop cleanly on SIGTERM"
+
+
+def wait_until(condition: object, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(condition) and condition():
+            return True
+        time.sleep(0.02)
+    return False

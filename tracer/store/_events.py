@@ -1,0 +1,122 @@
+"""Pure helpers on wire-shape events: the columns the store indexes, and merging updates."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+__all__ = [
+    "BUCKETS",
+    "EventColumns",
+    "event_columns",
+    "event_error",
+    "merge_session_properties",
+    "merge_update",
+    "token_counts",
+]
+
+#: The object-valued fields of an event (``PUT /events`` merges these key by key).
+BUCKETS: Final = ("config", "inputs", "outputs", "metadata", "metrics", "feedback", "user_properties")
+# Fields of an update that replace the event's value outright.
+_REPLACED: Final = ("duration", "end_time", "children_ids", "error")
+
+#: event_id, session_id, parent_id, event_type, event_name, start_time, end_time, duration, error,
+#: model, prompt_tokens, completion_tokens, total_tokens
+EventColumns = tuple[
+    str, str, str | None, str, str, int | None, int | None, float | None, str | None, str | None,
+    int | None, int | None, int | None,
+]  # fmt: skip
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _int(value: Any) -> int | None:
+    number = _number(value)
+    return None if number is None or number != number else int(number)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def event_error(event: Mapping[str, Any]) -> str | None:
+    """The event's error text: ``error``, or ``metadata.error`` (where a late error is folded)."""
+    error = _text(event.get("error"))
+    if error is None:
+        metadata = event.get("metadata")
+        if isinstance(metadata, dict):
+            error = _text(metadata.get("error"))
+    return error
+
+
+def token_counts(event: Mapping[str, Any]) -> tuple[int | None, int | None, int | None]:
+    """(prompt, completion, total) tokens from ``metadata`` (``input_tokens``/``output_tokens`` too)."""
+    metadata = event.get("metadata")
+    if not isinstance(metadata, dict):
+        return None, None, None
+    prompt = _int(metadata.get("prompt_tokens"))
+    if prompt is None:
+        prompt = _int(metadata.get("input_tokens"))
+    completion = _int(metadata.get("completion_tokens"))
+    if completion is None:
+        completion = _int(metadata.get("output_tokens"))
+    total = _int(metadata.get("total_tokens"))
+    if total is None and (prompt is not None or completion is not None):
+        total = (prompt or 0) + (completion or 0)
+    return prompt, completion, total
+
+
+def event_columns(event: Mapping[str, Any]) -> EventColumns:
+    """The indexed columns of a (validated) wire-shape event."""
+    config = event.get("config")
+    model = _text(config.get("model")) if isinstance(config, dict) else None
+    prompt, completion, total = token_counts(event)
+    parent = event.get("parent_id")
+    return (
+        str(event["event_id"]),
+        str(event["session_id"]),
+        parent if isinstance(parent, str) else None,
+        str(event.get("event_type") or "tool"),
+        str(event.get("event_name") or "unknown"),
+        _int(event.get("start_time")),
+        _int(event.get("end_time")),
+        _number(event.get("duration")),
+        event_error(event),
+        model,
+        prompt,
+        completion,
+        total,
+    )
+
+
+def merge_update(event: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply a ``PUT /events`` body to an event in place: buckets merged key by key, the rest replaced."""
+    for name, value in update.items():
+        if name == "event_id" or value is None:
+            continue
+        if name in BUCKETS and isinstance(value, dict):
+            current = event.get(name)
+            event[name] = {**current, **value} if isinstance(current, dict) else dict(value)
+        elif name in _REPLACED or name in BUCKETS:
+            event[name] = value
+        else:  # not an event field: kept where HoneyHive keeps unknown attributes
+            metadata = event.get("metadata")
+            event["metadata"] = {**(metadata if isinstance(metadata, dict) else {}), name: value}
+    return event
+
+
+def merge_session_properties(current: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge session properties (or a session update) into *current* in place: buckets key by key."""
+    for name, value in update.items():
+        if value is None or name == "event_id":
+            continue
+        existing = current.get(name)
+        if name in BUCKETS and isinstance(value, dict) and isinstance(existing, dict):
+            current[name] = {**existing, **value}
+        else:
+            current[name] = value
+    return current
