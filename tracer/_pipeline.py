@@ -48,17 +48,18 @@ DROP_REASONS: Final = (
 class Stats:
     """Counters of what happened to events; read with ``Tracer.stats()``."""
 
+    sent: int
+    updates_sent: int
+    dropped: dict[str, int]
+    retried_requests: int
+    failed_requests: int
+    last_error: str | None
+
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.sent = 0
-        self.updates_sent = 0
-        self.dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
-        self.retried_requests = 0
-        self.failed_requests = 0
-        self.last_error: str | None = None
+        self.reset()
 
     def reset(self) -> None:
-        """Start counting from zero (a forked child counts only its own events)."""
+        """Start counting from zero (also: a forked child counts only its own events)."""
         self.lock = threading.Lock()
         self.sent = 0
         self.updates_sent = 0
@@ -83,6 +84,7 @@ class Processor:
         self.encoder = encoder
         self.stats = stats
         self._lost_seen = 0
+        self._enqueued = 0  # events and updates ever accepted
         for exporter in exporters:  # exporters that retry report their requests in stats()
             bind = getattr(exporter, "bind_stats", None)
             if callable(bind):
@@ -110,7 +112,7 @@ class Processor:
 
     def accepted(self) -> int:
         """Events and updates ever accepted for delivery."""
-        return int(getattr(self, "_enqueued", 0))
+        return self._enqueued
 
     def _deliver(self, items: list[Span | Update]) -> None:
         """Encode *items* and hand them to every exporter; count the outcome. Never raises."""
@@ -176,7 +178,6 @@ class SyncProcessor(Processor):
         super().__init__(exporters, encoder, stats)
         self._lock = threading.Lock()
         self._closed = False
-        self._enqueued = 0
 
     def on_end(self, item: Span | Update) -> None:
         if self._closed:
