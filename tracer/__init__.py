@@ -17,6 +17,7 @@ from ._tracer import SessionScope, SpanScope, Tracer, get_default_tracer, init
 from ._tracer import module_trace as trace
 from ._version import __version__
 from .exporters import Batch, ConsoleExporter, Exporter, ExportResult, InMemoryExporter, JSONLExporter
+from .integrations import instrument, uninstrument
 
 __all__ = [
     "Batch",
@@ -40,12 +41,14 @@ __all__ = [
     "flush",
     "get_default_tracer",
     "init",
+    "instrument",
     "session",
     "shutdown",
     "span",
     "stats",
     "testing",
     "trace",
+    "uninstrument",
 ]
 
 

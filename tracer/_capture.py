@@ -70,9 +70,10 @@ _SECRET_VALUE = re.compile(
 )
 
 # Cheap lower-case byte needles: if none occurs in a serialized field, it holds no secret key
-# and no secret value, and the regexes above never have to run on it.
+# and no secret value, and the regexes above never have to run on it. 'token"' (a key ending in
+# token) rather than 'token': every model event has max_tokens / prompt_tokens keys.
 _SECRET_NEEDLES: Final = (
-    b"pass", b"secret", b"key", b"auth", b"cookie", b"credential", b"token", b"pwd",
+    b"pass", b"secret", b"key", b"auth", b"cookie", b"credential", b'token"', b"pwd",
     b"sk-", b"akia", b"gh", b"eyj", b"bearer",
 )  # fmt: skip
 

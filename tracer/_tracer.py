@@ -130,8 +130,9 @@ class Tracer:
             logger.setLevel("DEBUG")
         if config.propagate_to_threads and not config.disabled:
             install_thread_propagation()
-        if config.instrument and not config.disabled:
-            self._instrument(config.instrument)
+        # False (or disabled) still goes through auto_instrument: it undoes what an earlier
+        # init() patched, and keeps what instrument() was asked for explicitly.
+        self._instrument(config.instrument if not config.disabled else False)
         if not self._exit_hook_installed:
             self._exit_hook_installed = True
             register_exit_hook(_ExitHook(self))
@@ -144,7 +145,7 @@ class Tracer:
         except ImportError:  # the integrations package is optional in a minimal install
             return
         try:
-            auto_instrument(None if isinstance(names, bool) else names)
+            auto_instrument((None if names else ()) if isinstance(names, bool) else names)
         except Exception as exc:
             report_internal_error("instrumenting LLM clients", exc)
 

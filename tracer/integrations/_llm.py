@@ -26,12 +26,13 @@ from .._tracer import get_default_tracer
 from ._patch import Library, Wrapper, mark
 from ._stream import (
     Accumulator,
-    AsyncTracedStream,
     AsyncTracedStreamManager,
     StreamRecorder,
-    TracedStream,
     TracedStreamManager,
+    afinish_helper_stream,
     finish_helper_stream,
+    traced_async_stream,
+    traced_stream,
 )
 
 __all__ = [
@@ -54,6 +55,8 @@ _perf_ns = time.perf_counter_ns
 inside_call: contextvars.ContextVar[bool] = contextvars.ContextVar("tracer.integrations.inside", default=False)
 
 _SENTINELS: Final = frozenset({"NotGiven", "Omit"})  # openai / anthropic "argument not given" markers
+
+_CONCRETE: Final = frozenset({list, tuple, dict, str})  # the usual argument types: no iterator check needed
 
 # Call arguments that are transport details, never request parameters.
 TRANSPORT_ARGS: Final = frozenset({"extra_headers", "extra_query", "timeout"})
@@ -198,7 +201,7 @@ def materialize(kwargs: dict[str, Any], names: tuple[str, ...]) -> None:
     """
     for name in names:
         value = kwargs.get(name)
-        if value is not None and isinstance(value, Iterator):
+        if value is not None and type(value) not in _CONCRETE and isinstance(value, Iterator):
             kwargs[name] = list(value)
 
 
@@ -269,6 +272,17 @@ class Api:
     stream_types: Callable[[], tuple[type, ...]]  # the library's Stream and AsyncStream classes
     prepare: Prepare | None = None  # adjusts kwargs (opt-in usage chunk); returns "hide this chunk"
     helpers: Mapping[str, str] = field(default_factory=dict)  # X-Stainless-Helper-Method -> event name
+    request_id_header: str = "x-request-id"  # where a streamed response's request id is
+    # For a stream helper (manager_wrapper): an accumulator reading what the helper accumulates itself.
+    helper_accumulator: Callable[[Any], Accumulator | None] | None = None
+
+    def for_helper(self, helper: Any) -> tuple[Accumulator, bool]:
+        """The accumulator for a helper's stream: the helper's own snapshot when readable, else ours."""
+        if self.helper_accumulator is not None:
+            acc = self.helper_accumulator(helper)
+            if acc is not None:
+                return acc, True
+        return self.accumulator(), False
 
     def event_name(self, kwargs: Mapping[str, Any]) -> str:
         if self.helpers:
@@ -319,8 +333,8 @@ def _outcome(api: Api, call: Call, result: Any, raw: str | None, hide: Callable[
             if raw is not None:  # the parsed stream is cached inside the raw response: not ours to swap
                 call.finish(None, {**http_metadata(result), "stream_not_traced": True})
                 return result
-            recorder = StreamRecorder(call, api.accumulator(), getattr(value, "response", None))
-            return (AsyncTracedStream if aio else TracedStream)(value, recorder, hide)
+            recorder = StreamRecorder(call, api.accumulator(), getattr(value, "response", None), api.request_id_header)
+            return (traced_async_stream if aio else traced_stream)(value, recorder, hide)
         outputs, metadata = api.result(value)
         if raw is not None:
             metadata.update(http_metadata(result))
@@ -389,7 +403,8 @@ def manager_wrapper(api: Api, aio: bool) -> Wrapper:
         if not library.active or suppressed.get() or inside_call.get():
             return wrapped(*args, **kwargs)
         try:
-            request = api.request(instance, kwargs)
+            config, inputs = api.request(instance, kwargs)
+            config["stream"] = True
         except Exception as exc:
             report_internal_error(f"recording the request of {api.name}", exc)
             return wrapped(*args, **kwargs)
@@ -398,11 +413,12 @@ def manager_wrapper(api: Api, aio: bool) -> Wrapper:
         def start() -> Call | None:
             call = begin(api.name)
             if call is not None:
-                call.request(*request)
+                call.request(config, inputs)
             return call
 
         try:
-            return (AsyncTracedStreamManager if aio else TracedStreamManager)(manager, start, api.accumulator)
+            manager_type = AsyncTracedStreamManager if aio else TracedStreamManager
+            return manager_type(manager, start, api.for_helper, api.request_id_header)
         except Exception as exc:
             report_internal_error(f"tracing {api.name}", exc)
             return manager
@@ -418,7 +434,7 @@ def helper_close_wrapper(aio: bool) -> Wrapper:
             try:
                 return await wrapped(*args, **kwargs)
             finally:
-                finish_helper_stream(instance)
+                await afinish_helper_stream(instance)
 
         return mark(async_close)
 

@@ -19,6 +19,7 @@ import orjson
 
 from ._llm import Api, async_wrapper, clean_params, given, manager_wrapper, materialize, sync_wrapper
 from ._patch import Library, Target, loaded
+from ._stream import Batched
 
 __all__ = ["LIBRARY"]
 
@@ -110,7 +111,8 @@ def _result(message: Any) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     metadata: dict[str, Any] = {"response_id": message.id, "response_model": message.model}
     if getattr(message, "stop_sequence", None):
         metadata["stop_sequence"] = message.stop_sequence
-    request_id = getattr(message, "_request_id", None)
+    fields = getattr(message, "__dict__", None)  # set there by the SDK; a miss through pydantic is slow
+    request_id = fields.get("_request_id") if isinstance(fields, dict) else None
     if request_id:
         metadata["request_id"] = request_id
     usage = message.usage
@@ -129,17 +131,18 @@ class _Block:
     __slots__ = ("id", "kind", "name", "parts", "start")
 
     def __init__(self, block: Any) -> None:
-        self.kind: str = block.type
-        self.id = getattr(block, "id", None)
-        self.name = getattr(block, "name", None)
+        # Only the attributes each block type has: a miss goes through pydantic's slow __getattr__.
+        kind = self.kind = block.type
+        self.id = self.name = self.start = None
         self.parts: list[str] = []
-        self.start: Any = None
-        if self.kind == "text":
+        if kind == "text":
             self.start = block.text or None
-        elif self.kind == "thinking":
-            self.start = getattr(block, "thinking", None) or None
-        elif self.kind in _TOOL_BLOCKS:
-            self.start = getattr(block, "input", None)
+        elif kind == "thinking":
+            self.start = block.thinking or None
+        elif kind in _TOOL_BLOCKS:
+            self.id = block.id
+            self.name = block.name
+            self.start = block.input
 
     def value(self) -> str:
         if self.kind in _TOOL_BLOCKS:
@@ -150,27 +153,25 @@ class _Block:
         return self.start + text if self.start else text
 
 
-class MessageStream:
+class MessageStream(Batched):
     """Accumulates raw Messages stream events (text, tool input JSON, thinking, cumulative usage)."""
 
     __slots__ = (
         "blocks",
         "cache_read",
         "cache_write",
-        "first_ns",
         "id",
         "input_tokens",
         "model",
         "output_tokens",
-        "request_id",
         "role",
         "stop_reason",
         "stop_sequence",
     )
 
     def __init__(self) -> None:
+        super().__init__()
         self.blocks: dict[int, _Block] = {}
-        self.first_ns = 0
         self.id: Any = None
         self.model: Any = None
         self.role = "assistant"
@@ -180,9 +181,8 @@ class MessageStream:
         self.output_tokens: Any = None
         self.cache_read: Any = None
         self.cache_write: Any = None
-        self.request_id: Any = None
 
-    def add(self, event: Any) -> None:
+    def take(self, event: Any) -> None:
         kind = event.type
         if kind == "content_block_delta":
             delta = event.delta
@@ -207,7 +207,6 @@ class MessageStream:
             self.id = message.id
             self.model = message.model
             self.role = message.role
-            self.request_id = getattr(message, "_request_id", None)
             self._usage(message.usage)
         elif kind == "message_delta":
             delta = event.delta
@@ -241,11 +240,36 @@ class MessageStream:
             metadata["response_model"] = self.model
         if self.stop_sequence:
             metadata["stop_sequence"] = self.stop_sequence
-        if self.request_id:
-            metadata["request_id"] = self.request_id
         if self.input_tokens is not None or self.output_tokens is not None:
             _usage(metadata, self.input_tokens, self.output_tokens, self.cache_read, self.cache_write)
         return outputs, metadata
+
+
+class HelperMessage(Batched):
+    """For ``messages.stream(...)``: the helper accumulates the Message itself (cumulative usage and
+    parsed tool input included); only the first token is timed here, the rest is read from the
+    helper's snapshot when the stream ends."""
+
+    __slots__ = ("snapshot",)
+
+    def __init__(self, snapshot: Any) -> None:
+        super().__init__()
+        self.buffer = None  # nothing to do after the first token
+        self.snapshot = snapshot
+
+    @classmethod
+    def of(cls, helper: Any) -> HelperMessage | None:
+        reader = getattr(helper, "_current_snapshot_or_none", None)  # MessageStream / AsyncMessageStream
+        return cls(reader) if callable(reader) else None
+
+    def take(self, event: Any) -> None:
+        if event.type == "content_block_delta":
+            self.first_ns = _perf_ns()
+
+    def result(self) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        reader, self.snapshot = self.snapshot, None  # drop the helper: it is a reference cycle
+        message = reader() if reader is not None else None
+        return _result(message) if message is not None else (None, {})
 
 
 _stream_types: tuple[type, ...] = ()
@@ -260,6 +284,9 @@ def _streams() -> tuple[type, ...]:
     return _stream_types
 
 
+_EXTRA: Final[dict[str, Any]] = {"request_id_header": "request-id", "helper_accumulator": HelperMessage.of}
+
+
 def _targets() -> tuple[Target, ...]:
     targets: list[Target] = []
     for module, prefix, optional in (
@@ -267,9 +294,9 @@ def _targets() -> tuple[Target, ...]:
         (_BETA_MESSAGES, "anthropic.beta.messages", True),
         *((name, "anthropic.beta.messages", True) for name in _PLATFORM_BETA),
     ):
-        create = Api(f"{prefix}.create", LIBRARY, _request, _result, MessageStream, _streams)
-        parse = Api(f"{prefix}.parse", LIBRARY, _request, _result, MessageStream, _streams)
-        stream = Api(f"{prefix}.stream", LIBRARY, _request, _result, MessageStream, _streams)
+        create = Api(f"{prefix}.create", LIBRARY, _request, _result, MessageStream, _streams, **_EXTRA)
+        parse = Api(f"{prefix}.parse", LIBRARY, _request, _result, MessageStream, _streams, **_EXTRA)
+        stream = Api(f"{prefix}.stream", LIBRARY, _request, _result, MessageStream, _streams, **_EXTRA)
         targets += [
             Target(module, "Messages.create", sync_wrapper(create), optional),
             Target(module, "AsyncMessages.create", async_wrapper(create), optional),

@@ -33,12 +33,14 @@ from ._llm import (
     sync_wrapper,
 )
 from ._patch import Library, Target, loaded
+from ._stream import Batched
 
 __all__ = ["LIBRARY", "set_include_stream_usage"]
 
 _perf_ns = time.perf_counter_ns
 
 _CHAT: Final = "openai.resources.chat.completions.completions"
+_CHAT_PACKAGE: Final = "openai.resources.chat.completions"
 _RESPONSES: Final = "openai.resources.responses.responses"
 _BETA_RESPONSES: Final = "openai.resources.beta.responses.responses"
 _EMBEDDINGS: Final = "openai.resources.embeddings"
@@ -84,7 +86,7 @@ def _provider(instance: Any) -> tuple[str, str | None]:
         pass
     name = "openai"
     base = getattr(client, "base_url", None)
-    url = str(base) if base is not None else None
+    url = str(base).rstrip("/") if base is not None else None
     host = str(getattr(base, "host", "") or "")
     if "Azure" in type(client).__name__:
         name = "azure"
@@ -214,10 +216,16 @@ def _response_metadata(response: Any, metadata: dict[str, Any]) -> dict[str, Any
         value = getattr(response, attribute, None)
         if value is not None:
             metadata[attribute] = value
-    request_id = getattr(response, "_request_id", None)
+    request_id = _private(response, "_request_id")
     if request_id:
         metadata["request_id"] = request_id
     return metadata
+
+
+def _private(model: Any, name: str) -> Any:
+    """An attribute the SDK sets on a response model (``_request_id``), read without pydantic's slow miss path."""
+    fields = getattr(model, "__dict__", None)
+    return fields.get(name) if isinstance(fields, dict) else None
 
 
 def _chat_usage(usage: Any, metadata: dict[str, Any]) -> None:
@@ -368,18 +376,18 @@ class _Choice:
         return output
 
 
-class ChatStream:
+class ChatStream(Batched):
     """Accumulates ``ChatCompletionChunk``s (content, tool-call fragments, finish reason, usage)."""
 
-    __slots__ = ("choices", "first_ns", "head", "usage")
+    __slots__ = ("choices", "head", "usage")
 
     def __init__(self) -> None:
+        super().__init__()
         self.choices: dict[int, _Choice] = {}
-        self.first_ns = 0
         self.head: Any = None  # the first chunk: id, model, fingerprint
         self.usage: Any = None
 
-    def add(self, chunk: Any) -> None:
+    def take(self, chunk: Any) -> None:
         if self.head is None:
             self.head = chunk
         usage = chunk.usage
@@ -455,19 +463,19 @@ class ChatStream:
         return outputs, metadata
 
 
-class CompletionStream:
+class CompletionStream(Batched):
     """Accumulates legacy ``Completion`` chunks."""
 
-    __slots__ = ("first_ns", "head", "reasons", "texts", "usage")
+    __slots__ = ("head", "reasons", "texts", "usage")
 
     def __init__(self) -> None:
+        super().__init__()
         self.texts: dict[int, list[str]] = {}
         self.reasons: dict[int, str | None] = {}
-        self.first_ns = 0
         self.head: Any = None
         self.usage: Any = None
 
-    def add(self, chunk: Any) -> None:
+    def take(self, chunk: Any) -> None:
         if self.head is None:
             self.head = chunk
         if chunk.usage is not None:
@@ -499,19 +507,19 @@ class CompletionStream:
 _FINAL_RESPONSE_EVENTS: Final = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
-class ResponsesStream:
+class ResponsesStream(Batched):
     """Accumulates Responses API stream events: the final response, or the text and items so far."""
 
-    __slots__ = ("first_ns", "items", "response", "started", "text")
+    __slots__ = ("items", "response", "started", "text")
 
     def __init__(self) -> None:
-        self.first_ns = 0
+        super().__init__()
         self.text: list[str] = []
         self.items: list[Any] = []
         self.response: Any = None  # from response.completed / incomplete / failed
         self.started: Any = None  # from response.created
 
-    def add(self, event: Any) -> None:
+    def take(self, event: Any) -> None:
         kind = event.type
         if kind == "response.output_text.delta":
             self.text.append(event.delta)
@@ -590,6 +598,10 @@ def _targets() -> tuple[Target, ...]:
         Target(_EMBEDDINGS, "AsyncEmbeddings.create", async_wrapper(embeddings)),
         Target(_COMPLETIONS, "Completions.create", sync_wrapper(completions)),
         Target(_COMPLETIONS, "AsyncCompletions.create", async_wrapper(completions)),
+        # Older 1.x layouts define the chat classes in the package module itself (a re-export in
+        # newer ones: the class already carries our wrapper then, and is left alone).
+        Target(_CHAT_PACKAGE, "Completions.create", sync_wrapper(chat_create), optional=True),
+        Target(_CHAT_PACKAGE, "AsyncCompletions.create", async_wrapper(chat_create), optional=True),
         Target(_CHAT_HELPER, "ChatCompletionStream.close", helper_close_wrapper(False), optional=True),
         Target(_CHAT_HELPER, "AsyncChatCompletionStream.close", helper_close_wrapper(True), optional=True),
         Target(_RESPONSES_HELPER, "ResponseStream.close", helper_close_wrapper(False), optional=True),
