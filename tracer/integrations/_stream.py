@@ -501,6 +501,22 @@ def _swapped(stream: Any) -> Any:
     return raw if isinstance(raw, (TracedStream, AsyncTracedStream)) else None
 
 
+def _record_helper(
+    manager: Any, call: Call, stream: Any, accumulator: HelperAccumulator, request_id_header: str, aio: bool
+) -> None:
+    """Start recording a helper's stream once its manager entered (shared by the sync and async managers)."""
+    try:
+        acc, reads_helper = accumulator(stream)
+        # An accumulator that reads the helper holds it: not tracked for exit, or it would never be freed.
+        response = getattr(stream, "response", None)
+        recorder = StreamRecorder(call, acc, response, request_id_header, track=not reads_helper)
+        manager._self_recorder = recorder
+        manager._self_stream = stream
+        _swap_raw_stream(stream, recorder, aio)
+    except Exception as exc:
+        report_internal_error("tracing a stream helper", exc)
+
+
 class TracedStreamManager(wrapt.BaseObjectProxy[Any]):
     """A helper's stream manager: the event starts in ``__enter__``, where the request is sent."""
 
@@ -523,16 +539,7 @@ class TracedStreamManager(wrapt.BaseObjectProxy[Any]):
             call.fail(exc)
             raise
         call.leave(previous)
-        try:
-            acc, reads_helper = accumulator(stream)
-            # An accumulator that reads the helper holds it: not tracked for exit, or it would never be freed.
-            response = getattr(stream, "response", None)
-            recorder = StreamRecorder(call, acc, response, request_id_header, track=not reads_helper)
-            self._self_recorder = recorder
-            self._self_stream = stream
-            _swap_raw_stream(stream, recorder, False)
-        except Exception as exc:
-            report_internal_error("tracing a stream helper", exc)
+        _record_helper(self, call, stream, accumulator, request_id_header, False)
         return stream
 
     def __exit__(
@@ -573,16 +580,7 @@ class AsyncTracedStreamManager(wrapt.BaseObjectProxy[Any]):
             call.fail(exc)
             raise
         call.leave(previous)
-        try:
-            acc, reads_helper = accumulator(stream)
-            # An accumulator that reads the helper holds it: not tracked for exit, or it would never be freed.
-            response = getattr(stream, "response", None)
-            recorder = StreamRecorder(call, acc, response, request_id_header, track=not reads_helper)
-            self._self_recorder = recorder
-            self._self_stream = stream
-            _swap_raw_stream(stream, recorder, True)
-        except Exception as exc:
-            report_internal_error("tracing a stream helper", exc)
+        _record_helper(self, call, stream, accumulator, request_id_header, True)
         return stream
 
     async def __aexit__(
