@@ -49,7 +49,7 @@ _dumps = orjson.dumps
 
 
 def _copy(data: bytes) -> bytes:
-    return memoryview(data).tobytes()
+    return b"%b" % data  # a new, exactly sized bytes object (the cheapest copy measured)
 
 
 # Keys whose values are secrets. Matched against the lower-cased key with '-' and ' ' read as '_'.
