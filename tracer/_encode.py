@@ -11,6 +11,7 @@ from typing import Any, Final
 
 import orjson
 
+from . import _clock as clock
 from ._capture import Sanitizer
 from ._errors import warn_once
 from ._ids import format_id_bytes
@@ -132,6 +133,7 @@ class Encoder:
         plain = self._mask is None
         max_event_bytes = self._max_event_bytes
         add_event, add_session_id = encoded.append, session_ids.append
+        anchor = clock.anchor_ns  # monotonic -> wall clock, the same for every event of the batch
         last_session: Session | None = None
         head = sid = b""
         sid_text = ""
@@ -181,7 +183,12 @@ class Encoder:
                     outputs,
                     b',"error":',
                     b"null" if error is None else orjson.dumps(self._sanitizer.sanitize(error)),
-                    _TIMES % (span.start_ms, span.end_ms, *divmod(span.elapsed_ns, 1_000_000)),
+                    _TIMES
+                    % (
+                        (span.start_perf + anchor) // 1_000_000,
+                        (span.end_perf + anchor) // 1_000_000,
+                        *divmod(span.end_perf - span.start_perf, 1_000_000),
+                    ),
                     rest[1],
                 )
             )

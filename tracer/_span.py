@@ -10,7 +10,6 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Any, Final
 
-from . import _clock as clock
 from ._capture import snapshot
 from ._errors import report_internal_error
 from ._ids import format_id, new_id
@@ -116,9 +115,7 @@ class Span:
         "__weakref__",
         "children",
         "config",
-        "duration_ms",
-        "elapsed_ns",
-        "end_ms",
+        "end_perf",
         "ended",
         "error",
         "event_name",
@@ -134,7 +131,6 @@ class Span:
         "parent_int",
         "session",
         "size",
-        "start_ms",
         "start_perf",
         "tracer",
         "user_properties",
@@ -153,10 +149,7 @@ class Span:
     children: list[int] | None
     # Set by end(): before that they are not read.
     parent_int: int | None
-    start_ms: int
-    end_ms: int
-    duration_ms: float
-    elapsed_ns: int
+    end_perf: int
     size: int
 
     def __init__(
@@ -183,6 +176,11 @@ class Span:
         self.start_perf = _perf_ns()
 
     # -- public handle ------------------------------------------------------------------------
+
+    @property
+    def duration_ms(self) -> float | None:
+        """Milliseconds from start to end (None while open)."""
+        return (self.end_perf - self.start_perf) / 1_000_000 if self.ended else None
 
     @property
     def event_id(self) -> str:
@@ -251,14 +249,8 @@ class Span:
         if self.ended:
             return
         self.ended = True
-        end_perf = _perf_ns()
-        self.elapsed_ns = elapsed = end_perf - self.start_perf
-        self.duration_ms = elapsed / 1_000_000
-        # Both ends from the one monotonic clock mapped to wall time: a child always lies within
-        # its parent, whatever the rounding, and the hot path reads no second clock.
-        anchor = clock.anchor_ns
-        self.start_ms = (self.start_perf + anchor) // 1_000_000
-        self.end_ms = (end_perf + anchor) // 1_000_000
+        # Only the monotonic clock here; the worker maps it to wall time (see _clock).
+        self.end_perf = _perf_ns()
         try:
             # Snapshot every field to JSON bytes now (later mutation by the user changes nothing);
             # inlined here because this runs for every traced call.
