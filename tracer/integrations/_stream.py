@@ -191,6 +191,15 @@ class StreamRecorder:
             raise
         self.finish(None)
 
+    def _passes(self, item: Any) -> bool:
+        """Record one chunk; False for a chunk the user must not see (an injected usage chunk)."""
+        try:
+            self.feed(item)
+        except Exception as exc:
+            report_internal_error("recording a stream chunk", exc)
+        hide = self.hide
+        return hide is None or not hide(item)
+
     def read(self) -> Any:
         """The next chunk of a synchronous stream (when ``chain()`` found no generator to chain)."""
         while True:
@@ -202,12 +211,7 @@ class StreamRecorder:
             except BaseException as exc:
                 self.finish(_early_reason(exc), exc)
                 raise
-            try:
-                self.feed(item)
-            except Exception as exc:
-                report_internal_error("recording a stream chunk", exc)
-            hide = self.hide
-            if hide is None or not hide(item):
+            if self._passes(item):
                 return item
 
     async def aread(self) -> Any:
@@ -221,12 +225,7 @@ class StreamRecorder:
             except BaseException as exc:
                 self.finish(_early_reason(exc), exc)
                 raise
-            try:
-                self.feed(item)
-            except Exception as exc:
-                report_internal_error("recording a stream chunk", exc)
-            hide = self.hide
-            if hide is None or not hide(item):
+            if self._passes(item):
                 return item
 
     def finish(self, reason: str | None, error: BaseException | None = None) -> None:

@@ -230,35 +230,29 @@ def _private(model: Any, name: str) -> Any:
 
 def _chat_usage(usage: Any, metadata: dict[str, Any]) -> None:
     """prompt/completion/total tokens (+ cached and reasoning tokens) of chat, completions, embeddings."""
-    if usage is None:
-        return
-    metadata["prompt_tokens"] = usage.prompt_tokens
-    completion = getattr(usage, "completion_tokens", None)
-    if completion is not None:
-        metadata["completion_tokens"] = completion
-    metadata["total_tokens"] = usage.total_tokens
-    details = getattr(usage, "prompt_tokens_details", None)
-    cached = getattr(details, "cached_tokens", None) if details is not None else None
-    if cached is not None:
-        metadata["cached_tokens"] = cached
-    details = getattr(usage, "completion_tokens_details", None)
-    reasoning = getattr(details, "reasoning_tokens", None) if details is not None else None
-    if reasoning is not None:
-        metadata["reasoning_tokens"] = reasoning
+    _usage(
+        usage, metadata, ("prompt_tokens", "completion_tokens", "prompt_tokens_details", "completion_tokens_details")
+    )
 
 
 def _responses_usage(usage: Any, metadata: dict[str, Any]) -> None:
+    _usage(usage, metadata, ("input_tokens", "output_tokens", "input_tokens_details", "output_tokens_details"))
+
+
+def _usage(usage: Any, metadata: dict[str, Any], names: tuple[str, str, str, str]) -> None:
+    """Token counts under HoneyHive's names, whichever names this API's usage object uses."""
     if usage is None:
         return
-    metadata["prompt_tokens"] = usage.input_tokens
-    metadata["completion_tokens"] = usage.output_tokens
+    prompt, completion, prompt_details, completion_details = names
+    metadata["prompt_tokens"] = getattr(usage, prompt)
+    completed = getattr(usage, completion, None)
+    if completed is not None:
+        metadata["completion_tokens"] = completed
     metadata["total_tokens"] = usage.total_tokens
-    details = getattr(usage, "input_tokens_details", None)
-    cached = getattr(details, "cached_tokens", None) if details is not None else None
+    cached = getattr(getattr(usage, prompt_details, None), "cached_tokens", None)
     if cached is not None:
         metadata["cached_tokens"] = cached
-    details = getattr(usage, "output_tokens_details", None)
-    reasoning = getattr(details, "reasoning_tokens", None) if details is not None else None
+    reasoning = getattr(getattr(usage, completion_details, None), "reasoning_tokens", None)
     if reasoning is not None:
         metadata["reasoning_tokens"] = reasoning
 
