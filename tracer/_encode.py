@@ -15,26 +15,34 @@ from . import _clock as clock
 from ._capture import Sanitizer
 from ._errors import warn_once
 from ._ids import format_id_bytes
-from ._span import Session, Span
+from ._record import (
+    CHILDREN,
+    END,
+    ERROR,
+    ID,
+    INPUTS,
+    NAME,
+    OUTPUTS,
+    PARENT,
+    RARE,
+    SESSION_ID,
+    START,
+    TYPE,
+    UPDATE_FIELDS,
+    UPDATE_ID,
+    EventRecord,
+    Item,
+    SessionRegistry,
+    is_update,
+)
+from ._span import Session
 from .exporters._base import Batch
 
-__all__ = ["Encoder", "Update"]
+__all__ = ["Encoder"]
 
 _BUCKETS: Final = ("config", "inputs", "outputs", "metadata", "feedback", "metrics", "user_properties")
 # Fields trimmed, in this order, when an event is over max_event_bytes.
 _TRIM_ORDER: Final = ("inputs", "outputs", "metadata", "config", "metrics", "feedback", "user_properties")
-
-
-class Update:
-    """A change to an event (or session) that was already handed on: a ``PUT /events`` body."""
-
-    __slots__ = ("event_id", "fields", "session", "size")
-
-    def __init__(self, event_id: str, session: Session, fields: dict[str, bytes]) -> None:
-        self.event_id = event_id
-        self.session = session
-        self.fields = fields  # bucket name -> snapshot bytes
-        self.size = 256 + sum(len(value) for value in fields.values())  # memory charged in the queue
 
 
 # Events are built by joining byte pieces in the field order of HoneyHive's batch-events schema:
@@ -104,8 +112,11 @@ class Encoder:
             cached = names[name] = orjson.dumps(self._sanitizer.sanitize(name))
         return cached
 
-    def _session(self, session: Session) -> tuple[int, dict[str, Any], bytes, bytes]:
-        entry = self._sessions.get(session.session_id)
+    def _session(self, session_id: str, registry: SessionRegistry) -> tuple[int, dict[str, Any], bytes, bytes]:
+        session = registry.get(session_id)
+        if session is None:  # cannot happen while the processor notes every session it queues
+            return (-1, {"session_id": session_id}, b'"unknown"', session_id.encode())
+        entry = self._sessions.get(session_id)
         if entry is None or entry[0] != session.version:
             if len(self._sessions) >= _CACHE_LIMIT:
                 self._sessions.clear()
@@ -118,9 +129,9 @@ class Encoder:
             self._sessions[session.session_id] = entry
         return entry
 
-    def encode(self, items: Sequence[Span | Update]) -> Batch:
-        spans = [item for item in items if isinstance(item, Span)]
-        updates = [item for item in items if isinstance(item, Update)]
+    def encode(self, items: Sequence[Item], registry: SessionRegistry) -> Batch:
+        """The batch for *items*; *registry* has the session of each."""
+        spans: list[EventRecord] = [item for item in items if not is_update(item)]  # type: ignore[misc]
         flagged = self._flagged(spans)
         encoded: list[bytes] = []
         session_ids: list[str] = []
@@ -134,40 +145,31 @@ class Encoder:
         max_event_bytes = self._max_event_bytes
         add_event, add_session_id = encoded.append, session_ids.append
         anchor = clock.anchor_ns  # monotonic -> wall clock, the same for every event of the batch
-        last_session: Session | None = None
         head = sid = b""
-        sid_text = ""
+        sid_text = None
         for span in spans:
-            session = span.session
-            if session is not last_session:
-                last_session = session
-                _version, props, source, sid = self._session(session)
-                sid_text = session.session_id
+            if span[SESSION_ID] is not sid_text:  # ids of one session are one str object: cheap check
+                sid_text = span[SESSION_ID]
+                _version, props, source, sid = self._session(sid_text, registry)
                 sessions.setdefault(sid_text, props)
                 head = b'{"project":%b,"source":%b,"event_name":' % (self._project, source)
-            value = span.inputs
+            value = span[INPUTS]
             inputs = b"{}" if value is None else (finalize(value) if value in flagged else value)
-            value = span.outputs
+            value = span[OUTPUTS]
             outputs = b"{}" if value is None else (finalize(value) if value in flagged else value)
-            if (
-                span.config is None
-                and span.metadata is None
-                and span.feedback is None
-                and span.metrics is None
-                and span.user_properties is None
-            ):
-                rest = _EMPTY_REST
-            else:
-                rest = self._rest(span)
-            parent = span.parent_int
-            children = span.children
-            error = span.error
+            rare = span[RARE]
+            rest = _EMPTY_REST if rare is None else self._rest(rare)
+            parent = span[PARENT]
+            children = span[CHILDREN]
+            error = span[ERROR]
+            start = span[START]
+            end = span[END]
             raw = b"".join(
                 (
                     head,
-                    names_get(span.event_name) or format_name(span.event_name),
-                    _TYPES[span.event_type or "tool"],
-                    ids_get(span.id) or format_id(span.id),
+                    names_get(span[NAME]) or format_name(span[NAME]),
+                    _TYPES[span[TYPE]],
+                    ids_get(span[ID]) or format_id(span[ID]),
                     b'","session_id":"',
                     sid,
                     b'","parent_id":"',
@@ -175,6 +177,8 @@ class Encoder:
                     b'","children_ids":',
                     _EMPTY_LIST
                     if not children
+                    else b'["%b"]' % (ids_get(children) or format_id(children))
+                    if isinstance(children, int)
                     else b'["' + b'","'.join([ids_get(child) or format_id(child) for child in children]) + b'"]',
                     rest[0],
                     b',"inputs":',
@@ -185,9 +189,9 @@ class Encoder:
                     b"null" if error is None else orjson.dumps(self._sanitizer.sanitize(error)),
                     _TIMES
                     % (
-                        (span.start_perf + anchor) // 1_000_000,
-                        (span.end_perf + anchor) // 1_000_000,
-                        *divmod(span.end_perf - span.start_perf, 1_000_000),
+                        (start + anchor) // 1_000_000,
+                        (end + anchor) // 1_000_000,
+                        *divmod(end - start, 1_000_000),
                     ),
                     rest[1],
                 )
@@ -202,20 +206,23 @@ class Encoder:
             add_event(raw)
             add_session_id(sid_text)
         update_bodies = []
-        for update in updates:
-            body: dict[str, Any] = {"event_id": update.event_id}
-            for name, field in update.fields.items():
+        for update in items:
+            if not is_update(update):
+                continue
+            body: dict[str, Any] = {"event_id": update[UPDATE_ID]}
+            fields: dict[str, bytes] = update[UPDATE_FIELDS]  # type: ignore[assignment]
+            for name, field in fields.items():
                 body[name] = orjson.loads(finalize(field))
             update_bodies.append(body)
-            sessions.setdefault(update.session.session_id, self._session(update.session)[1])
+            session_id = update[SESSION_ID]
+            sessions.setdefault(session_id, self._session(session_id, registry)[1])
         return Batch(encoded, session_ids, sessions, update_bodies)
 
-    def _rest(self, span: Span) -> tuple[bytes, bytes]:
-        """The config bucket and the trailing buckets, for a span that has any of them."""
+    def _rest(self, rare: tuple[bytes | None, ...]) -> tuple[bytes, bytes]:
+        """The config bucket and the trailing buckets, for an event that has any of them."""
         finalize = self._sanitizer.finalize
-        config, metadata, feedback, metrics, user_properties = (
-            b"{}" if value is None else finalize(value)
-            for value in (span.config, span.metadata, span.feedback, span.metrics, span.user_properties)
+        config, metadata, metrics, feedback, user_properties = (
+            b"{}" if value is None else finalize(value) for value in rare
         )
         return (
             b',"config":' + config,
@@ -228,7 +235,7 @@ class Encoder:
         assert isinstance(props, dict)
         return props
 
-    def _flagged(self, spans: list[Span]) -> set[bytes]:
+    def _flagged(self, spans: list[EventRecord]) -> set[bytes]:
         """The captured values of this batch that may break a limit or hold a secret.
 
         Each distinct value is checked once (a chain often passes the same arguments and returns
@@ -237,10 +244,10 @@ class Encoder:
         """
         unique: dict[bytes, None] = {}
         for span in spans:
-            value = span.inputs
+            value = span[INPUTS]
             if value is not None:
                 unique[value] = None
-            value = span.outputs
+            value = span[OUTPUTS]
             if value is not None:
                 unique[value] = None
         values = list(unique)

@@ -20,9 +20,10 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from . import _clock as clock
-from ._encode import Encoder, Update
+from ._encode import Encoder
 from ._errors import logger, report_internal_error, warn_once
-from ._span import Span
+from ._record import SIZE, Item, SessionRegistry
+from ._span import Session
 from .exporters._base import Batch, Exporter, ExportResult, normalize_result
 
 __all__ = ["BatchProcessor", "Processor", "Stats", "SyncProcessor", "suppressed"]
@@ -33,6 +34,8 @@ suppressed: contextvars.ContextVar[bool] = contextvars.ContextVar("tracer.suppre
 _SHUTDOWN_GRACE: Final = 1.0  # seconds an interrupted export gets to return at shutdown
 _BATCHES_PER_PASS: Final = 4  # batches taken from the queue, encoded, then sent, per worker pass
 _FAST_BATCHES: Final = 10  # batches sent at first_flush_interval before settling on flush_interval
+# Sessions remembered beyond twice the queue's length before the registry is rebuilt from the queue.
+_SESSIONS_SLACK: Final = 1024
 
 DROP_REASONS: Final = (
     "queue_full",
@@ -85,12 +88,14 @@ class Processor:
         self.stats = stats
         self._lost_seen = 0
         self._enqueued = 0  # events and updates ever accepted
+        self._sessions = SessionRegistry()  # the sessions of queued records
         for exporter in exporters:  # exporters that retry report their requests in stats()
             bind = getattr(exporter, "bind_stats", None)
             if callable(bind):
                 bind(stats)
 
-    def on_end(self, item: Span | Update) -> None:
+    def on_end(self, item: Item, session: Session) -> None:
+        """Accept an ended event or an update (of *session*) for delivery; never blocks or raises."""
         raise NotImplementedError
 
     def flush(self, timeout: float) -> bool:
@@ -114,17 +119,17 @@ class Processor:
         """Events and updates ever accepted for delivery."""
         return self._enqueued
 
-    def _deliver(self, items: list[Span | Update]) -> None:
+    def _deliver(self, items: list[Item]) -> None:
         """Encode *items* and hand them to every exporter; count the outcome. Never raises."""
         batch = self._encode(items)
         if batch is not None:
             self._export(batch)
 
-    def _encode(self, items: list[Span | Update]) -> Batch | None:
+    def _encode(self, items: list[Item]) -> Batch | None:
         """The batch for *items*, or None if nothing is left to send (failures are counted)."""
         masked_before = self.encoder.dropped_by_mask
         try:
-            batch = self.encoder.encode(items)
+            batch = self.encoder.encode(items, self._sessions)
         except Exception as exc:
             report_internal_error("encoding a batch", exc)
             self.stats.drop("export_failed", len(items))
@@ -179,13 +184,15 @@ class SyncProcessor(Processor):
         self._lock = threading.Lock()
         self._closed = False
 
-    def on_end(self, item: Span | Update) -> None:
+    def on_end(self, item: Item, session: Session) -> None:
         if self._closed:
             self.stats.drop("after_shutdown")
             return
         with self._lock:
             self._enqueued += 1
+            self._sessions.note(session)
             self._deliver([item])
+            self._sessions.prune()
 
     def flush(self, timeout: float) -> bool:
         return self._flush_result()
@@ -231,7 +238,8 @@ class BatchProcessor(Processor):
             os.register_at_fork(after_in_child=lambda: _call_weak(reinit))
 
     def _init_state(self) -> None:
-        self._queue: collections.deque[Span | Update] = collections.deque()
+        self._queue: collections.deque[Item] = collections.deque()
+        self._sessions = SessionRegistry()
         self._queue_bytes = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -260,7 +268,7 @@ class BatchProcessor(Processor):
 
     # -- calling thread -------------------------------------------------------------------------
 
-    def on_end(self, item: Span | Update) -> None:
+    def on_end(self, item: Item, session: Session) -> None:
         # Runs on the app's thread for every event: one short critical section, no allocation.
         with self._lock:
             if self._closed:
@@ -268,8 +276,9 @@ class BatchProcessor(Processor):
             else:
                 queue = self._queue
                 queue.append(item)
+                self._sessions.note(session)
                 self._enqueued += 1
-                self._queue_bytes += item.size
+                self._queue_bytes += item[SIZE]
                 overflow = len(queue) >= self._wake_at or self._queue_bytes >= self._wake_bytes
                 if overflow:
                     overflow = self._make_room()
@@ -284,7 +293,7 @@ class BatchProcessor(Processor):
         queue = self._queue
         dropped = 0
         while len(queue) > self._max_queue_size or (self._queue_bytes > self._max_queue_bytes and len(queue) > 1):
-            self._queue_bytes -= queue.popleft().size
+            self._queue_bytes -= queue.popleft()[SIZE]
             self._popped += 1
             dropped += 1
         # Wake the worker once per batch, not per event (Event.set() takes a lock); the worker
@@ -353,15 +362,19 @@ class BatchProcessor(Processor):
                 return
             with self._lock:
                 queue = self._queue
+                # Everything taken earlier is encoded by now: forget the sessions no queued record needs.
                 if not queue:
+                    self._sessions.prune()
                     return
+                if len(self._sessions) > 2 * len(queue) + _SESSIONS_SLACK:
+                    self._sessions.prune(list(queue))
                 self._inflight_first = self._popped + 1
-                items: list[Span | Update] = []
+                items: list[Item] = []
                 taken_bytes = 0
-                while queue and len(items) < max_items and (not items or taken_bytes + queue[0].size <= max_bytes):
+                while queue and len(items) < max_items and (not items or taken_bytes + queue[0][SIZE] <= max_bytes):
                     item = queue.popleft()
                     items.append(item)
-                    taken_bytes += item.size
+                    taken_bytes += item[SIZE]
                 self._popped += len(items)
                 self._queue_bytes -= taken_bytes
             try:
@@ -379,13 +392,13 @@ class BatchProcessor(Processor):
                     self._inflight_first = 0
                     self._progress.notify_all()
 
-    def _chunks(self, items: list[Span | Update]) -> list[list[Span | Update]]:
+    def _chunks(self, items: list[Item]) -> list[list[Item]]:
         """Split *items* into batches within max_batch_size and max_batch_bytes."""
-        chunks: list[list[Span | Update]] = []
-        current: list[Span | Update] = []
+        chunks: list[list[Item]] = []
+        current: list[Item] = []
         current_bytes = 0
         for item in items:
-            size = item.size
+            size = item[SIZE]
             if current and (len(current) >= self._max_batch_size or current_bytes + size > self._max_batch_bytes):
                 chunks.append(current)
                 current, current_bytes = [], 0

@@ -25,9 +25,8 @@ EVENT_TYPES: Final = frozenset({"model", "tool", "chain"})
 BUCKETS: Final = ("config", "metadata", "metrics", "feedback", "user_properties")
 
 _perf_ns = time.perf_counter_ns
-_RARE_BUCKETS: Final = ("config", "metadata", "metrics", "feedback", "user_properties")
-# Bytes charged per queued event on top of its captured fields: the Span object, its ints, the
-# bytes objects' headers and allocator slack, measured at about 700 bytes (bench/memory.py).
+# Bytes charged per queued event on top of its captured fields: the record tuple, its ints and
+# strings, the bytes objects' headers and allocator slack; at most 700 bytes (bench/memory.py).
 _ITEM_OVERHEAD: Final = 700
 
 
@@ -108,7 +107,8 @@ class Session:
 class Span:
     """An event being recorded. Use ``update()`` / ``set_error()`` while it is open.
 
-    Attributes read by exporters after ``end()`` hold JSON bytes snapshots, not the user's objects.
+    ``end()`` hands a snapshot of it to the delivery queue (an ``_record.EventRecord``); the span
+    itself keeps the user's objects and is not read by the pipeline after that.
     """
 
     __slots__ = (
@@ -130,14 +130,13 @@ class Span:
         "parent",
         "parent_int",
         "session",
-        "size",
         "start_perf",
         "tracer",
         "user_properties",
     )
 
     has_children: bool
-    # Buckets hold the user's mappings while open and JSON bytes snapshots after end().
+    # The user's mappings (end() snapshots them into the queued record).
     inputs: Any
     outputs: Any
     config: Any
@@ -150,7 +149,6 @@ class Span:
     # Set by end(): before that they are not read.
     parent_int: int | None
     end_perf: int
-    size: int
 
     def __init__(
         self,
@@ -250,13 +248,14 @@ class Span:
             return
         self.ended = True
         # Only the monotonic clock here; the worker maps it to wall time (see _clock).
-        self.end_perf = _perf_ns()
+        end_perf = self.end_perf = _perf_ns()
         try:
-            # Snapshot every field to JSON bytes now (later mutation by the user changes nothing);
-            # inlined here because this runs for every traced call.
+            # Snapshot every field to JSON bytes now (later mutation by the user changes nothing)
+            # into the record the queue holds (see _record); inlined: this runs for every call.
             parent = self.parent
+            parent_int: int | None
             if parent is not None:
-                self.parent_int = parent.id
+                parent_int = self.parent_int = parent.id
                 if not parent.ended:
                     children = parent.children
                     if children is None:
@@ -265,33 +264,54 @@ class Span:
                         children.append(self.id)
                 self.parent = None  # keep only the id: an ended span must not pin its ancestors
             else:
-                self.parent_int = None
-            if self.event_type is None:
-                self.event_type = "chain" if self.has_children else "tool"
+                parent_int = self.parent_int = None
+            event_type = self.event_type
+            if event_type is None:
+                event_type = self.event_type = "chain" if self.has_children else "tool"
             size = _ITEM_OVERHEAD
-            value = self.inputs
-            if value is not None:
-                self.inputs = value = snapshot(value)
-                size += len(value)
-            value = self.outputs
-            if value is not None:
-                self.outputs = value = snapshot(value)
-                size += len(value)
+            inputs = self.inputs
+            if inputs is not None:
+                inputs = snapshot(inputs)
+                size += len(inputs)
+            outputs = self.outputs
+            if outputs is not None:
+                outputs = snapshot(outputs)
+                size += len(outputs)
             if (
-                self.config is not None
-                or self.metadata is not None
-                or self.metrics is not None
-                or self.feedback is not None
-                or self.user_properties is not None
+                self.config is None
+                and self.metadata is None
+                and self.metrics is None
+                and self.feedback is None
+                and self.user_properties is None
             ):
-                for name in _RARE_BUCKETS:
-                    value = getattr(self, name)
-                    if value is not None:
-                        value = snapshot(value)
-                        setattr(self, name, value)
-                        size += len(value)
-            self.size = size
-            self.tracer._processor.on_end(self)
+                rare = None
+            else:
+                config, metadata, metrics, feedback, user_properties = (
+                    None if value is None else snapshot(value)
+                    for value in (self.config, self.metadata, self.metrics, self.feedback, self.user_properties)
+                )
+                rare = (config, metadata, metrics, feedback, user_properties)
+                size += sum(len(value) for value in rare if value is not None)
+            children = self.children
+            session = self.session
+            record = (
+                size,
+                session.session_id,
+                self.id,
+                parent_int,
+                # A lone child as a bare int: a nested tuple would keep the record GC-tracked a
+                # generation longer (see _record).
+                None if children is None else children[0] if len(children) == 1 else tuple(children),
+                self.event_name,
+                event_type,
+                inputs,
+                outputs,
+                self.error,
+                self.start_perf,
+                end_perf,
+                rare,
+            )
+            self.tracer._processor.on_end(record, session)
         except Exception as exc:  # a library failure must never reach the code that ended the span
             report_internal_error("finishing a span", exc)
 

@@ -12,10 +12,11 @@ from ._capture import Limits, Sanitizer, snapshot
 from ._config import Config, resolve_config
 from ._context import bind_context, current_session_var, current_span_var, install_thread_propagation
 from ._decorators import TraceSpec, make_decorator, validate_event_type
-from ._encode import Encoder, Update
+from ._encode import Encoder
 from ._errors import ConfigError, logger, report_internal_error
 from ._ids import format_id, new_id, parse_uuid
 from ._pipeline import BatchProcessor, Processor, Stats, SyncProcessor, register_exit_hook
+from ._record import make_update
 from ._span import Session, Span, merge_fields
 from .exporters._base import Exporter, as_exporter_list
 
@@ -238,7 +239,7 @@ class Tracer:
         if metadata:
             payload["metadata"] = snapshot(metadata)
         if payload:
-            self._processor.on_end(Update(event_id, session, payload))
+            self._processor.on_end(make_update(event_id, session.session_id, payload), session)
 
     # -- public API -----------------------------------------------------------------------------
 
