@@ -13,6 +13,8 @@ and outputs captured) as fast as one thread can, then flushes. Reported:
 - app us/span = create time / events: wall time per span on the app thread, during the run (it
   shares the GIL with the delivery worker, which encodes and compresses meanwhile).
 - cpu us/event = process CPU time (all threads) / events, creation plus flush.
+- sink us/ev = the sink process's own CPU time per event received (it validates each batch against
+  the schema): on this box it is taken from the same CPU capacity as the traced process.
 - wire MB = request bodies as sent (gzip), json MB = the same decompressed.
 
 Variants:
@@ -259,7 +261,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     )
     header = (
         f"{'variant':<21} {'max_queue':>9} {'q MiB':>5} {'events':>8} {'received':>8} {'dropped':>8} {'create s':>8} "
-        f"{'flush s':>7} {'events/s':>9} {'app us/span':>11} {'cpu us/ev':>9} {'wire MB':>7} {'json MB':>7} {'reqs':>5}"
+        f"{'flush s':>7} {'events/s':>9} {'app us/span':>11} {'cpu us/ev':>9} {'sink us/ev':>10} {'wire MB':>7} "
+        f"{'json MB':>7} {'reqs':>5}"
     )
     print(header)
     for row in results:
@@ -270,6 +273,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         row["events_per_s"] = received / total if total > 0 else 0.0
         row["app_us_per_span"] = row["create_s"] / row["events"] * 1e6
         row["cpu_us_per_event"] = row["cpu_s"] / row["events"] * 1e6
+        row["sink_cpu_us_per_event"] = sink_counts["cpu_s"] / received * 1e6 if received else 0.0
         row["wire_bytes"] = sink_counts["wire_bytes"]
         row["json_bytes"] = sink_counts["json_bytes"]
         qmib = "-" if row["max_queue_bytes"] is None else f"{row['max_queue_bytes'] / 2**20:.0f}"
@@ -277,6 +281,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             f"{row['variant']:<21} {row['max_queue_size']:>9} {qmib:>5} {row['events']:>8} {received:>8} "
             f"{row['events'] - received:>8} {row['create_s']:>8.2f} {row['flush_s']:>7.2f} "
             f"{row['events_per_s']:>9,.0f} {row['app_us_per_span']:>11.2f} {row['cpu_us_per_event']:>9.2f} "
+            f"{row['sink_cpu_us_per_event']:>10.2f} "
             f"{row['wire_bytes'] / 2**20:>7.1f} {row['json_bytes'] / 2**20:>7.1f} {sink_counts['requests']:>5}"
         )
     for row in results:
