@@ -24,6 +24,7 @@ from ._encode import Encoder
 from ._errors import logger, report_internal_error, warn_once
 from ._record import SIZE, Item, SessionRegistry
 from ._span import Session
+from ._worker import worker
 from .exporters._base import Batch, Exporter, ExportResult, normalize_result
 
 __all__ = ["BatchProcessor", "Processor", "Stats", "SyncProcessor", "suppressed"]
@@ -33,6 +34,7 @@ suppressed: contextvars.ContextVar[bool] = contextvars.ContextVar("tracer.suppre
 
 _SHUTDOWN_GRACE: Final = 1.0  # seconds an interrupted export gets to return at shutdown
 _BATCHES_PER_PASS: Final = 4  # batches taken from the queue, encoded, then sent, per worker pass
+_PASSES_PER_TURN: Final = 8  # passes on one queue before the worker turns to other tracers' queues
 _FAST_BATCHES: Final = 10  # batches sent at first_flush_interval before settling on flush_interval
 # Sessions remembered beyond twice the queue's length before the registry is rebuilt from the queue.
 _SESSIONS_SLACK: Final = 1024
@@ -210,7 +212,7 @@ def _shutdown_exporter(exporter: Exporter) -> None:
 
 
 class BatchProcessor(Processor):
-    """Bounded queue + one daemon worker thread (started lazily, restarted after ``fork()``)."""
+    """Bounded queue, served by the process's one worker thread (``_worker``), from the first event."""
 
     def __init__(
         self,
@@ -242,7 +244,10 @@ class BatchProcessor(Processor):
         self._sessions = SessionRegistry()
         self._queue_bytes = 0
         self._lock = threading.Lock()
-        self._wake = threading.Event()
+        self._woken = False  # service asked for since the worker's last turn on this queue
+        self._due = 0.0  # monotonic time of the next age-based send (set when attached)
+        self._attached = False  # served by the worker (from the first event to the end of shutdown)
+        self._detached = threading.Event()  # set when the worker lets go of this queue after shutdown
         self._wake_at = self._max_batch_size  # queue length that wakes the worker
         self._wake_bytes = self._max_batch_bytes
         self._progress = threading.Condition(threading.Lock())
@@ -254,7 +259,6 @@ class BatchProcessor(Processor):
         self._closed = False
         self._stopping = False
         self._abandon = False  # shutdown ran out of time: drop what is left instead of sending it
-        self._thread: threading.Thread | None = None
 
     def _after_fork_in_child(self) -> None:
         # The child gets a fresh, empty pipeline: the parent's queued events are the parent's to send
@@ -284,8 +288,8 @@ class BatchProcessor(Processor):
                     overflow = self._make_room()
         if overflow:
             self._after_overflow(overflow)
-        elif self._thread is None:
-            self._start_worker()
+        elif not self._attached:
+            self._attach()
 
     def _make_room(self) -> int:
         """Called under the lock once the queue reaches a batch or a bound: drop the oldest items
@@ -313,59 +317,73 @@ class BatchProcessor(Processor):
                 "tracer: event queue full (max_queue_size/max_queue_bytes); dropping the oldest events. "
                 "See tracer.stats(); raise the bounds for bursty workloads.",
             )
-        if self._thread is None:
-            self._start_worker()
-        self._wake.set()
+        if not self._attached:
+            self._attach()
+        self._request_service()
 
-    def _start_worker(self) -> None:
+    def _attach(self) -> None:
         with self._lock:
-            if self._thread is not None or self._closed:
+            if self._attached or self._closed:
                 return
-            thread = threading.Thread(target=self._run, name="tracer-worker", daemon=True)
-            self._thread = thread
-        # Start from an empty context: the worker must not inherit (and pin) the caller's span.
-        contextvars.Context().run(thread.start)
+            self._attached = True
+            self._due = time.monotonic() + self._first_flush_interval
+        worker.attach(self)
 
-    # -- worker thread --------------------------------------------------------------------------
+    def _request_service(self) -> None:
+        self._woken = True  # before the wake-up: the worker clears its event, then reads this
+        worker.wake()
 
-    def _run(self) -> None:
-        while True:
-            interval = self._first_flush_interval if self._batches_sent < _FAST_BATCHES else self._flush_interval
-            self._wake.wait(interval)
-            self._wake.clear()
+    # -- worker thread (the _worker.Client protocol) ----------------------------------------------
+
+    def due_at(self) -> float:
+        return 0.0 if self._woken else self._due
+
+    def wants_service(self, now: float) -> bool:
+        return self._woken or now >= self._due
+
+    def serve(self, now: float) -> bool:
+        """One turn of the worker: send what is queued; False once stopped and empty."""
+        self._woken = False
+        interval = self._first_flush_interval if self._batches_sent < _FAST_BATCHES else self._flush_interval
+        self._due = now + interval
+        with self._lock:
+            self._wake_at = self._max_batch_size
+            self._wake_bytes = self._max_batch_bytes
+        try:
+            if self._drain():
+                self._woken = True  # more is queued: come back right after the other queues' turns
+        except Exception as exc:  # the worker must survive anything
+            report_internal_error("the delivery worker", exc)
+        if self._stopping:
             with self._lock:
-                self._wake_at = self._max_batch_size
-                self._wake_bytes = self._max_batch_bytes
-            try:
-                self._drain()
-            except Exception as exc:  # the worker must survive anything
-                report_internal_error("the delivery worker", exc)
-            if self._stopping:
-                with self._lock:
-                    if not self._queue:
-                        break
+                if not self._queue:
+                    self._attached = False
+                    self._detached.set()
+                    return False
+        return True
 
-    def _drain(self) -> None:
-        """Send everything queued (woken by a full batch, an age timeout or a flush).
+    def _drain(self) -> bool:
+        """Send what is queued (woken by a full batch, an age timeout or a flush); True if more is left.
 
         Up to a few batches are taken and encoded *before* their I/O: export calls release the
         GIL, and an app thread that gets it back keeps it for a whole switch interval (5 ms), so
         a worker that sent after every single batch would fall behind a busy app. Taking only a
-        few keeps what is encoded but not yet sent small, next to the queue's own bounds.
+        few keeps what is encoded but not yet sent small, next to the queue's own bounds. At most
+        ``_PASSES_PER_TURN`` passes: other tracers' queues get their turn in between.
         """
         clock.resync()
         max_items = _BATCHES_PER_PASS * self._max_batch_size
         max_bytes = _BATCHES_PER_PASS * self._max_batch_bytes
-        while True:
+        for _ in range(_PASSES_PER_TURN):
             if self._abandon:
                 self._drop_leftovers()
-                return
+                return False
             with self._lock:
                 queue = self._queue
                 # Everything taken earlier is encoded by now: forget the sessions no queued record needs.
                 if not queue:
                     self._sessions.prune()
-                    return
+                    return False
                 if len(self._sessions) > 2 * len(queue) + _SESSIONS_SLACK:
                     self._sessions.prune(list(queue))
                 self._inflight_first = self._popped + 1
@@ -391,6 +409,7 @@ class BatchProcessor(Processor):
                 with self._progress:
                     self._inflight_first = 0
                     self._progress.notify_all()
+        return bool(self._queue)
 
     def _chunks(self, items: list[Item]) -> list[list[Item]]:
         """Split *items* into batches within max_batch_size and max_batch_bytes."""
@@ -420,12 +439,12 @@ class BatchProcessor(Processor):
             target = self._enqueued
             if target > self._flush_target:
                 self._flush_target = target
-        if self._thread is None and target > self._popped:
-            self._start_worker()
-        if threading.current_thread() is self._thread:  # an exporter calling flush(): cannot wait on itself
+        if not self._attached and target > self._popped:
+            self._attach()
+        if worker.is_current():  # an exporter calling flush(): the worker cannot wait on itself
             return self._flush_result()
         deadline = time.monotonic() + max(timeout, 0.0)
-        self._wake.set()
+        self._request_service()
         with self._progress:
             while not self._reached(target):
                 remaining = deadline - time.monotonic()
@@ -452,17 +471,18 @@ class BatchProcessor(Processor):
         with self._lock:
             self._closed = True
             self._stopping = True
-            thread = self._thread
+            attached = self._attached
             if not delivered:
                 self._abandon = True
         if not delivered:
             for exporter in self.exporters:
                 exporter.interrupt()
-        self._wake.set()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(_SHUTDOWN_GRACE if not delivered else max(timeout, _SHUTDOWN_GRACE))
+        finished = not attached
+        if attached and not worker.is_current():
+            self._request_service()
+            finished = self._detached.wait(_SHUTDOWN_GRACE if not delivered else max(timeout, _SHUTDOWN_GRACE))
         self._drop_leftovers()
-        if thread is None or not thread.is_alive():
+        if finished:
             self._close_exporters(keep)
         else:
             logger.warning("tracer: delivery did not finish within %.1fs at shutdown", timeout)

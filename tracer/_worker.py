@@ -1,0 +1,112 @@
+"""The process's one background thread: it serves the queues of every batching tracer.
+
+However many ``Tracer`` objects a program makes, encoding, compression and HTTP happen on a
+single daemon thread named ``tracer-worker``. It starts when a queue first needs it, exits when
+no queue is left, and is started afresh in a forked child (threads do not survive ``fork()``).
+
+A queue (a ``Client``: ``BatchProcessor``) asks for service with ``wake()`` and says when its
+oldest events must go at the latest with ``due_at()``; the worker calls ``serve()`` on every
+queue that asked or is due. One queue's turn is bounded (``serve`` drains a few passes and asks
+again if more is left), so a busy tracer cannot starve another's age-based flush for long; one
+exporter stuck in retries does delay the others, the price of a single thread.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import threading
+import time
+from typing import Protocol
+
+from ._errors import report_internal_error
+
+__all__ = ["Client", "Worker", "worker"]
+
+
+class Client(Protocol):
+    def due_at(self) -> float:
+        """Monotonic time by which this queue wants service even if nothing wakes it."""
+        ...
+
+    def wants_service(self, now: float) -> bool:
+        """True if woken since its last turn, or due at *now*."""
+        ...
+
+    def serve(self, now: float) -> bool:
+        """One turn; returns False when this queue is finished (stopped and empty)."""
+        ...
+
+
+class Worker:
+    def __init__(self) -> None:
+        self._reset()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        # Also the after-fork hook: the parent's thread does not exist in the child, and its lock
+        # may have been held at fork time. Clients re-attach on their next event.
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._clients: list[Client] = []
+        self._thread: threading.Thread | None = None
+
+    def attach(self, client: Client) -> None:
+        """Serve *client* from now on (starts the thread if needed)."""
+        with self._lock:
+            if client not in self._clients:
+                self._clients.append(client)
+            if self._thread is not None:
+                return
+            thread = self._thread = threading.Thread(target=self._run, name="tracer-worker", daemon=True)
+        # Start from an empty context: the worker must not inherit (and pin) the caller's span.
+        contextvars.Context().run(thread.start)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def is_current(self) -> bool:
+        """True on the worker thread itself (where waiting for the worker would deadlock)."""
+        return threading.current_thread() is self._thread
+
+    def thread(self) -> threading.Thread | None:
+        return self._thread
+
+    def _run(self) -> None:
+        me = threading.current_thread()
+        while True:
+            with self._lock:
+                if self._thread is not me:  # replaced (fork in a child) : this one is stale
+                    return
+                clients = list(self._clients)
+                if not clients:
+                    self._thread = None
+                    return
+            try:
+                self._turn(clients)
+            except Exception as exc:  # the worker must survive anything
+                report_internal_error("the delivery worker", exc)
+
+    def _turn(self, clients: list[Client]) -> None:
+        wait = min(client.due_at() for client in clients) - time.monotonic()
+        if wait > 0:
+            self._wake.wait(wait)
+        # Cleared before looking at the clients: a wake() from now on is seen at the next wait.
+        self._wake.clear()
+        now = time.monotonic()
+        for client in clients:
+            if client.wants_service(now):
+                try:
+                    alive = client.serve(now)
+                except Exception as exc:
+                    report_internal_error("the delivery worker", exc)
+                    alive = True
+                if not alive:
+                    with self._lock:
+                        if client in self._clients:
+                            self._clients.remove(client)
+
+
+worker = Worker()
+"""The process's worker (one per process; a forked child gets its own)."""
