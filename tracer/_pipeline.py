@@ -397,7 +397,7 @@ class BatchProcessor(Processor):
                 self._queue_bytes -= taken_bytes
             try:
                 batches = []
-                for chunk in self._chunks(items):
+                for chunk in self._chunks(items, taken_bytes):
                     batch = self._encode(chunk)
                     if batch is not None:
                         batches.append(batch)
@@ -411,8 +411,11 @@ class BatchProcessor(Processor):
                     self._progress.notify_all()
         return bool(self._queue)
 
-    def _chunks(self, items: list[Item]) -> list[list[Item]]:
-        """Split *items* into batches within max_batch_size and max_batch_bytes."""
+    def _chunks(self, items: list[Item], total_bytes: int) -> list[list[Item]]:
+        """Split *items* (of *total_bytes* in all) into batches within max_batch_size and max_batch_bytes."""
+        count = self._max_batch_size
+        if total_bytes <= self._max_batch_bytes:  # the usual case: only the count limit can apply
+            return [items[start : start + count] for start in range(0, len(items), count)]
         chunks: list[list[Item]] = []
         current: list[Item] = []
         current_bytes = 0

@@ -33,6 +33,7 @@ __all__ = [
     "TYPE",
     "UPDATE_FIELDS",
     "UPDATE_ID",
+    "UPDATE_LEN",
     "EventRecord",
     "Item",
     "SessionRegistry",
@@ -86,14 +87,14 @@ END: Final = 11
 RARE: Final = 12
 UPDATE_ID: Final = 2
 UPDATE_FIELDS: Final = 3
-_UPDATE_LEN: Final = 4
+UPDATE_LEN: Final = 4  # an update's length; event records are longer
 
 # Bytes charged per update on top of its fields (a small dict and a tuple).
 _UPDATE_OVERHEAD: Final = 256
 
 
 def is_update(item: Item) -> bool:
-    return len(item) == _UPDATE_LEN
+    return len(item) == UPDATE_LEN
 
 
 def make_update(event_id: str, session_id: str, fields: dict[str, bytes]) -> UpdateRecord:

@@ -169,9 +169,13 @@ class HoneyHiveExporter(Exporter):
     def _export(self, batch: Batch) -> ExportResult:
         deadline = time.monotonic() + self.export_timeout
         outcome = _Outcome()
+        session_ids = batch.session_ids
         by_session: dict[str, list[bytes]] = {}
-        for raw, session_id in zip(batch.encoded, batch.session_ids, strict=True):
-            by_session.setdefault(session_id, []).append(raw)
+        if session_ids and session_ids.count(session_ids[0]) == len(session_ids):  # one session: no regrouping
+            by_session[session_ids[0]] = batch.encoded
+        else:
+            for raw, session_id in zip(batch.encoded, session_ids, strict=True):
+                by_session.setdefault(session_id, []).append(raw)
         for session_id, events in by_session.items():
             properties = batch.sessions.get(session_id) or {"session_id": session_id}
             delivered_before = outcome.delivered
