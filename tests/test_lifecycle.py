@@ -72,6 +72,39 @@ def test_open_generator_span_is_ended_at_exit(tmp_path: Path) -> None:
     assert event["outputs"] == {"result": "ticktick"}
 
 
+def test_spans_open_in_a_daemon_thread_are_ended_at_exit_innermost_first(tmp_path: Path) -> None:
+    out = tmp_path / "events.jsonl"
+    done = _run(
+        f"""
+        import threading, time
+        import tracer
+        tracer.init(exporter=tracer.JSONLExporter({str(out)!r}))
+        inside = threading.Event()
+
+        def background():
+            with tracer.span("poller", inputs={{"every": 1}}):
+                with tracer.span("wait"):
+                    inside.set()
+                    time.sleep(60)  # still here when the main thread returns
+
+        threading.Thread(target=background, daemon=True).start()
+        inside.wait(10)
+        with tracer.span("main-work"):
+            pass
+        """,
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    events = {event["event_name"]: event for event in _events(out)}
+    assert sorted(events) == ["main-work", "poller", "wait"]
+    assert "metadata" not in events["main-work"] or not events["main-work"]["metadata"]
+    for name in ("poller", "wait"):
+        assert events[name]["metadata"] == {"ended_early": True, "end_reason": "process_exit"}
+    assert events["poller"]["inputs"] == {"every": 1}
+    assert events["wait"]["parent_id"] == events["poller"]["event_id"]
+    assert events["poller"]["children_ids"] == [events["wait"]["event_id"]]
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")
 def test_forked_child_sends_its_own_events_once(tmp_path: Path) -> None:
     out = tmp_path / "events.jsonl"

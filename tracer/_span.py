@@ -164,7 +164,8 @@ class Span:
         self.parent = parent
         self.event_name = event_name
         self.event_type = event_type
-        self.id = new_id()
+        self.id = span_id = new_id()
+        tracer._open_spans[span_id] = self  # so that spans left open at exit can be ended then
         self.inputs = self.outputs = self.config = self.metadata = None
         self.metrics = self.feedback = self.user_properties = None
         self.error = self.children = None
@@ -250,6 +251,7 @@ class Span:
         # Only the monotonic clock here; the worker maps it to wall time (see _clock).
         end_perf = self.end_perf = _perf_ns()
         try:
+            self.tracer._open_spans.pop(self.id, None)
             # Snapshot every field to JSON bytes now (later mutation by the user changes nothing)
             # into the record the queue holds (see _record); inlined: this runs for every call.
             parent = self.parent

@@ -46,6 +46,8 @@ class Tracer:
         **options: Any,
     ) -> None:
         self._lock = threading.RLock()
+        # Every open span by id (added by Span.__init__, removed by Span.end): ended at exit.
+        self._open_spans: dict[int, Span] = {}
         # Spans of generators that are mid-iteration, with how to end them (at interpreter exit).
         self._open_generators: weakref.WeakKeyDictionary[Span, Callable[[Span, str], None]] = (
             weakref.WeakKeyDictionary()
@@ -426,6 +428,12 @@ class Tracer:
         for span, finish in list(self._open_generators.items()):
             if not span.ended:
                 finish(span, "process_exit")
+        # Spans open anywhere else (a daemon thread inside `with tracer.span()`, a task never
+        # awaited to the end): innermost first, so that parents still list their children.
+        for span in sorted(list(self._open_spans.values()), key=_span_order, reverse=True):
+            if not span.ended:
+                span.update(metadata={"ended_early": True, "end_reason": "process_exit"})
+                span.end()
         self.shutdown(self.config.exit_timeout)
 
 
@@ -534,8 +542,21 @@ class SpanScope:
         self.__exit__(exc_type, exc, tb)
 
 
+def _span_order(span: Span) -> int:
+    return span.id  # ids grow with creation: a child's is larger than its parent's
+
+
+class _Discard(dict[int, Span]):
+    """An ``_open_spans`` that keeps nothing (for spans that are not recorded)."""
+
+    def __setitem__(self, key: int, value: Span) -> None:
+        pass
+
+
 class _DetachedTracer:
     """Stands in for a tracer behind spans that are not recorded (disabled or sampled out)."""
+
+    _open_spans: dict[int, Span] = _Discard()
 
     def _late_update(self, span: Span, fields: Mapping[str, Any]) -> None:
         pass
