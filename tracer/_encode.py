@@ -25,7 +25,6 @@ from ._record import (
     EventRecord,
     Item,
     SessionRegistry,
-    is_update,
 )
 from ._span import Session
 from .exporters._base import Batch
@@ -194,10 +193,10 @@ class Encoder:
             add_session_id(sid_text)
         update_bodies = []
         for update in items if len(spans) != len(items) else ():
-            if not is_update(update):
+            if len(update) != UPDATE_LEN:
                 continue
             body: dict[str, Any] = {"event_id": update[UPDATE_ID]}
-            fields: dict[str, bytes] = update[UPDATE_FIELDS]  # type: ignore[assignment]
+            fields = update[UPDATE_FIELDS]
             for name, field in fields.items():
                 body[name] = orjson.loads(finalize(field))
             update_bodies.append(body)

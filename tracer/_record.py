@@ -18,19 +18,11 @@ from typing import Final, TypeAlias
 from ._span import Session
 
 __all__ = [
-    "CHILDREN",
-    "END",
-    "ERROR",
-    "ID",
     "INPUTS",
-    "NAME",
     "OUTPUTS",
-    "PARENT",
     "RARE",
     "SESSION_ID",
     "SIZE",
-    "START",
-    "TYPE",
     "UPDATE_FIELDS",
     "UPDATE_ID",
     "UPDATE_LEN",
@@ -38,7 +30,6 @@ __all__ = [
     "Item",
     "SessionRegistry",
     "UpdateRecord",
-    "is_update",
     "make_update",
 ]
 
@@ -71,19 +62,12 @@ EventRecord: TypeAlias = tuple[
 UpdateRecord: TypeAlias = tuple[int, str, str, dict[str, bytes]]
 Item: TypeAlias = EventRecord | UpdateRecord
 
-# Positions in the tuples (mypy reads Final ints as literal indices and checks each field's type).
+# Positions read by index (the encoder unpacks event records whole, in the order above); mypy
+# reads Final ints as literal indices and checks each field's type.
 SIZE: Final = 0  # both kinds: bytes charged against the queue's byte bound
 SESSION_ID: Final = 1  # both kinds
-ID: Final = 2
-PARENT: Final = 3
-CHILDREN: Final = 4
-NAME: Final = 5
-TYPE: Final = 6
 INPUTS: Final = 7
 OUTPUTS: Final = 8
-ERROR: Final = 9
-START: Final = 10
-END: Final = 11
 RARE: Final = 12
 UPDATE_ID: Final = 2
 UPDATE_FIELDS: Final = 3
@@ -91,10 +75,6 @@ UPDATE_LEN: Final = 4  # an update's length; event records are longer
 
 # Bytes charged per update on top of its fields (a small dict and a tuple).
 _UPDATE_OVERHEAD: Final = 256
-
-
-def is_update(item: Item) -> bool:
-    return len(item) == UPDATE_LEN
 
 
 def make_update(event_id: str, session_id: str, fields: dict[str, bytes]) -> UpdateRecord:
