@@ -122,3 +122,22 @@ def test_worker_thread_exits_when_no_tracer_needs_it_and_a_forked_child_gets_its
     assert "back on demand: 1 True" in lines
     assert "child workers: 1 True child" in lines
     assert "parent events: ['a1', 'b1', 'c1']" in lines
+
+
+def test_a_new_tracer_gets_its_fast_first_send_while_the_worker_sleeps_for_another() -> None:
+    slow_memory, memory = InMemoryExporter(), InMemoryExporter()
+    sleepy = tracer.Tracer(exporter=slow_memory, project="sleepy", first_flush_interval=30, flush_interval=30)
+    with sleepy.span("first"):
+        pass
+    time.sleep(0.2)  # the worker is now asleep until the sleepy tracer's send, 30 s away
+    quick = tracer.Tracer(exporter=memory, project="quick")  # first_flush_interval: 100 ms
+    started = time.monotonic()
+    with quick.span("hello"):
+        pass
+    while not memory.events and time.monotonic() - started < 5:
+        time.sleep(0.01)
+    assert memory.events, "the new tracer's first event waited for the other tracer's schedule"
+    assert time.monotonic() - started < 2
+    assert not slow_memory.events  # the sleepy tracer keeps its own schedule
+    quick.shutdown()
+    sleepy.shutdown()

@@ -58,6 +58,7 @@ class Worker:
             if client not in self._clients:
                 self._clients.append(client)
             if self._thread is not None:
+                self._wake.set()  # it may be asleep until another queue's (later) due time
                 return
             thread = self._thread = threading.Thread(target=self._run, name="tracer-worker", daemon=True)
         # Start from an empty context: the worker must not inherit (and pin) the caller's span.
@@ -77,7 +78,7 @@ class Worker:
         me = threading.current_thread()
         while True:
             with self._lock:
-                if self._thread is not me:  # replaced (fork in a child) : this one is stale
+                if self._thread is not me:  # replaced (a forked child's reset): this one is stale
                     return
                 clients = list(self._clients)
                 if not clients:
