@@ -4,32 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
 from tracer.integrations import _stream
-from tracer.integrations._llm import begin
-from tracer.integrations._stream import Batched, StreamRecorder, traced_async_stream, traced_stream
+from tracer.integrations._llm import Call, begin
+from tracer.integrations._stream import StreamRecorder, traced_async_stream, traced_manager, traced_stream
 from tracer.testing import CapturedEvents
 
 from .conftest import only_model_event
 
 
-class Words(Batched):
-    """A minimal accumulator: joins str chunks."""
+class Words(StreamRecorder):
+    """A minimal recorder: joins str chunks."""
 
     __slots__ = ("words",)
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, call: Call) -> None:
+        super().__init__(call)
         self.words: list[str] = []
 
-    def take(self, item: Any) -> None:
+    def take(self, item: Any) -> bool:
         self.words.append(item)
-        if not self.first_ns:
-            self.first_ns = 1
+        return bool(item)  # an empty word is no output
 
     def result(self) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         return {"content": "".join(self.words)}, {}
@@ -49,7 +49,9 @@ class Chained:
             raise RuntimeError("mid-stream failure")
 
     def __iter__(self) -> Iterator[Any]:
-        yield from self._iterator
+        # A plain for loop, as in the SDK: leaving it early does not close the generator it reads.
+        for item in self._iterator:  # noqa: UP028
+            yield item
 
     def __next__(self) -> Any:
         return next(self._iterator)
@@ -108,7 +110,9 @@ class AsyncChained:
 def recorder() -> StreamRecorder:
     call = begin("stream")
     assert call is not None
-    return StreamRecorder(call, Words())
+    words = Words(call)
+    words.start(None, "x-request-id")
+    return words
 
 
 @pytest.mark.parametrize("kind", [Chained, Pulled])
@@ -160,7 +164,7 @@ def test_hidden_chunks_are_recorded_not_shown(events: CapturedEvents) -> None:
 
 
 def test_batches_are_taken_in_order(events: CapturedEvents) -> None:
-    items = [str(i % 10) for i in range(Batched.BATCH * 3 + 5)]
+    items = [str(i % 10) for i in range(StreamRecorder.BATCH * 3 + 5)]
     assert list(traced_stream(Chained(items), recorder())) == items
     assert only_model_event(events)["outputs"] == {"content": "".join(items)}
 
@@ -189,3 +193,78 @@ def test_open_streams_end_at_interpreter_exit(events: CapturedEvents) -> None:
     assert event["metadata"]["end_reason"] == "process_exit"
     assert event["outputs"] == {"content": "a"}
     del stream
+
+
+def test_time_to_first_token_is_when_the_first_output_arrived(events: CapturedEvents) -> None:
+    """Chunks are taken in batches, later: the first output chunk's own arrival time counts."""
+
+    def slow(items: list[tuple[float, str]]) -> Iterator[str]:
+        for delay, item in items:
+            time.sleep(delay)
+            yield item
+
+    raw = Chained([])
+    raw._iterator = slow([(0, ""), (0.05, "a"), (0.2, "b")])
+    assert list(traced_stream(raw, recorder())) == ["", "a", "b"]
+    event = only_model_event(events)
+    assert 50 <= event["metrics"]["time_to_first_token_ms"] < 200
+    assert event["outputs"] == {"content": "ab"}
+
+
+class Helper:
+    """Shaped like anthropic's MessageStream: reads its raw stream through its own generator."""
+
+    def __init__(self, raw: Chained, own_generator: bool = True) -> None:
+        self._raw_stream = raw
+        self._iterator = self._stream() if own_generator else None
+
+    # Plain for loops, as in the SDK: leaving one early does not close the iterator it reads.
+    def _stream(self) -> Iterator[Any]:
+        for item in self._raw_stream:  # noqa: UP028
+            yield item
+
+    def __iter__(self) -> Iterator[Any]:
+        for item in self._raw_stream if self._iterator is None else self._iterator:  # noqa: UP028
+            yield item
+
+
+class Manager:
+    def __init__(self, helper: Helper) -> None:
+        self.helper = helper
+        self.exited = False
+
+    def __enter__(self) -> Helper:
+        return self.helper
+
+    def __exit__(self, *exc: object) -> None:
+        self.exited = True
+
+
+def manager(helper: Helper) -> Any:
+    return traced_manager(
+        Manager(helper), lambda: begin("helper"), lambda call, _helper: (Words(call), False), "", False
+    )
+
+
+@pytest.mark.parametrize("own_generator", [True, False])
+def test_helper_stream_read_to_the_end(events: CapturedEvents, own_generator: bool) -> None:
+    raw = Chained(["a", "b"])
+    helper = Helper(raw, own_generator)
+    with manager(helper) as entered:
+        assert entered is helper
+        assert list(entered) == ["a", "b"]
+    event = only_model_event(events)
+    assert event["outputs"] == {"content": "ab"}
+    assert "ended_early" not in event["metadata"]
+    assert helper._raw_stream is raw  # nothing of ours is left in the helper
+
+
+@pytest.mark.parametrize("own_generator", [True, False])
+def test_helper_stream_left_early(events: CapturedEvents, own_generator: bool) -> None:
+    helper = Helper(Chained(["a", "b", "c"]), own_generator)
+    with manager(helper) as entered:
+        for _item in entered:
+            break
+    event = only_model_event(events)
+    assert event["metadata"]["end_reason"] == "closed"
+    assert event["outputs"] == {"content": "a"}

@@ -25,13 +25,11 @@ from .._span import Span
 from .._tracer import get_default_tracer
 from ._patch import Library, Wrapper, mark
 from ._stream import (
-    Accumulator,
-    AsyncTracedStreamManager,
     StreamRecorder,
-    TracedStreamManager,
     afinish_helper_stream,
     finish_helper_stream,
     traced_async_stream,
+    traced_manager,
     traced_stream,
 )
 
@@ -45,6 +43,7 @@ __all__ = [
     "helper_close_wrapper",
     "manager_wrapper",
     "materialize",
+    "skipping",
     "sync_wrapper",
 ]
 
@@ -57,6 +56,9 @@ inside_call: contextvars.ContextVar[bool] = contextvars.ContextVar("tracer.integ
 _SENTINELS: Final = frozenset({"NotGiven", "Omit"})  # openai / anthropic "argument not given" markers
 
 _CONCRETE: Final = frozenset({list, tuple, dict, str})  # the usual argument types: no iterator check needed
+
+# Request parameter values recorded as they are, without the sentinel and class checks.
+_PLAIN: Final = frozenset({str, int, float, bool, list, dict, tuple})
 
 # Call arguments that are transport details, never request parameters.
 TRANSPORT_ARGS: Final = frozenset({"extra_headers", "extra_query", "timeout"})
@@ -172,14 +174,21 @@ def is_sentinel(value: Any) -> bool:
     return type(value).__name__ in _SENTINELS
 
 
-def clean_params(kwargs: Mapping[str, Any], skip: frozenset[str]) -> dict[str, Any]:
-    """The request parameters of a call: everything but *skip*, transport details and sentinels."""
-    params: dict[str, Any] = {}
+def skipping(*names: str) -> frozenset[str]:
+    """The call arguments ``clean_params`` leaves out: *names* (recorded elsewhere) and transport details."""
+    return frozenset(names) | TRANSPORT_ARGS
+
+
+def clean_params(kwargs: Mapping[str, Any], skip: frozenset[str], params: dict[str, Any]) -> dict[str, Any]:
+    """Add the request parameters of a call to *params*: everything but *skip* (see ``skipping``) and sentinels."""
     for key, value in kwargs.items():
-        if key in skip or key in TRANSPORT_ARGS or value is None or type(value).__name__ in _SENTINELS:
+        if key in skip:
             continue
-        if isinstance(value, type):
-            value = schema_of(value)
+        if type(value) not in _PLAIN:
+            if value is None or type(value).__name__ in _SENTINELS:
+                continue
+            if isinstance(value, type):
+                value = schema_of(value)
         params[key] = value
     return params
 
@@ -268,30 +277,33 @@ class Api:
     library: Library
     request: Request  # (resource instance, kwargs) -> (config, inputs); may replace one-shot iterators in kwargs
     result: Result  # a parsed response -> (outputs, metadata)
-    accumulator: Callable[[], Accumulator]  # for a streamed response
+    recorder: Callable[[Call], StreamRecorder]  # for a streamed response
     stream_types: Callable[[], tuple[type, ...]]  # the library's Stream and AsyncStream classes
     prepare: Prepare | None = None  # adjusts kwargs (opt-in usage chunk); returns "hide this chunk"
     helpers: Mapping[str, str] = field(default_factory=dict)  # X-Stainless-Helper-Method -> event name
     request_id_header: str = "x-request-id"  # where a streamed response's request id is
-    # For a stream helper (manager_wrapper): an accumulator reading what the helper accumulates itself.
-    helper_accumulator: Callable[[Any], Accumulator | None] | None = None
+    # For a stream helper (manager_wrapper): a recorder reading what the helper accumulates itself.
+    helper_recorder: Callable[[Call, Any], StreamRecorder | None] | None = None
 
-    def for_helper(self, helper: Any) -> tuple[Accumulator, bool]:
-        """The accumulator for a helper's stream: the helper's own snapshot when readable, else ours."""
-        if self.helper_accumulator is not None:
-            acc = self.helper_accumulator(helper)
-            if acc is not None:
-                return acc, True
-        return self.accumulator(), False
+    def for_helper(self, call: Call, helper: Any) -> tuple[StreamRecorder, bool]:
+        """The recorder for a helper's stream: reading the helper's own snapshot when it can, else ours."""
+        if self.helper_recorder is not None:
+            recorder = self.helper_recorder(call, helper)
+            if recorder is not None:
+                return recorder, True
+        return self.recorder(call), False
 
-    def event_name(self, kwargs: Mapping[str, Any]) -> str:
-        if self.helpers:
-            headers = kwargs.get("extra_headers")
-            if isinstance(headers, Mapping):
+    def read_headers(self, headers: Any) -> tuple[str, str | None]:
+        """(event name, raw-response mode) from a call's ``extra_headers``, set by the SDK's helpers."""
+        name, raw = self.name, None
+        if isinstance(headers, Mapping):
+            if self.helpers:
                 helper = headers.get(_HELPER_HEADER)
                 if helper is not None:
-                    return self.helpers.get(helper, self.name)
-        return self.name
+                    name = self.helpers.get(helper, name)
+            mode = headers.get(_RAW_HEADER)
+            raw = mode if isinstance(mode, str) else None
+        return name, raw
 
 
 _HELPER_HEADER: Final = "X-Stainless-Helper-Method"
@@ -303,16 +315,18 @@ Hide = Callable[[Any], bool]
 
 def _start(api: Api, kwargs: dict[str, Any], instance: Any) -> tuple[Call | None, str | None, Hide | None]:
     """Open the event and record the request; (None, …) means call straight through."""
-    call = begin(api.event_name(kwargs))
+    name, raw = api.name, None
+    headers = kwargs.get("extra_headers")
+    if headers is not None:
+        try:
+            name, raw = api.read_headers(headers)
+        except Exception as exc:
+            report_internal_error(f"reading the headers of {api.name}", exc)
+    call = begin(name)
     if call is None:
         return None, None, None
-    raw: str | None = None
     hide = None
     try:
-        headers = kwargs.get("extra_headers")
-        if isinstance(headers, Mapping):
-            mode = headers.get(_RAW_HEADER)
-            raw = mode if isinstance(mode, str) else None
         config, inputs = api.request(instance, kwargs)
         call.request(config, inputs)
         if api.prepare is not None:
@@ -325,15 +339,19 @@ def _start(api: Api, kwargs: dict[str, Any], instance: Any) -> tuple[Call | None
 def _outcome(api: Api, call: Call, result: Any, raw: str | None, hide: Callable[[Any], bool] | None, aio: bool) -> Any:
     """Record what the client returned; a stream is handed back wrapped in a proxy."""
     try:
-        if raw == "stream":  # with_streaming_response: the body is the user's to read; record the status only
+        if raw is None:
+            value = result
+        elif raw == "stream":  # with_streaming_response: the body is the user's to read; record the status only
             call.finish(None, http_metadata(result))
             return result
-        value = result.parse() if raw is not None else result
+        else:
+            value = result.parse()
         if isinstance(value, api.stream_types()):
             if raw is not None:  # the parsed stream is cached inside the raw response: not ours to swap
                 call.finish(None, {**http_metadata(result), "stream_not_traced": True})
                 return result
-            recorder = StreamRecorder(call, api.accumulator(), getattr(value, "response", None), api.request_id_header)
+            recorder = api.recorder(call)
+            recorder.start(getattr(value, "response", None), api.request_id_header)
             return (traced_async_stream if aio else traced_stream)(value, recorder, hide)
         outputs, metadata = api.result(value)
         if raw is not None:
@@ -417,8 +435,7 @@ def manager_wrapper(api: Api, aio: bool) -> Wrapper:
             return call
 
         try:
-            manager_type = AsyncTracedStreamManager if aio else TracedStreamManager
-            return manager_type(manager, start, api.for_helper, api.request_id_header)
+            return traced_manager(manager, start, api.for_helper, api.request_id_header, aio)
         except Exception as exc:
             report_internal_error(f"tracing {api.name}", exc)
             return manager

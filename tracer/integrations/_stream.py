@@ -2,9 +2,9 @@
 
 ``TracedStream`` / ``AsyncTracedStream`` wrap the SDK's ``Stream`` / ``AsyncStream`` (wrapt proxies,
 so ``isinstance(stream, openai.Stream)`` stays true and every other attribute is the SDK's). Each
-chunk goes to an accumulator; the event ends exactly once: on exhaustion, on an error, on ``with``
-exit, ``close()`` / ``aclose()``, or when an abandoned stream is garbage collected (then
-``metadata.ended_early`` is true and the partial output is kept).
+chunk goes to the stream's ``StreamRecorder``; the event ends exactly once: on exhaustion, on an
+error, on ``with`` exit, ``close()`` / ``aclose()``, or when an abandoned stream is garbage collected
+(then ``metadata.ended_early`` is true and the partial output is kept).
 
 ``TracedStreamManager`` / ``AsyncTracedStreamManager`` wrap a stream helper's manager (anthropic
 ``messages.stream(...)``): the request is sent in ``__enter__``, where the event starts, and the
@@ -12,16 +12,19 @@ helper's raw stream is swapped for a ``TracedStream`` so that ``text_stream``,
 ``get_final_message()`` and plain iteration all flow through it.
 
 No context variable is held across a ``yield``: the event is current only while the request is sent.
+
+Everything here runs once per streamed call or once per chunk on the caller's thread, between the
+SDK's own work, which leaves the CPU caches cold for ours: the fixed cost is kept to few objects and
+few calls (one recorder per stream, holding the call's state and what the chunks carry).
 """
 
 from __future__ import annotations
 
 import atexit
-import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from types import AsyncGeneratorType, GeneratorType, TracebackType
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import wrapt
 
@@ -31,89 +34,102 @@ if TYPE_CHECKING:
     from ._llm import Call
 
 __all__ = [
-    "Accumulator",
     "AsyncTracedStream",
     "AsyncTracedStreamManager",
-    "Batched",
     "StreamRecorder",
     "TracedStream",
     "TracedStreamManager",
     "afinish_helper_stream",
     "finish_helper_stream",
     "traced_async_stream",
+    "traced_manager",
     "traced_stream",
 ]
 
 _perf_ns = time.perf_counter_ns
 
 
-class Batched:
-    """Base of the accumulators: chunks after the first output are buffered and taken in batches.
+class StreamRecorder:
+    """The model event of one streamed response: sees every chunk on its way to the caller and ends
+    the event once. Subclasses, one per API, record a chunk (``take``) and say what the event gets
+    (``result``).
 
-    Until the first output chunk, each chunk is taken at once (so time-to-first-token is exact);
-    after it a chunk costs one list append, and every ``BATCH`` chunks (and at the end) the batch
-    is taken in one tight loop, while its code and data are warm. Same result, a fraction of the
-    per-chunk cost while the SDK's own parsing churns the CPU caches between chunks. An
-    accumulator with ``buffer = None`` needs nothing after the first output chunk.
+    A passing chunk costs a list append (and, until the first output chunk is known, a clock
+    read): chunks are taken every ``BATCH`` chunks and at the end, in one tight loop while its code
+    and data are warm, a fraction of the cost of taking each one between the SDK's own parsing,
+    which churns the CPU caches. The first chunk carrying output sets ``first_ns`` to the time it
+    arrived, so time-to-first-token stays exact.
     """
 
-    __slots__ = ("buffer", "first_ns")
+    __slots__ = ("arrivals", "buffer", "call", "done", "first_ns", "hide", "pull", "request_id")
 
-    BATCH = 64
+    # Small enough that the buffered chunks (about ten garbage-collected objects each) stay well
+    # under the collector's young-generation threshold (700): a larger batch keeps enough of them
+    # alive to trigger collections, which then cost more than the batching saves.
+    BATCH: ClassVar[int] = 16
+    # True for a recorder that needs nothing after the first output chunk (only when it arrived).
+    FIRST_OUTPUT_ONLY: ClassVar[bool] = False
 
-    def __init__(self) -> None:
-        self.first_ns = 0  # perf_counter_ns of the first chunk carrying output (0: none yet)
-        self.buffer: list[Any] | None = []
+    def __init__(self, call: Call) -> None:
+        self.call = call
+        self.done = False
+        self.first_ns = 0  # perf_counter_ns of the arrival of the first chunk carrying output (0: none yet)
+        self.buffer: list[Any] = []  # chunks not taken yet
+        self.arrivals: list[int] = []  # when each buffered chunk arrived, until the first output is known
+        self.request_id: str | None = None
+        self.hide: Callable[[Any], bool] | None = None  # chunks recorded but not passed on
+        self.pull: Callable[[], Any] = _nothing  # the SDK stream's next(), when there is no generator to chain
 
-    def add(self, item: Any) -> None:
-        if not self.first_ns:
-            self.take(item)
-            return
-        buffer = self.buffer
-        if buffer is not None:
-            buffer.append(item)
-            if len(buffer) >= self.BATCH:
-                self.drain()
-
-    def drain(self) -> None:
-        buffer = self.buffer
-        if buffer:
-            try:
-                take = self.take
-                for item in buffer:
-                    take(item)
-            finally:
-                buffer.clear()
-
-    def take(self, item: Any) -> None:
-        """Record one chunk (set ``first_ns`` at the first one carrying output)."""
+    def take(self, item: Any) -> bool:
+        """Record one chunk; True if it carries output (text, tool-call arguments, refusal, thinking…)."""
         raise NotImplementedError
 
     def result(self) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-        """(outputs, metadata) from everything taken so far (call ``drain()`` first)."""
+        """(outputs, metadata) from everything taken so far."""
         raise NotImplementedError
 
-
-Accumulator = Batched
-
-
-class StreamRecorder:
-    """The event of one stream: sees every chunk on its way to the caller, ends the event once."""
-
-    __slots__ = ("acc", "call", "done", "feed", "hide", "pull", "seed")
-
-    def __init__(
-        self, call: Call, acc: Accumulator, response: Any = None, request_id_header: str = "", track: bool = True
-    ) -> None:
-        self.call = call
-        self.acc = acc
-        self.feed = acc.add
-        self.done = False
-        self.seed = _request_id(response, request_id_header) if request_id_header else None
-        self.pull: Callable[[], Any] = _nothing
-        self.hide: Callable[[Any], bool] | None = None
-        if track and call.owned:
+    def start(self, response: Any, request_id_header: str, track: bool = True) -> None:
+        """The stream is open: note the request id of its HTTP response, and end it at process exit."""
+        headers = getattr(response, "headers", None)
+        if headers is not None:
+            try:
+                value = headers.get(request_id_header)
+            except Exception:
+                value = None
+            if isinstance(value, str) and value:
+                self.request_id = value
+        if track and self.call.owned:
             _track(self)
+
+    def add(self, item: Any) -> None:
+        buffer = self.buffer
+        buffer.append(item)
+        if not self.first_ns:
+            self.arrivals.append(_perf_ns())
+        if len(buffer) >= self.BATCH:
+            self.drain()
+
+    def drain(self) -> None:
+        """Take the buffered chunks, in order."""
+        buffer = self.buffer
+        if not buffer:
+            return
+        try:
+            take = self.take
+            if self.first_ns:
+                if not self.FIRST_OUTPUT_ONLY:
+                    for item in buffer:
+                        take(item)
+            else:
+                arrivals = self.arrivals
+                for index, item in enumerate(buffer):
+                    if take(item) and not self.first_ns:
+                        self.first_ns = arrivals[index]
+                        if self.FIRST_OUTPUT_ONLY:
+                            break
+        finally:
+            buffer.clear()
+            self.arrivals.clear()
 
     def chain(self, stream: Any, aio: bool) -> Any:
         """Put our generator between the SDK stream and its chunk generator; returns it (None: no chaining).
@@ -122,38 +138,35 @@ class StreamRecorder:
         and their ``async`` forms. With ours chained there, the SDK's own iteration code runs
         unchanged and each chunk costs one generator step. Ours is primed at once: closing it (when
         the stream is garbage collected) ends the event as abandoned. Without a generator to chain
-        (another SDK version), the proxy pulls chunks through ``read``/``aread``.
+        (another SDK version), a stream proxy pulls chunks through ``read``/``aread`` instead.
         """
         chained: Any = None
         try:
             source = getattr(stream, "_iterator", None)
-            if aio and inspect.isasyncgen(source):
-                chained = self._awrap(source)
-                stream._iterator = chained
-                _prime(chained)
-            elif not aio and inspect.isgenerator(source):
+            if aio:
+                if type(source) is AsyncGeneratorType:
+                    chained = self._awrap(source)
+                    stream._iterator = chained
+                    _prime(chained)
+            elif type(source) is GeneratorType:
                 chained = self._wrap(source)
                 stream._iterator = chained
                 next(chained)
-        except AttributeError:  # a read-only _iterator: pull chunks ourselves
+        except AttributeError:  # a read-only _iterator
             chained = None
-        if chained is None:
-            self.pull = stream.__anext__ if aio else stream.__next__
         return chained
 
     def _wrap(self, source: Iterator[Any]) -> Iterator[Any]:
-        acc, hide = self.acc, self.hide
-        take, buffer, batch = acc.take, acc.buffer, acc.BATCH
+        hide, buffer, arrivals, batch = self.hide, self.buffer, self.arrivals, self.BATCH
         try:
             yield None  # primed by chain()
             for item in source:
-                try:  # Batched.add(), inlined: this runs for every chunk
-                    if not acc.first_ns:
-                        take(item)
-                    elif buffer is not None:
-                        buffer.append(item)
-                        if len(buffer) >= batch:
-                            acc.drain()
+                try:  # add(), inlined: this runs for every chunk
+                    buffer.append(item)
+                    if not self.first_ns:
+                        arrivals.append(_perf_ns())
+                    if len(buffer) >= batch:
+                        self.drain()
                 except Exception as exc:
                     report_internal_error("recording a stream chunk", exc)
                 if hide is None or not hide(item):
@@ -167,18 +180,16 @@ class StreamRecorder:
         self.finish(None)
 
     async def _awrap(self, source: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        acc, hide = self.acc, self.hide
-        take, buffer, batch = acc.take, acc.buffer, acc.BATCH
+        hide, buffer, arrivals, batch = self.hide, self.buffer, self.arrivals, self.BATCH
         try:
             yield None  # primed by chain()
             async for item in source:
-                try:  # Batched.add(), inlined: this runs for every chunk
-                    if not acc.first_ns:
-                        take(item)
-                    elif buffer is not None:
-                        buffer.append(item)
-                        if len(buffer) >= batch:
-                            acc.drain()
+                try:  # add(), inlined: this runs for every chunk
+                    buffer.append(item)
+                    if not self.first_ns:
+                        arrivals.append(_perf_ns())
+                    if len(buffer) >= batch:
+                        self.drain()
                 except Exception as exc:
                     report_internal_error("recording a stream chunk", exc)
                 if hide is None or not hide(item):
@@ -193,10 +204,11 @@ class StreamRecorder:
 
     def _passes(self, item: Any) -> bool:
         """Record one chunk; False for a chunk the user must not see (an injected usage chunk)."""
-        try:
-            self.feed(item)
-        except Exception as exc:
-            report_internal_error("recording a stream chunk", exc)
+        if not self.done:
+            try:
+                self.add(item)
+            except Exception as exc:
+                report_internal_error("recording a stream chunk", exc)
         hide = self.hide
         return hide is None or not hide(item)
 
@@ -234,24 +246,24 @@ class StreamRecorder:
             return
         self.done = True
         _open.discard(self)
+        metrics: dict[str, Any] | None = None
         try:
-            acc = self.acc
-            acc.drain()
-            outputs, metadata = acc.result()
-            if self.seed:
-                metadata.update(self.seed)
-            first = acc.first_ns
-            # Microsecond precision, without round() (slow on floats).
-            metrics = {"time_to_first_token_ms": (first - self.call.start_ns) // 1000 / 1000} if first else None
+            self.drain()
+            outputs, metadata = self.result()
+            if self.request_id is not None:
+                metadata["request_id"] = self.request_id
+            first = self.first_ns
+            if first:
+                # Microsecond precision, without round() (slow on floats).
+                metrics = {"time_to_first_token_ms": (first - self.call.start_ns) // 1000 / 1000}
             if reason is not None:
                 metadata["ended_early"] = True
                 metadata["end_reason"] = reason
         except Exception as exc:
             report_internal_error("recording a stream", exc)
-            outputs, metadata, metrics = None, {}, None
+            outputs, metadata = None, {}
         self.call.finish(outputs, metadata, metrics, error)
-        self.feed = _ignore  # drop what the stream's objects no longer need to reach
-        self.pull = _nothing
+        self.pull = _nothing  # drop what the stream's objects no longer need to reach
         self.hide = None
 
 
@@ -268,22 +280,6 @@ def _prime(agen: AsyncIterator[Any]) -> None:
 
 def _nothing() -> Any:
     raise StopIteration
-
-
-def _ignore(item: Any) -> None:
-    pass
-
-
-def _request_id(response: Any, header: str) -> dict[str, Any] | None:
-    """The request id from a streamed HTTP response's headers (openai: x-request-id, anthropic: request-id)."""
-    headers = getattr(response, "headers", None)
-    if headers is None:
-        return None
-    try:
-        value = headers.get(header)
-    except Exception:
-        return None
-    return {"request_id": value} if isinstance(value, str) and value else None
 
 
 # Streams still open, ended at interpreter exit ("process_exit") with what they received so far.
@@ -318,10 +314,10 @@ class TracedStream(wrapt.BaseObjectProxy[Any]):
     """A synchronous SDK stream whose chunks are recorded on the call's model event (make it with
     ``traced_stream``). Iteration is the SDK's own, through our generator chained into it."""
 
-    def __init__(self, wrapped: Any, recorder: StreamRecorder, gen: Any) -> None:
-        super().__init__(wrapped)
-        self._self_recorder = recorder
-        self._self_gen = gen
+    __slots__ = ("_self_gen", "_self_recorder")
+
+    _self_recorder: StreamRecorder
+    _self_gen: Any  # our generator chained into the SDK stream (None: pulling, or closed)
 
     def __iter__(self) -> Any:
         return self.__wrapped__.__iter__()
@@ -352,6 +348,8 @@ class _PullingStream(TracedStream):
     """For a stream with no generator to chain: the proxy pulls each chunk, and ends an abandoned
     stream's event when it is collected."""
 
+    __slots__ = ()
+
     def __iter__(self) -> _PullingStream:
         return self
 
@@ -366,17 +364,23 @@ def traced_stream(wrapped: Any, recorder: StreamRecorder, hide: Callable[[Any], 
     """The proxy for a synchronous SDK stream; *hide*: chunks recorded but not passed on."""
     recorder.hide = hide
     gen = recorder.chain(wrapped, aio=False)
-    return TracedStream(wrapped, recorder, gen) if gen is not None else _PullingStream(wrapped, recorder, None)
+    if gen is None:
+        recorder.pull = wrapped.__next__
+    # No __init__ of ours: wrapt's own (in C) and two slot stores are the cheapest construction.
+    proxy = TracedStream(wrapped) if gen is not None else _PullingStream(wrapped)
+    proxy._self_recorder = recorder
+    proxy._self_gen = gen
+    return proxy
 
 
 class AsyncTracedStream(wrapt.BaseObjectProxy[Any]):
     """An asynchronous SDK stream whose chunks are recorded on the call's model event (make it with
     ``traced_async_stream``)."""
 
-    def __init__(self, wrapped: Any, recorder: StreamRecorder, gen: Any) -> None:
-        super().__init__(wrapped)
-        self._self_recorder = recorder
-        self._self_gen = gen
+    __slots__ = ("_self_gen", "_self_recorder")
+
+    _self_recorder: StreamRecorder
+    _self_gen: Any
 
     def __aiter__(self) -> Any:
         return self.__wrapped__.__aiter__()
@@ -412,6 +416,8 @@ class AsyncTracedStream(wrapt.BaseObjectProxy[Any]):
 
 
 class _AsyncPullingStream(AsyncTracedStream):
+    __slots__ = ()
+
     def __aiter__(self) -> _AsyncPullingStream:
         return self
 
@@ -427,9 +433,12 @@ def traced_async_stream(
 ) -> AsyncTracedStream:
     recorder.hide = hide
     gen = recorder.chain(wrapped, aio=True)
-    if gen is not None:
-        return AsyncTracedStream(wrapped, recorder, gen)
-    return _AsyncPullingStream(wrapped, recorder, None)
+    if gen is None:
+        recorder.pull = wrapped.__anext__
+    proxy = AsyncTracedStream(wrapped) if gen is not None else _AsyncPullingStream(wrapped)
+    proxy._self_recorder = recorder
+    proxy._self_gen = gen
+    return proxy
 
 
 def _closed(proxy: Any) -> None:
@@ -438,7 +447,7 @@ def _closed(proxy: Any) -> None:
     collections every object left there makes more frequent)."""
     proxy._self_recorder.finish("closed")
     gen = proxy._self_gen
-    if gen is not None and inspect.getgeneratorstate(gen) == "GEN_SUSPENDED":
+    if gen is not None and gen.gi_frame is not None and not gen.gi_running:
         proxy._self_gen = None
         gen.close()  # GeneratorExit in _wrap: finish() is a no-op by now
 
@@ -457,7 +466,7 @@ def _abandoned(proxy: Any) -> None:
     out the SDK's own iterator.)"""
     try:
         recorder = proxy._self_recorder
-    except Exception:  # __init__ did not complete
+    except Exception:  # collected before it was set up
         return
     if isinstance(recorder, StreamRecorder) and not recorder.done:
         recorder.finish("abandoned")
@@ -483,51 +492,30 @@ async def afinish_helper_stream(helper: Any) -> None:
 
 
 Starter = Callable[[], "Call | None"]
-HelperAccumulator = Callable[[Any], tuple[Batched, bool]]
-"""The accumulator for a stream helper's raw stream, and whether it reads the helper itself."""
-
-
-def _swap_raw_stream(stream: Any, recorder: StreamRecorder, aio: bool) -> None:
-    """Route the helper's reading through our proxy (the helper reads ``_raw_stream`` lazily)."""
-    raw = getattr(stream, "_raw_stream", None)
-    if raw is not None and not isinstance(raw, (TracedStream, AsyncTracedStream)):
-        stream._raw_stream = traced_async_stream(raw, recorder) if aio else traced_stream(raw, recorder)
-
-
-def _swapped(stream: Any) -> Any:
-    """Our proxy in a helper's ``_raw_stream``, or None."""
-    raw = getattr(stream, "_raw_stream", None)
-    return raw if isinstance(raw, (TracedStream, AsyncTracedStream)) else None
-
-
-def _record_helper(
-    manager: Any, call: Call, stream: Any, accumulator: HelperAccumulator, request_id_header: str, aio: bool
-) -> None:
-    """Start recording a helper's stream once its manager entered (shared by the sync and async managers)."""
-    try:
-        acc, reads_helper = accumulator(stream)
-        # An accumulator that reads the helper holds it: not tracked for exit, or it would never be freed.
-        response = getattr(stream, "response", None)
-        recorder = StreamRecorder(call, acc, response, request_id_header, track=not reads_helper)
-        manager._self_recorder = recorder
-        manager._self_stream = stream
-        _swap_raw_stream(stream, recorder, aio)
-    except Exception as exc:
-        report_internal_error("tracing a stream helper", exc)
+HelperRecorder = Callable[["Call", Any], tuple[StreamRecorder, bool]]
+"""The recorder for a stream helper's raw stream, and whether it reads the helper itself."""
 
 
 class TracedStreamManager(wrapt.BaseObjectProxy[Any]):
-    """A helper's stream manager: the event starts in ``__enter__``, where the request is sent."""
+    """A helper's stream manager: the event starts in ``__enter__``, where the request is sent (make
+    it with ``traced_manager``).
 
-    def __init__(self, wrapped: Any, start: Starter, accumulator: HelperAccumulator, request_id_header: str) -> None:
-        super().__init__(wrapped)
-        self._self_spec = (start, accumulator, request_id_header)
-        self._self_recorder: StreamRecorder | None = None
-        self._self_stream: Any = None
+    The helper (anthropic ``MessageStream``) reads every event through its own generator,
+    ``_iterator`` (``text_stream``, ``get_final_message()`` and plain iteration alike): ours is
+    chained there, as into an SDK stream, so no proxy stands between the helper and its raw stream.
+    """
+
+    __slots__ = ("_self_header", "_self_make_recorder", "_self_recorder", "_self_start", "_self_swap")
+
+    _self_start: Starter
+    _self_make_recorder: HelperRecorder
+    _self_header: str  # where the streamed response's request id is
+    _self_recorder: StreamRecorder | None  # set once entered
+    # What we put into the helper, to take out at exit: (helper, attribute, ours, the original).
+    _self_swap: tuple[Any, str, Any, Any] | None
 
     def __enter__(self) -> Any:
-        start, accumulator, request_id_header = self._self_spec
-        call = start()
+        call = self._self_start()
         if call is None:
             return self.__wrapped__.__enter__()
         previous = call.enter()
@@ -538,7 +526,7 @@ class TracedStreamManager(wrapt.BaseObjectProxy[Any]):
             call.fail(exc)
             raise
         call.leave(previous)
-        _record_helper(self, call, stream, accumulator, request_id_header, False)
+        _record_helper(self, call, stream, False)
         return stream
 
     def __exit__(
@@ -550,25 +538,21 @@ class TracedStreamManager(wrapt.BaseObjectProxy[Any]):
             recorder = self._self_recorder
             if recorder is not None:
                 recorder.finish("closed")
-                stream, self._self_stream = self._self_stream, None
-                proxy = _swapped(stream)
-                if proxy is not None:
-                    _closed(proxy)
-                    stream._raw_stream = proxy.__wrapped__  # the helper is a reference cycle: leave it
+                ours = _unswap(self)
+                if isinstance(ours, GeneratorType):
+                    if ours.gi_frame is not None and not ours.gi_running:
+                        ours.close()  # GeneratorExit in _wrap: finish() is a no-op by now
+                elif ours is not None:
+                    _closed(ours)
 
 
-class AsyncTracedStreamManager(wrapt.BaseObjectProxy[Any]):
+class AsyncTracedStreamManager(TracedStreamManager):
     """``async with`` form of ``TracedStreamManager``."""
 
-    def __init__(self, wrapped: Any, start: Starter, accumulator: HelperAccumulator, request_id_header: str) -> None:
-        super().__init__(wrapped)
-        self._self_spec = (start, accumulator, request_id_header)
-        self._self_recorder: StreamRecorder | None = None
-        self._self_stream: Any = None
+    __slots__ = ()
 
     async def __aenter__(self) -> Any:
-        start, accumulator, request_id_header = self._self_spec
-        call = start()
+        call = self._self_start()
         if call is None:
             return await self.__wrapped__.__aenter__()
         previous = call.enter()
@@ -579,7 +563,7 @@ class AsyncTracedStreamManager(wrapt.BaseObjectProxy[Any]):
             call.fail(exc)
             raise
         call.leave(previous)
-        _record_helper(self, call, stream, accumulator, request_id_header, True)
+        _record_helper(self, call, stream, True)
         return stream
 
     async def __aexit__(
@@ -591,8 +575,57 @@ class AsyncTracedStreamManager(wrapt.BaseObjectProxy[Any]):
             recorder = self._self_recorder
             if recorder is not None:
                 recorder.finish("closed")
-                stream, self._self_stream = self._self_stream, None
-                proxy = _swapped(stream)
-                if proxy is not None:
-                    await _aclosed(proxy)
-                    stream._raw_stream = proxy.__wrapped__
+                ours = _unswap(self)
+                if isinstance(ours, AsyncGeneratorType):
+                    if ours.ag_frame is not None and not ours.ag_running:
+                        await ours.aclose()
+                elif ours is not None:
+                    await _aclosed(ours)
+
+
+def traced_manager(
+    wrapped: Any, start: Starter, make_recorder: HelperRecorder, request_id_header: str, aio: bool
+) -> TracedStreamManager:
+    """The proxy for a helper's stream manager; *start* opens the event when it is entered (None: not traced)."""
+    manager = AsyncTracedStreamManager(wrapped) if aio else TracedStreamManager(wrapped)
+    manager._self_start = start
+    manager._self_make_recorder = make_recorder
+    manager._self_header = request_id_header
+    manager._self_recorder = manager._self_swap = None
+    return manager
+
+
+def _record_helper(manager: TracedStreamManager, call: Call, stream: Any, aio: bool) -> None:
+    """Start recording a helper's stream once its manager entered."""
+    try:
+        recorder, reads_helper = manager._self_make_recorder(call, stream)
+        # A recorder that reads the helper holds it: not tracked for exit, or it would never be freed.
+        recorder.start(getattr(stream, "response", None), manager._self_header, track=not reads_helper)
+        manager._self_recorder = recorder
+        source = getattr(stream, "_iterator", None)
+        gen = recorder.chain(stream, aio)
+        if gen is not None:
+            manager._self_swap = (stream, "_iterator", gen, source)
+            return
+        # No generator of the helper's to chain (another SDK version): route the helper's reading
+        # of its raw stream (``_raw_stream``, read lazily) through our proxy instead.
+        raw = getattr(stream, "_raw_stream", None)
+        if raw is not None and not isinstance(raw, (TracedStream, AsyncTracedStream)):
+            proxy = traced_async_stream(raw, recorder) if aio else traced_stream(raw, recorder)
+            stream._raw_stream = proxy
+            manager._self_swap = (stream, "_raw_stream", proxy, raw)
+    except Exception as exc:
+        report_internal_error("tracing a stream helper", exc)
+
+
+def _unswap(manager: TracedStreamManager) -> Any:
+    """Give the helper back what we replaced (the helper is a reference cycle: leave nothing of ours
+    in it); returns ours (our generator or proxy), None if nothing was swapped."""
+    swap = manager._self_swap
+    if swap is None:
+        return None
+    manager._self_swap = None
+    stream, name, ours, original = swap
+    if getattr(stream, name, None) is ours:
+        setattr(stream, name, original)
+    return ours

@@ -12,25 +12,22 @@ writes; streamed ``message_delta`` usage is cumulative, so it replaces (never ad
 
 from __future__ import annotations
 
-import time
 from typing import Any, Final
 
 import orjson
 
-from ._llm import Api, async_wrapper, clean_params, given, manager_wrapper, materialize, sync_wrapper
+from ._llm import Api, Call, async_wrapper, clean_params, given, manager_wrapper, materialize, skipping, sync_wrapper
 from ._patch import Library, Target, loaded
-from ._stream import Batched
+from ._stream import StreamRecorder
 
 __all__ = ["LIBRARY"]
-
-_perf_ns = time.perf_counter_ns
 
 _MESSAGES: Final = "anthropic.resources.messages.messages"
 _BETA_MESSAGES: Final = "anthropic.resources.beta.messages.messages"
 # Bedrock/Vertex beta classes copy the first-party methods into their own class bodies at import.
 _PLATFORM_BETA: Final = ("anthropic.lib.bedrock._beta_messages", "anthropic.lib.vertex._beta_messages")
 
-_SKIP: Final = frozenset({"messages", "system"})
+_SKIP: Final = skipping("messages", "system")
 _TOOL_BLOCKS: Final = frozenset({"tool_use", "server_tool_use", "mcp_tool_use"})
 
 
@@ -45,8 +42,7 @@ def _provider(instance: Any) -> str:
 
 def _request(instance: Any, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
     materialize(kwargs, ("messages", "system", "tools"))
-    config: dict[str, Any] = {"provider": _provider(instance), "model": kwargs.get("model")}
-    config.update(clean_params(kwargs, _SKIP))
+    config = clean_params(kwargs, _SKIP, {"provider": _provider(instance), "model": kwargs.get("model")})
     history: list[Any] = []
     system = kwargs.get("system")
     if given(system):
@@ -98,31 +94,36 @@ def _usage(metadata: dict[str, Any], input_tokens: Any, output_tokens: Any, read
 
 
 def _result(message: Any) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    # Read from the models' __dict__, where the SDK's models keep their fields (and the _request_id
+    # it sets): pydantic's attribute access costs several times more, for a dozen fields here.
+    fields = message.__dict__
     blocks: list[tuple[str, Any, Any, str]] = []
-    for block in message.content:
-        kind = block.type
+    for block in fields["content"]:
+        block_fields = block.__dict__
+        kind = block_fields.get("type")
         if kind == "text":
-            blocks.append((kind, None, None, block.text))
+            blocks.append((kind, None, None, block_fields.get("text")))
         elif kind in _TOOL_BLOCKS:
-            blocks.append((kind, block.id, block.name, _json(block.input)))
+            blocks.append((kind, block_fields.get("id"), block_fields.get("name"), _json(block_fields.get("input"))))
         elif kind == "thinking":
-            blocks.append((kind, None, None, block.thinking))
-    outputs = _outputs(message.role, blocks, message.stop_reason)
-    metadata: dict[str, Any] = {"response_id": message.id, "response_model": message.model}
-    if getattr(message, "stop_sequence", None):
-        metadata["stop_sequence"] = message.stop_sequence
-    fields = getattr(message, "__dict__", None)  # set there by the SDK; a miss through pydantic is slow
-    request_id = fields.get("_request_id") if isinstance(fields, dict) else None
+            blocks.append((kind, None, None, block_fields.get("thinking")))
+    outputs = _outputs(fields.get("role"), blocks, fields.get("stop_reason"))
+    metadata: dict[str, Any] = {"response_id": fields.get("id"), "response_model": fields.get("model")}
+    stop_sequence = fields.get("stop_sequence")
+    if stop_sequence:
+        metadata["stop_sequence"] = stop_sequence
+    request_id = fields.get("_request_id")
     if request_id:
         metadata["request_id"] = request_id
-    usage = message.usage
+    usage = fields.get("usage")
     if usage is not None:
+        counts = usage.__dict__
         _usage(
             metadata,
-            usage.input_tokens,
-            usage.output_tokens,
-            getattr(usage, "cache_read_input_tokens", None),
-            getattr(usage, "cache_creation_input_tokens", None),
+            counts.get("input_tokens"),
+            counts.get("output_tokens"),
+            counts.get("cache_read_input_tokens"),
+            counts.get("cache_creation_input_tokens"),
         )
     return outputs, metadata
 
@@ -153,8 +154,8 @@ class _Block:
         return self.start + text if self.start else text
 
 
-class MessageStream(Batched):
-    """Accumulates raw Messages stream events (text, tool input JSON, thinking, cumulative usage)."""
+class MessageStream(StreamRecorder):
+    """Records raw Messages stream events (text, tool input JSON, thinking, cumulative usage)."""
 
     __slots__ = (
         "blocks",
@@ -169,8 +170,8 @@ class MessageStream(Batched):
         "stop_sequence",
     )
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, call: Call) -> None:
+        super().__init__(call)
         self.blocks: dict[int, _Block] = {}
         self.id: Any = None
         self.model: Any = None
@@ -182,14 +183,14 @@ class MessageStream(Batched):
         self.cache_read: Any = None
         self.cache_write: Any = None
 
-    def take(self, event: Any) -> None:
+    def take(self, event: Any) -> bool:
         kind = event.type
         if kind == "content_block_delta":
             delta = event.delta
             delta_type = delta.type
             block = self.blocks.get(event.index)
             if block is None:
-                return
+                return False
             if delta_type == "text_delta":
                 block.parts.append(delta.text)
             elif delta_type == "input_json_delta":
@@ -197,10 +198,9 @@ class MessageStream(Batched):
             elif delta_type == "thinking_delta":
                 block.parts.append(delta.thinking)
             else:
-                return
-            if not self.first_ns:
-                self.first_ns = _perf_ns()
-        elif kind == "content_block_start":
+                return False
+            return True
+        if kind == "content_block_start":
             self.blocks[event.index] = _Block(event.content_block)
         elif kind == "message_start":
             message = event.message
@@ -213,6 +213,7 @@ class MessageStream(Batched):
             self.stop_reason = delta.stop_reason
             self.stop_sequence = getattr(delta, "stop_sequence", None)
             self._usage(event.usage)
+        return False
 
     def _usage(self, usage: Any) -> None:
         """message_delta counts are cumulative totals: they replace; absent (None) ones keep the earlier value."""
@@ -245,26 +246,26 @@ class MessageStream(Batched):
         return outputs, metadata
 
 
-class HelperMessage(Batched):
+class HelperMessage(StreamRecorder):
     """For ``messages.stream(...)``: the helper accumulates the Message itself (cumulative usage and
     parsed tool input included); only the first token is timed here, the rest is read from the
     helper's snapshot when the stream ends."""
 
     __slots__ = ("snapshot",)
 
-    def __init__(self, snapshot: Any) -> None:
-        super().__init__()
-        self.buffer = None  # nothing to do after the first token
+    FIRST_OUTPUT_ONLY = True
+
+    def __init__(self, call: Call, snapshot: Any) -> None:
+        super().__init__(call)
         self.snapshot = snapshot
 
     @classmethod
-    def of(cls, helper: Any) -> HelperMessage | None:
+    def of(cls, call: Call, helper: Any) -> HelperMessage | None:
         reader = getattr(helper, "_current_snapshot_or_none", None)  # MessageStream / AsyncMessageStream
-        return cls(reader) if callable(reader) else None
+        return cls(call, reader) if callable(reader) else None
 
-    def take(self, event: Any) -> None:
-        if event.type == "content_block_delta":
-            self.first_ns = _perf_ns()
+    def take(self, event: Any) -> bool:
+        return bool(event.type == "content_block_delta")
 
     def result(self) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         reader, self.snapshot = self.snapshot, None  # drop the helper: it is a reference cycle
@@ -284,7 +285,7 @@ def _streams() -> tuple[type, ...]:
     return _stream_types
 
 
-_EXTRA: Final[dict[str, Any]] = {"request_id_header": "request-id", "helper_accumulator": HelperMessage.of}
+_EXTRA: Final[dict[str, Any]] = {"request_id_header": "request-id", "helper_recorder": HelperMessage.of}
 
 
 def _targets() -> tuple[Target, ...]:

@@ -17,27 +17,26 @@ recorded but not passed on to the caller.
 from __future__ import annotations
 
 import contextlib
-import time
 import weakref
 from collections.abc import Mapping
 from typing import Any, Final
 
 from ._llm import (
     Api,
+    Call,
     async_wrapper,
     clean_params,
     dump,
     given,
     helper_close_wrapper,
     materialize,
+    skipping,
     sync_wrapper,
 )
 from ._patch import Library, Target, loaded
-from ._stream import Batched
+from ._stream import StreamRecorder
 
 __all__ = ["LIBRARY", "set_include_stream_usage"]
-
-_perf_ns = time.perf_counter_ns
 
 _CHAT: Final = "openai.resources.chat.completions.completions"
 _CHAT_PACKAGE: Final = "openai.resources.chat.completions"
@@ -74,16 +73,17 @@ _KNOWN_HOSTS: Final = (
     ("bedrock", "bedrock"),
 )
 
-_providers: weakref.WeakKeyDictionary[Any, tuple[str, str | None]] = weakref.WeakKeyDictionary()
+# Per client: (provider, base URL) by id, and the weak reference whose callback drops the entry
+# when the client goes (before its id can be reused). A plain dict lookup: this runs for every call.
+_providers: dict[int, tuple[tuple[str, str | None], weakref.ref[Any]]] = {}
 
 
 def _provider(instance: Any) -> tuple[str, str | None]:
     """("openai" | "azure" | "openrouter"…, base URL when it is not api.openai.com) for a resource's client."""
     client = getattr(instance, "_client", None)
-    try:
-        return _providers[client]
-    except (KeyError, TypeError):
-        pass
+    cached = _providers.get(id(client))
+    if cached is not None:
+        return cached[0]
     name = "openai"
     base = getattr(client, "base_url", None)
     url = str(base).rstrip("/") if base is not None else None
@@ -96,19 +96,15 @@ def _provider(instance: Any) -> tuple[str, str | None]:
                 name = provider
                 break
     found = (name, None if host == "api.openai.com" else url)
+    key = id(client)
     with contextlib.suppress(TypeError):  # not weak-referenceable: just do not cache
-        _providers[client] = found
+        _providers[key] = (found, weakref.ref(client, lambda _gone: _providers.pop(key, None)))
     return found
 
 
-def _config(instance: Any, kwargs: Mapping[str, Any], skip: frozenset[str]) -> tuple[dict[str, Any], str | None]:
+def _config(instance: Any, kwargs: Mapping[str, Any], skip: frozenset[str]) -> dict[str, Any]:
     provider, base_url = _provider(instance)
-    config: dict[str, Any] = {"provider": provider, "model": kwargs.get("model")}
-    config.update(clean_params(kwargs, skip))
-    return config, base_url
-
-
-def _with_base_url(config: dict[str, Any], base_url: str | None) -> dict[str, Any]:
+    config = clean_params(kwargs, skip, {"provider": provider, "model": kwargs.get("model")})
     if base_url is not None:
         config["base_url"] = base_url
     return config
@@ -116,23 +112,22 @@ def _with_base_url(config: dict[str, Any], base_url: str | None) -> dict[str, An
 
 # -- requests --------------------------------------------------------------------------------------
 
-_CHAT_SKIP: Final = frozenset({"messages"})
-_RESPONSES_SKIP: Final = frozenset({"input", "instructions"})
-_EMBEDDINGS_SKIP: Final = frozenset({"input"})
-_COMPLETIONS_SKIP: Final = frozenset({"prompt"})
+_CHAT_SKIP: Final = skipping("messages")
+_RESPONSES_SKIP: Final = skipping("input", "instructions")
+_EMBEDDINGS_SKIP: Final = skipping("input")
+_COMPLETIONS_SKIP: Final = skipping("prompt")
 
 
 def _chat_request(instance: Any, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
     materialize(kwargs, ("messages", "tools", "functions"))
-    config, base_url = _config(instance, kwargs, _CHAT_SKIP)
+    config = _config(instance, kwargs, _CHAT_SKIP)
     messages = kwargs.get("messages")
-    inputs = {"chat_history": list(messages)} if messages is not None and given(messages) else None
-    return _with_base_url(config, base_url), inputs
+    return config, {"chat_history": list(messages)} if messages is not None and given(messages) else None
 
 
 def _responses_request(instance: Any, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
     materialize(kwargs, ("input", "tools"))
-    config, base_url = _config(instance, kwargs, _RESPONSES_SKIP)
+    config = _config(instance, kwargs, _RESPONSES_SKIP)
     history: list[Any] = []
     instructions = kwargs.get("instructions")
     if given(instructions):
@@ -142,21 +137,21 @@ def _responses_request(instance: Any, kwargs: dict[str, Any]) -> tuple[dict[str,
         history.append({"role": "user", "content": value})
     elif value is not None and given(value):
         history.extend(value)
-    return _with_base_url(config, base_url), {"chat_history": history}
+    return config, {"chat_history": history}
 
 
 def _embeddings_request(instance: Any, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
     materialize(kwargs, ("input",))
-    config, base_url = _config(instance, kwargs, _EMBEDDINGS_SKIP)
+    config = _config(instance, kwargs, _EMBEDDINGS_SKIP)
     value = kwargs.get("input")
-    return _with_base_url(config, base_url), {"input": value} if given(value) else None
+    return config, {"input": value} if given(value) else None
 
 
 def _completions_request(instance: Any, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
     materialize(kwargs, ("prompt",))
-    config, base_url = _config(instance, kwargs, _COMPLETIONS_SKIP)
+    config = _config(instance, kwargs, _COMPLETIONS_SKIP)
     value = kwargs.get("prompt")
-    return _with_base_url(config, base_url), {"prompt": value} if given(value) else None
+    return config, {"prompt": value} if given(value) else None
 
 
 def _is_usage_chunk(chunk: Any) -> bool:
@@ -207,25 +202,28 @@ def _chat_choice(choice: Any) -> dict[str, Any]:
     return output
 
 
+# (field, metadata key) of a response, chunk or event.
+_RESPONSE_FIELDS: Final = (
+    ("id", "response_id"),
+    ("model", "response_model"),
+    ("system_fingerprint", "system_fingerprint"),
+    ("service_tier", "service_tier"),
+)
+
+
 def _response_metadata(response: Any, metadata: dict[str, Any]) -> dict[str, Any]:
-    for attribute, key in (("id", "response_id"), ("model", "response_model")):
-        value = getattr(response, attribute, None)
-        if value is not None:
-            metadata[key] = value
-    for attribute in ("system_fingerprint", "service_tier"):
-        value = getattr(response, attribute, None)
-        if value is not None:
-            metadata[attribute] = value
-    request_id = _private(response, "_request_id")
-    if request_id:
-        metadata["request_id"] = request_id
+    # Read from the model's __dict__, where the SDK's models keep their fields (and the
+    # _request_id it sets): pydantic's attribute access costs several times more.
+    fields = getattr(response, "__dict__", None)
+    if isinstance(fields, dict):
+        for name, key in _RESPONSE_FIELDS:
+            value = fields.get(name)
+            if value is not None:
+                metadata[key] = value
+        request_id = fields.get("_request_id")
+        if request_id:
+            metadata["request_id"] = request_id
     return metadata
-
-
-def _private(model: Any, name: str) -> Any:
-    """An attribute the SDK sets on a response model (``_request_id``), read without pydantic's slow miss path."""
-    fields = getattr(model, "__dict__", None)
-    return fields.get(name) if isinstance(fields, dict) else None
 
 
 def _chat_usage(usage: Any, metadata: dict[str, Any]) -> None:
@@ -244,15 +242,18 @@ def _usage(usage: Any, metadata: dict[str, Any], names: tuple[str, str, str, str
     if usage is None:
         return
     prompt, completion, prompt_details, completion_details = names
-    metadata["prompt_tokens"] = getattr(usage, prompt)
-    completed = getattr(usage, completion, None)
+    counts = usage.__dict__  # the model's fields (see _response_metadata)
+    metadata["prompt_tokens"] = counts.get(prompt)
+    completed = counts.get(completion)
     if completed is not None:
         metadata["completion_tokens"] = completed
-    metadata["total_tokens"] = usage.total_tokens
-    cached = getattr(getattr(usage, prompt_details, None), "cached_tokens", None)
+    metadata["total_tokens"] = counts.get("total_tokens")
+    details = counts.get(prompt_details)
+    cached = details.__dict__.get("cached_tokens") if details is not None else None
     if cached is not None:
         metadata["cached_tokens"] = cached
-    reasoning = getattr(getattr(usage, completion_details, None), "reasoning_tokens", None)
+    details = counts.get(completion_details)
+    reasoning = details.__dict__.get("reasoning_tokens") if details is not None else None
     if reasoning is not None:
         metadata["reasoning_tokens"] = reasoning
 
@@ -334,7 +335,7 @@ def _completions_result(completion: Any) -> tuple[dict[str, Any] | None, dict[st
     return outputs, metadata
 
 
-# -- stream accumulators -----------------------------------------------------------------------------
+# -- stream recorders -------------------------------------------------------------------------------
 
 
 class _Choice:
@@ -370,54 +371,62 @@ class _Choice:
         return output
 
 
-class ChatStream(Batched):
-    """Accumulates ``ChatCompletionChunk``s (content, tool-call fragments, finish reason, usage)."""
+class ChatStream(StreamRecorder):
+    """Records ``ChatCompletionChunk``s (content, tool-call fragments, finish reason, usage)."""
 
     __slots__ = ("choices", "head", "usage")
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, call: Call) -> None:
+        super().__init__(call)
         self.choices: dict[int, _Choice] = {}
         self.head: Any = None  # the first chunk: id, model, fingerprint
         self.usage: Any = None
 
-    def take(self, chunk: Any) -> None:
+    def take(self, chunk: Any) -> bool:
+        # The SDK's models keep their fields in __dict__: one lookup there is several times cheaper
+        # than pydantic's attribute access, and this runs for every chunk.
+        fields = chunk.__dict__
         if self.head is None:
             self.head = chunk
-        usage = chunk.usage
+        usage = fields.get("usage")
         if usage is not None:
             self.usage = usage
-        for choice in chunk.choices:
-            state = self.choices.get(choice.index)
+        output = False
+        for choice in fields["choices"]:
+            choice_fields = choice.__dict__
+            index = choice_fields["index"]
+            state = self.choices.get(index)
             if state is None:
-                state = self.choices[choice.index] = _Choice()
-            delta = choice.delta
+                state = self.choices[index] = _Choice()
+            delta = choice_fields.get("delta")
             if delta is not None:
-                content = delta.content
+                delta_fields = delta.__dict__
+                content = delta_fields.get("content")
                 if content:
                     state.text.append(content)
-                    if not self.first_ns:
-                        self.first_ns = _perf_ns()
-                calls = delta.tool_calls
+                    output = True
+                calls = delta_fields.get("tool_calls")
                 if calls:
                     self._tool_calls(state, calls)
-                if delta.role:
-                    state.role = delta.role
-                refusal = getattr(delta, "refusal", None)
+                    output = True
+                role = delta_fields.get("role")
+                if role:
+                    state.role = role
+                refusal = delta_fields.get("refusal")
                 if refusal:
                     state.refusal.append(refusal)
-                    if not self.first_ns:
-                        self.first_ns = _perf_ns()
-                function_call = getattr(delta, "function_call", None)
+                    output = True
+                function_call = delta_fields.get("function_call")
                 if function_call is not None:
                     self._function_call(state, function_call)
-            finish_reason = choice.finish_reason
+                    output = True
+            finish_reason = choice_fields.get("finish_reason")
             if finish_reason:
                 state.finish_reason = finish_reason
+        return output
 
-    def _tool_calls(self, state: _Choice, calls: Any) -> None:
-        if not self.first_ns:
-            self.first_ns = _perf_ns()
+    @staticmethod
+    def _tool_calls(state: _Choice, calls: Any) -> None:
         for fragment in calls:
             call = state.tool_calls.get(fragment.index)
             if call is None:
@@ -435,9 +444,8 @@ class ChatStream(Batched):
                 if function.arguments:
                     call["function"]["parts"].append(function.arguments)
 
-    def _function_call(self, state: _Choice, fragment: Any) -> None:
-        if not self.first_ns:
-            self.first_ns = _perf_ns()
+    @staticmethod
+    def _function_call(state: _Choice, fragment: Any) -> None:
         if state.function_call is None:
             state.function_call = {"name": None, "parts": []}
         if fragment.name:
@@ -447,42 +455,44 @@ class ChatStream(Batched):
 
     def result(self) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         outputs: dict[str, Any] | None = None
-        if self.choices:
-            ordered = [self.choices[index].output() for index in sorted(self.choices)]
-            outputs = dict(ordered[0])
-            if len(ordered) > 1:
-                outputs["choices"] = ordered
+        choices = self.choices
+        if len(choices) == 1:
+            outputs = next(iter(choices.values())).output()
+        elif choices:
+            ordered = [choices[index].output() for index in sorted(choices)]
+            outputs = {**ordered[0], "choices": ordered}
         metadata = _response_metadata(self.head, {}) if self.head is not None else {}
         _chat_usage(self.usage, metadata)
         return outputs, metadata
 
 
-class CompletionStream(Batched):
-    """Accumulates legacy ``Completion`` chunks."""
+class CompletionStream(StreamRecorder):
+    """Records legacy ``Completion`` chunks."""
 
     __slots__ = ("head", "reasons", "texts", "usage")
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, call: Call) -> None:
+        super().__init__(call)
         self.texts: dict[int, list[str]] = {}
         self.reasons: dict[int, str | None] = {}
         self.head: Any = None
         self.usage: Any = None
 
-    def take(self, chunk: Any) -> None:
+    def take(self, chunk: Any) -> bool:
         if self.head is None:
             self.head = chunk
         if chunk.usage is not None:
             self.usage = chunk.usage
+        output = False
         for choice in chunk.choices:
             if choice.text:
                 self.texts.setdefault(choice.index, []).append(choice.text)
-                if not self.first_ns:
-                    self.first_ns = _perf_ns()
+                output = True
             else:
                 self.texts.setdefault(choice.index, [])
             if choice.finish_reason:
                 self.reasons[choice.index] = choice.finish_reason
+        return output
 
     def result(self) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         outputs: dict[str, Any] | None = None
@@ -501,33 +511,32 @@ class CompletionStream(Batched):
 _FINAL_RESPONSE_EVENTS: Final = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
-class ResponsesStream(Batched):
-    """Accumulates Responses API stream events: the final response, or the text and items so far."""
+class ResponsesStream(StreamRecorder):
+    """Records Responses API stream events: the final response, or the text and items so far."""
 
     __slots__ = ("items", "response", "started", "text")
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, call: Call) -> None:
+        super().__init__(call)
         self.text: list[str] = []
         self.items: list[Any] = []
         self.response: Any = None  # from response.completed / incomplete / failed
         self.started: Any = None  # from response.created
 
-    def take(self, event: Any) -> None:
+    def take(self, event: Any) -> bool:
         kind = event.type
         if kind == "response.output_text.delta":
             self.text.append(event.delta)
-            if not self.first_ns:
-                self.first_ns = _perf_ns()
-        elif kind == "response.function_call_arguments.delta" or kind == "response.refusal.delta":
-            if not self.first_ns:
-                self.first_ns = _perf_ns()
-        elif kind == "response.output_item.done":
+            return True
+        if kind == "response.function_call_arguments.delta" or kind == "response.refusal.delta":
+            return True
+        if kind == "response.output_item.done":
             self.items.append(event.item)
         elif kind in _FINAL_RESPONSE_EVENTS:
             self.response = event.response
         elif kind == "response.created":
             self.started = event.response
+        return False
 
     def result(self) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         if self.response is not None:
@@ -554,8 +563,8 @@ def _streams() -> tuple[type, ...]:
 
 
 def _targets() -> tuple[Target, ...]:
-    def api(name: str, request: Any, result: Any, accumulator: Any, **extra: Any) -> Api:
-        return Api(name, LIBRARY, request, result, accumulator, _streams, **extra)
+    def api(name: str, request: Any, result: Any, recorder: Any, **extra: Any) -> Api:
+        return Api(name, LIBRARY, request, result, recorder, _streams, **extra)
 
     chat_create = api(
         "openai.chat.completions.create",
