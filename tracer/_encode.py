@@ -13,9 +13,11 @@ import orjson
 
 from . import _clock as clock
 from ._capture import Sanitizer
+from ._deferred import resolve
 from ._errors import warn_once
 from ._ids import format_id_bytes
 from ._record import (
+    EVENT_LEN,
     INPUTS,
     OUTPUTS,
     SESSION_ID,
@@ -122,7 +124,7 @@ class Encoder:
 
     def encode(self, items: Sequence[Item], registry: SessionRegistry) -> Batch:
         """The batch for *items*; *registry* has the session of each."""
-        spans: list[EventRecord] = [item for item in items if len(item) != UPDATE_LEN]
+        spans = _event_records(items)
         flagged = self._flagged(spans)
         encoded: list[bytes] = []
         session_ids: list[str] = []
@@ -283,3 +285,17 @@ class Encoder:
         if isinstance(meta, dict):
             meta["truncated"] = True
         return orjson.dumps(event)
+
+
+def _event_records(items: Sequence[Item]) -> list[EventRecord]:
+    """The events among *items*; LLM events come with their fields still to shape (see _deferred):
+    they are shaped here, on the worker, first."""
+    spans: list[EventRecord] = []
+    add = spans.append
+    # The kinds differ by length; mypy narrows tuples by len() only up to 8 items, hence the ignores.
+    for item in items:
+        if len(item) == EVENT_LEN:
+            add(item)  # type: ignore[arg-type]
+        elif len(item) != UPDATE_LEN:
+            add(resolve(item))  # type: ignore[arg-type]
+    return spans

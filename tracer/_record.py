@@ -15,9 +15,11 @@ from __future__ import annotations
 
 from typing import Final, TypeAlias
 
+from ._deferred import Deferred
 from ._span import Session
 
 __all__ = [
+    "EVENT_LEN",
     "INPUTS",
     "OUTPUTS",
     "RARE",
@@ -26,6 +28,7 @@ __all__ = [
     "UPDATE_FIELDS",
     "UPDATE_ID",
     "UPDATE_LEN",
+    "DeferredRecord",
     "EventRecord",
     "Item",
     "SessionRegistry",
@@ -57,10 +60,29 @@ EventRecord: TypeAlias = tuple[
     int,
     "tuple[bytes | None, bytes | None, bytes | None, bytes | None, bytes | None] | None",
 ]
+# An ended span whose fields are shaped on the worker (``_deferred``): an EventRecord whose
+# inputs, outputs and rare buckets are None, followed by the Deferred that provides them. Only LLM
+# calls' events are deferred; unlike plain records these stay tracked by the collector.
+DeferredRecord: TypeAlias = tuple[
+    int,
+    str,
+    int,
+    "int | None",
+    "int | tuple[int, ...] | None",
+    str,
+    str,
+    None,
+    None,
+    "str | None",
+    int,
+    int,
+    None,
+    Deferred,
+]
 # A change to an already handed-on event or session (a ``PUT /events`` body): (size, session id,
 # event id, bucket name -> snapshot bytes).
 UpdateRecord: TypeAlias = tuple[int, str, str, dict[str, bytes]]
-Item: TypeAlias = EventRecord | UpdateRecord
+Item: TypeAlias = EventRecord | DeferredRecord | UpdateRecord
 
 # Positions read by index (the encoder unpacks event records whole, in the order above); mypy
 # reads Final ints as literal indices and checks each field's type.
@@ -72,6 +94,7 @@ RARE: Final = 12
 UPDATE_ID: Final = 2
 UPDATE_FIELDS: Final = 3
 UPDATE_LEN: Final = 4  # an update's length; event records are longer
+EVENT_LEN: Final = 13  # a plain event record's length; a DeferredRecord has one more field
 
 # Bytes charged per update on top of its fields (a small dict and a tuple).
 _UPDATE_OVERHEAD: Final = 256

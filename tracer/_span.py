@@ -11,10 +11,12 @@ import traceback
 from typing import TYPE_CHECKING, Any, Final
 
 from ._capture import snapshot
+from ._deferred import SIZE_ESTIMATE, Deferred
 from ._errors import report_internal_error
 from ._ids import format_id, new_id
 
 if TYPE_CHECKING:
+    from ._record import DeferredRecord
     from ._tracer import Tracer
 
 __all__ = ["EVENT_TYPES", "Session", "Span", "merge_fields"]
@@ -115,6 +117,7 @@ class Span:
         "__weakref__",
         "children",
         "config",
+        "deferred",
         "end_perf",
         "ended",
         "error",
@@ -146,6 +149,8 @@ class Span:
     user_properties: Any
     error: str | None
     children: list[int] | None
+    # Fields shaped on the worker thread (LLM calls, see _deferred); set by the integrations.
+    deferred: Deferred | None
     # Set by end(): before that they are not read.
     parent_int: int | None
     end_perf: int
@@ -168,7 +173,7 @@ class Span:
         tracer._open_spans[span_id] = self  # so that spans left open at exit can be ended then
         self.inputs = self.outputs = self.config = self.metadata = None
         self.metrics = self.feedback = self.user_properties = None
-        self.error = self.children = None
+        self.error = self.children = self.deferred = None
         self.has_children = self.ended = False
         if parent is not None:
             parent.has_children = True
@@ -270,6 +275,10 @@ class Span:
             event_type = self.event_type
             if event_type is None:
                 event_type = self.event_type = "chain" if self.has_children else "tool"
+            deferred = self.deferred
+            if deferred is not None:
+                self._end_deferred(deferred, parent_int, event_type, end_perf)
+                return
             size = _ITEM_OVERHEAD
             inputs = self.inputs
             if inputs is not None:
@@ -316,6 +325,38 @@ class Span:
             self.tracer._processor.on_end(record, session)
         except Exception as exc:  # a library failure must never reach the code that ended the span
             report_internal_error("finishing a span", exc)
+
+    def _end_deferred(self, deferred: Deferred, parent_int: int | None, event_type: str, end_perf: int) -> None:
+        """end() for a span whose fields the worker shapes: its own fields go along unserialized."""
+        deferred.eager = (
+            self.config,
+            self.inputs,
+            self.outputs,
+            self.metadata,
+            self.metrics,
+            self.feedback,
+            self.user_properties,
+        )
+        children = self.children
+        session = self.session
+        record: DeferredRecord = (
+            _ITEM_OVERHEAD + SIZE_ESTIMATE,
+            session.session_id,
+            self.id,
+            parent_int,
+            None if children is None else children[0] if len(children) == 1 else tuple(children),
+            self.event_name,
+            event_type,
+            None,
+            None,
+            self.error,
+            self.start_perf,
+            end_perf,
+            None,
+            deferred,
+        )
+        self.deferred = None  # the record has it now
+        self.tracer._processor.on_end(record, session)
 
     def __repr__(self) -> str:
         state = "ended" if self.ended else "open"

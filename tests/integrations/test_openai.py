@@ -93,6 +93,30 @@ def test_one_shot_message_iterator_still_reaches_the_api(
     assert only_model_event(events)["inputs"]["chat_history"] == USER
 
 
+def test_events_shaped_on_the_worker_record_each_call_as_it_was_made(oai: Any) -> None:
+    """With the background pipeline our events are shaped on its thread after the call returned:
+    a message list the caller extends afterwards must not show up in the earlier call's event."""
+    exporter = tracer.InMemoryExporter()
+    tracer.init(exporter=exporter, project="test", source="test", first_flush_interval=60, flush_interval=60)
+    instrument()
+    messages = [{"role": "user", "content": "Hi"}]
+    reply = oai.chat.completions.create(model="gpt-x", messages=messages)
+    messages.append({"role": "assistant", "content": reply.choices[0].message.content})
+    messages.append({"role": "user", "content": "And again?"})
+    streamed = "".join(
+        chunk.choices[0].delta.content or ""
+        for chunk in oai.chat.completions.create(model="gpt-x", messages=messages, stream=True)
+    )
+    messages.append({"role": "assistant", "content": streamed})
+    assert exporter.events == []  # nothing shaped or sent yet
+    assert tracer.flush(5)
+    first, second = (event for event in exporter.events if event["event_type"] == "model")
+    assert [len(event["inputs"]["chat_history"]) for event in (first, second)] == [1, 3]
+    assert first["outputs"]["content"] == reply.choices[0].message.content
+    assert second["outputs"]["content"] == streamed
+    assert second["metrics"]["time_to_first_token_ms"] > 0
+
+
 def test_chat_stream_covers_the_whole_stream(events: CapturedEvents, oai: Any, server: FakeLLMServer) -> None:
     stream = oai.chat.completions.create(model="gpt-x", messages=USER, stream=True)
     assert isinstance(stream, openai.Stream)

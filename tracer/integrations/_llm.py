@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from .._context import current_span_var
+from .._deferred import Deferred
 from .._errors import report_internal_error
 from .._pipeline import suppressed
 from .._span import Span
@@ -36,6 +37,7 @@ from ._stream import (
 __all__ = [
     "Api",
     "Call",
+    "CallShape",
     "async_wrapper",
     "begin",
     "clean_params",
@@ -43,6 +45,7 @@ __all__ = [
     "helper_close_wrapper",
     "manager_wrapper",
     "materialize",
+    "save_request",
     "skipping",
     "sync_wrapper",
 ]
@@ -65,30 +68,37 @@ TRANSPORT_ARGS: Final = frozenset({"extra_headers", "extra_query", "timeout"})
 
 
 class Call:
-    """The event of one LLM call: our own span (``owned``) or the user's model span being enriched."""
+    """The event of one LLM call: our own span (``owned``) or the user's model span being enriched.
 
-    __slots__ = ("capture", "done", "owned", "span", "start_ns")
+    For our own span the request and the response are only kept here (a ``CallShape``): the worker
+    thread turns them into the event's fields, off the caller's path. The user's span is enriched
+    at once, as its owner may read it or end it any time.
+    """
+
+    __slots__ = ("capture", "done", "owned", "shape", "span", "start_ns")
 
     def __init__(self, span: Span, owned: bool, capture: bool) -> None:
         self.span = span
         self.owned = owned
         self.capture = capture  # the tracer's capture_content: record inputs and outputs at all
         self.done = False
+        self.shape: CallShape | None = None
         self.start_ns = _perf_ns()
 
     # -- request ------------------------------------------------------------------------------
 
-    def request(self, config: dict[str, Any], inputs: dict[str, Any] | None) -> None:
-        """Record the request: config (provider, model, parameters) and inputs."""
-        span = self.span
-        if not self.capture:
-            inputs = None
+    def request(
+        self, shape_request: Request, instance: Any, kwargs: dict[str, Any], extra: dict[str, Any] | None = None
+    ) -> None:
+        """Record the request: *kwargs* as saved by ``save_request``; *extra* goes into config."""
         if self.owned:
-            span.config = config
-            if inputs is not None:
-                span.inputs = inputs
-        else:
-            span.update(config=config, inputs=inputs)
+            shape = self.shape = CallShape(shape_request, instance, kwargs, extra, self.capture)
+            self.span.deferred = shape
+            return
+        config, inputs = shape_request(instance, kwargs)
+        if extra:
+            config.update(extra)
+        self.span.update(config=config, inputs=inputs if self.capture else None)
 
     # -- the call runs with our span current ---------------------------------------------------
 
@@ -106,6 +116,32 @@ class Call:
 
     # -- outcome ------------------------------------------------------------------------------
 
+    def respond(self, shape_result: Result, response: Any, metadata: dict[str, Any] | None = None) -> None:
+        """The call returned *response* (not a stream); *metadata*: known now (raw HTTP details)."""
+        shape = self.shape
+        if shape is not None and not self.done:
+            shape.result = shape_result
+            shape.response = response
+            self.finish(None, metadata)
+            return
+        outputs, shaped = shape_result(response)
+        self.finish(outputs, {**shaped, **metadata} if metadata else shaped)
+
+    def finish_stream(self, recorder: StreamRecorder, reason: str | None, error: BaseException | None) -> None:
+        """A stream ended (see ``StreamRecorder.finish``)."""
+        shape = self.shape
+        if shape is not None and not self.done:
+            shape.recorder = recorder
+            shape.reason = reason
+            self.finish(None, None, None, error)
+            return
+        try:
+            outputs, metadata, metrics = recorder.outcome(reason)
+        except Exception as exc:
+            report_internal_error("recording a stream", exc)
+            outputs, metadata, metrics = None, {}, None
+        self.finish(outputs, metadata, metrics, error)
+
     def finish(
         self,
         outputs: dict[str, Any] | None,
@@ -120,8 +156,7 @@ class Call:
         try:
             span = self.span
             if outputs is not None and not self.capture:
-                reason = outputs.get("finish_reason")
-                outputs = {"finish_reason": reason} if reason is not None else None
+                outputs = without_content(outputs)
             if error is not None:
                 extra = error_metadata(error)
                 metadata = {**metadata, **extra} if metadata else extra
@@ -143,6 +178,75 @@ class Call:
 
     def fail(self, error: BaseException, metadata: dict[str, Any] | None = None) -> None:
         self.finish(None, metadata, None, error)
+
+
+class CallShape(Deferred):
+    """What our own event of a call is made of, kept until the worker shapes it (see ``_deferred``).
+
+    Holds the saved call arguments and the SDK's response (or the stream's recorder): nothing is
+    derived from them on the caller's thread.
+    """
+
+    __slots__ = ("capture", "extra", "instance", "kwargs", "reason", "recorder", "request", "response", "result")
+
+    def __init__(
+        self, request: Request, instance: Any, kwargs: dict[str, Any], extra: dict[str, Any] | None, capture: bool
+    ) -> None:
+        super().__init__()
+        self.request = request
+        self.instance = instance
+        self.kwargs = kwargs
+        self.extra = extra
+        self.capture = capture
+        self.result: Result | None = None
+        self.response: Any = None
+        self.recorder: StreamRecorder | None = None
+        self.reason: str | None = None
+
+    def shape(self) -> dict[str, Mapping[str, Any] | None]:
+        fields: dict[str, Mapping[str, Any] | None] = {}
+        try:
+            config, inputs = self.request(self.instance, self.kwargs)
+            if self.extra:
+                config.update(self.extra)
+            fields["config"] = config
+            if self.capture:
+                fields["inputs"] = inputs
+        except Exception as exc:
+            report_internal_error("recording the request of an LLM call", exc)
+        outputs: dict[str, Any] | None = None
+        try:
+            if self.result is not None:
+                outputs, fields["metadata"] = self.result(self.response)
+            elif self.recorder is not None:
+                outputs, fields["metadata"], fields["metrics"] = self.recorder.outcome(self.reason)
+        except Exception as exc:
+            report_internal_error("recording the response of an LLM call", exc)
+        if outputs is not None:
+            fields["outputs"] = outputs if self.capture else without_content(outputs)
+        return fields
+
+
+def without_content(outputs: dict[str, Any]) -> dict[str, Any] | None:
+    """What is kept of the outputs when content is not captured: the finish reason."""
+    reason = outputs.get("finish_reason")
+    return {"finish_reason": reason} if reason is not None else None
+
+
+def save_request(kwargs: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """The call's arguments as they are now, for the event (shaped later, see ``CallShape``).
+
+    One-shot iterators among *names* become lists, passed on to the client too (recording them
+    later would find them consumed). Lists among *names* (the messages…) are copied: callers
+    commonly append to theirs once the call returns.
+    """
+    materialize(kwargs, names)
+    saved = dict(kwargs)
+    for name in names:
+        value = saved.get(name)
+        if type(value) is list:
+            saved[name] = value.copy()
+    return saved
 
 
 def begin(event_name: str) -> Call | None:
@@ -275,7 +379,7 @@ class Api:
 
     name: str  # the event name, e.g. "openai.chat.completions.create"
     library: Library
-    request: Request  # (resource instance, kwargs) -> (config, inputs); may replace one-shot iterators in kwargs
+    request: Request  # (resource instance, saved kwargs) -> (config, inputs), run by the worker (see CallShape)
     result: Result  # a parsed response -> (outputs, metadata)
     recorder: Callable[[Call], StreamRecorder]  # for a streamed response
     stream_types: Callable[[], tuple[type, ...]]  # the library's Stream and AsyncStream classes
@@ -284,6 +388,8 @@ class Api:
     request_id_header: str = "x-request-id"  # where a streamed response's request id is
     # For a stream helper (manager_wrapper): a recorder reading what the helper accumulates itself.
     helper_recorder: Callable[[Call, Any], StreamRecorder | None] | None = None
+    # Arguments that may be one-shot iterators or lists the caller changes later (see save_request).
+    saved: tuple[str, ...] = ()
 
     def for_helper(self, call: Call, helper: Any) -> tuple[StreamRecorder, bool]:
         """The recorder for a helper's stream: reading the helper's own snapshot when it can, else ours."""
@@ -307,6 +413,7 @@ class Api:
 
 
 _HELPER_HEADER: Final = "X-Stainless-Helper-Method"
+_STREAMED: Final = {"stream": True}  # config of a stream helper's call (its kwargs do not say so)
 _RAW_HEADER: Final = "X-Stainless-Raw-Response"
 
 
@@ -327,8 +434,7 @@ def _start(api: Api, kwargs: dict[str, Any], instance: Any) -> tuple[Call | None
         return None, None, None
     hide = None
     try:
-        config, inputs = api.request(instance, kwargs)
-        call.request(config, inputs)
+        call.request(api.request, instance, save_request(kwargs, api.saved))
         if api.prepare is not None:
             hide = api.prepare(kwargs)
     except Exception as exc:
@@ -353,10 +459,7 @@ def _outcome(api: Api, call: Call, result: Any, raw: str | None, hide: Callable[
             recorder = api.recorder(call)
             recorder.start(getattr(value, "response", None), api.request_id_header)
             return (traced_async_stream if aio else traced_stream)(value, recorder, hide)
-        outputs, metadata = api.result(value)
-        if raw is not None:
-            metadata.update(http_metadata(result))
-        call.finish(outputs, metadata)
+        call.respond(api.result, value, http_metadata(result) if raw is not None else None)
     except Exception as exc:
         report_internal_error(f"recording the response of {api.name}", exc)
         call.finish(None, None)
@@ -421,8 +524,7 @@ def manager_wrapper(api: Api, aio: bool) -> Wrapper:
         if not library.active or suppressed.get() or inside_call.get():
             return wrapped(*args, **kwargs)
         try:
-            config, inputs = api.request(instance, kwargs)
-            config["stream"] = True
+            saved = save_request(kwargs, api.saved)
         except Exception as exc:
             report_internal_error(f"recording the request of {api.name}", exc)
             return wrapped(*args, **kwargs)
@@ -431,7 +533,10 @@ def manager_wrapper(api: Api, aio: bool) -> Wrapper:
         def start() -> Call | None:
             call = begin(api.name)
             if call is not None:
-                call.request(config, inputs)
+                try:
+                    call.request(api.request, instance, saved, _STREAMED)
+                except Exception as exc:
+                    report_internal_error(f"recording the request of {api.name}", exc)
             return call
 
         try:

@@ -110,7 +110,11 @@ class StreamRecorder:
             self.drain()
 
     def drain(self) -> None:
-        """Take the buffered chunks, in order."""
+        """Take the buffered chunks, in order (on the caller's thread, while the stream runs)."""
+        if not self.done:  # once ended, the rest is the worker's (see outcome())
+            self._take_buffered()
+
+    def _take_buffered(self) -> None:
         buffer = self.buffer
         if not buffer:
             return
@@ -241,30 +245,32 @@ class StreamRecorder:
                 return item
 
     def finish(self, reason: str | None, error: BaseException | None = None) -> None:
-        """End the event; *reason* (closed, abandoned, error, cancelled…) marks an early end."""
+        """End the event; *reason* (closed, abandoned, error, cancelled…) marks an early end.
+
+        What the chunks add up to is worked out by ``outcome()``, on the worker thread for our own
+        event (the chunks still buffered go along), or now when enriching the user's model span.
+        """
         if self.done:
             return
         self.done = True
         _open.discard(self)
-        metrics: dict[str, Any] | None = None
-        try:
-            self.drain()
-            outputs, metadata = self.result()
-            if self.request_id is not None:
-                metadata["request_id"] = self.request_id
-            first = self.first_ns
-            if first:
-                # Microsecond precision, without round() (slow on floats).
-                metrics = {"time_to_first_token_ms": (first - self.call.start_ns) // 1000 / 1000}
-            if reason is not None:
-                metadata["ended_early"] = True
-                metadata["end_reason"] = reason
-        except Exception as exc:
-            report_internal_error("recording a stream", exc)
-            outputs, metadata = None, {}
-        self.call.finish(outputs, metadata, metrics, error)
+        self.call.finish_stream(self, reason, error)
         self.pull = _nothing  # drop what the stream's objects no longer need to reach
         self.hide = None
+
+    def outcome(self, reason: str | None) -> tuple[dict[str, Any] | None, dict[str, Any], dict[str, Any] | None]:
+        """(outputs, metadata, metrics) of the ended stream; *reason* as given to ``finish()``."""
+        self._take_buffered()
+        outputs, metadata = self.result()
+        if self.request_id is not None:
+            metadata["request_id"] = self.request_id
+        first = self.first_ns
+        # Microsecond precision, without round() (slow on floats).
+        metrics = {"time_to_first_token_ms": (first - self.call.start_ns) // 1000 / 1000} if first else None
+        if reason is not None:
+            metadata["ended_early"] = True
+            metadata["end_reason"] = reason
+        return outputs, metadata, metrics
 
 
 def _prime(agen: AsyncIterator[Any]) -> None:

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import orjson
 
-from ._llm import Api, Call, async_wrapper, clean_params, given, manager_wrapper, materialize, skipping, sync_wrapper
+from ._llm import Api, Call, async_wrapper, clean_params, given, manager_wrapper, skipping, sync_wrapper
 from ._patch import Library, Target, loaded
 from ._stream import StreamRecorder
 
@@ -41,7 +41,6 @@ def _provider(instance: Any) -> str:
 
 
 def _request(instance: Any, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    materialize(kwargs, ("messages", "system", "tools"))
     config = clean_params(kwargs, _SKIP, {"provider": _provider(instance), "model": kwargs.get("model")})
     history: list[Any] = []
     system = kwargs.get("system")
@@ -285,7 +284,11 @@ def _streams() -> tuple[type, ...]:
     return _stream_types
 
 
-_EXTRA: Final[dict[str, Any]] = {"request_id_header": "request-id", "helper_recorder": HelperMessage.of}
+_EXTRA: Final[dict[str, Any]] = {
+    "request_id_header": "request-id",
+    "helper_recorder": HelperMessage.of,
+    "saved": ("messages", "system", "tools"),  # see _llm.save_request
+}
 
 
 def _targets() -> tuple[Target, ...]:

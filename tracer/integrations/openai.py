@@ -29,7 +29,6 @@ from ._llm import (
     dump,
     given,
     helper_close_wrapper,
-    materialize,
     skipping,
     sync_wrapper,
 )
@@ -112,6 +111,12 @@ def _config(instance: Any, kwargs: Mapping[str, Any], skip: frozenset[str]) -> d
 
 # -- requests --------------------------------------------------------------------------------------
 
+# Arguments saved with the call (see _llm.save_request): one-shot iterators and lists callers change.
+_CHAT_SAVED: Final = ("messages", "tools", "functions")
+_RESPONSES_SAVED: Final = ("input", "tools")
+_EMBEDDINGS_SAVED: Final = ("input",)
+_COMPLETIONS_SAVED: Final = ("prompt",)
+
 _CHAT_SKIP: Final = skipping("messages")
 _RESPONSES_SKIP: Final = skipping("input", "instructions")
 _EMBEDDINGS_SKIP: Final = skipping("input")
@@ -119,14 +124,12 @@ _COMPLETIONS_SKIP: Final = skipping("prompt")
 
 
 def _chat_request(instance: Any, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    materialize(kwargs, ("messages", "tools", "functions"))
     config = _config(instance, kwargs, _CHAT_SKIP)
     messages = kwargs.get("messages")
     return config, {"chat_history": list(messages)} if messages is not None and given(messages) else None
 
 
 def _responses_request(instance: Any, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    materialize(kwargs, ("input", "tools"))
     config = _config(instance, kwargs, _RESPONSES_SKIP)
     history: list[Any] = []
     instructions = kwargs.get("instructions")
@@ -141,14 +144,12 @@ def _responses_request(instance: Any, kwargs: dict[str, Any]) -> tuple[dict[str,
 
 
 def _embeddings_request(instance: Any, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    materialize(kwargs, ("input",))
     config = _config(instance, kwargs, _EMBEDDINGS_SKIP)
     value = kwargs.get("input")
     return config, {"input": value} if given(value) else None
 
 
 def _completions_request(instance: Any, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    materialize(kwargs, ("prompt",))
     config = _config(instance, kwargs, _COMPLETIONS_SKIP)
     value = kwargs.get("prompt")
     return config, {"prompt": value} if given(value) else None
@@ -573,18 +574,23 @@ def _targets() -> tuple[Target, ...]:
         ChatStream,
         prepare=_prepare_stream_usage,
         helpers={"chat.completions.stream": "openai.chat.completions.stream"},
+        saved=_CHAT_SAVED,
     )
-    chat_parse = api("openai.chat.completions.parse", _chat_request, _chat_result, ChatStream)
-    responses_create = api("openai.responses.create", _responses_request, _responses_result, ResponsesStream)
-    responses_parse = api("openai.responses.parse", _responses_request, _responses_result, ResponsesStream)
-    beta_responses = api("openai.beta.responses.create", _responses_request, _responses_result, ResponsesStream)
-    embeddings = api("openai.embeddings.create", _embeddings_request, _embeddings_result, ChatStream)
+    chat_parse = api("openai.chat.completions.parse", _chat_request, _chat_result, ChatStream, saved=_CHAT_SAVED)
+    responses = (_responses_request, _responses_result, ResponsesStream)
+    responses_create = api("openai.responses.create", *responses, saved=_RESPONSES_SAVED)
+    responses_parse = api("openai.responses.parse", *responses, saved=_RESPONSES_SAVED)
+    beta_responses = api("openai.beta.responses.create", *responses, saved=_RESPONSES_SAVED)
+    embeddings = api(
+        "openai.embeddings.create", _embeddings_request, _embeddings_result, ChatStream, saved=_EMBEDDINGS_SAVED
+    )
     completions = api(
         "openai.completions.create",
         _completions_request,
         _completions_result,
         CompletionStream,
         prepare=_prepare_stream_usage,
+        saved=_COMPLETIONS_SAVED,
     )
     return (
         Target(_CHAT, "Completions.create", sync_wrapper(chat_create)),

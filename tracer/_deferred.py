@@ -1,0 +1,84 @@
+"""Event fields computed on the worker thread instead of the thread that ends the span.
+
+An LLM call's event is mostly derived data: request parameters picked out of the call's arguments,
+the reply's text, token counts and ids read out of the SDK's response objects. Deriving and
+serializing them is most of what instrumentation adds to a call, and none of it has to happen
+while the caller waits. So an integration attaches a ``Deferred`` to its span: the span's end
+queues a record that holds the ``Deferred`` (see ``_record.DeferredRecord``), and the worker calls
+``shape()`` just before encoding the event.
+
+What a ``Deferred`` reads must not change after the span ends: the integrations hold copies of
+the user's mutable arguments (the message list) and the SDK's response objects, which are not
+changed once returned. Fields set on the span itself (an error, a stream's end reason) are kept
+as they are and win over the shaped ones, key by key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from ._capture import snapshot
+from ._errors import report_internal_error
+
+if TYPE_CHECKING:
+    from ._record import DeferredRecord, EventRecord
+
+__all__ = ["BUCKETS", "SIZE_ESTIMATE", "Deferred", "resolve"]
+
+# The span's own fields a Deferred is merged with, in the order of ``Deferred.eager``.
+BUCKETS: Final = ("config", "inputs", "outputs", "metadata", "metrics", "feedback", "user_properties")
+
+# Bytes charged against the queue's byte bound for a deferred event, whose size is known only once
+# it is shaped (a typical chat call's request and reply).
+SIZE_ESTIMATE: Final = 4096
+
+
+class Deferred:
+    """Fields of one event, shaped on the worker thread by ``shape()``."""
+
+    __slots__ = ("eager",)
+
+    def __init__(self) -> None:
+        # Set by Span.end(): the span's own fields (see BUCKETS), which take precedence.
+        self.eager: tuple[Any, ...] = ()
+
+    def shape(self) -> dict[str, Mapping[str, Any] | None]:
+        """Bucket name (one of BUCKETS) -> its fields. Runs once, on the worker thread."""
+        raise NotImplementedError
+
+
+def resolve(record: DeferredRecord) -> EventRecord:
+    """The plain event record for *record*: its Deferred shaped, merged with the span's own fields
+    and serialized. Never raises: a failing ``shape()`` leaves the span's own fields."""
+    deferred = record[13]
+    try:
+        shaped = deferred.shape()
+    except Exception as exc:
+        report_internal_error("shaping an LLM event", exc)
+        shaped = {}
+    values: list[bytes | None] = []
+    for name, own in zip(BUCKETS, deferred.eager or (None,) * len(BUCKETS), strict=True):
+        extra = shaped.get(name)
+        value = own
+        if extra:
+            value = extra if own is None else {**extra, **own} if isinstance(own, Mapping) else own
+        values.append(None if value is None else snapshot(value))
+    config, inputs, outputs, metadata, metrics, feedback, user_properties = values
+    rare = (config, metadata, metrics, feedback, user_properties)
+    size, session_id, event_id, parent, children, name, event_type, _, _, error, start, end, _, _ = record
+    return (
+        size,
+        session_id,
+        event_id,
+        parent,
+        children,
+        name,
+        event_type,
+        inputs,
+        outputs,
+        error,
+        start,
+        end,
+        None if rare == (None,) * 5 else rare,
+    )
