@@ -1,20 +1,26 @@
-"""What auto-instrumentation adds to an OpenAI / Anthropic call, excluding the network.
+"""What auto-instrumentation adds to an OpenAI / Anthropic call on the calling thread, excluding the network.
 
-    python bench/llm_overhead.py                 # quick run (under a minute)
-    python bench/llm_overhead.py --calls 1000 --rounds 20
+    python bench/llm_overhead.py                     # 3 processes, about 2 minutes
+    python bench/llm_overhead.py --processes 5 --pairs 3000 --json llm.json
 
 The real SDKs (openai 3.x, anthropic 2.x) talk to an in-process ``httpx2.MockTransport`` that
-returns canned JSON / SSE bytes, so the figures are the SDK's own work plus ours, no sockets. Each
-case runs instrumented and uninstrumented (``tracer.integrations.instrument()`` /
-``uninstrument()``) in adjacent pairs; each figure is the median of the paired differences. The
-tracer runs its real pipeline (bounded queue, background worker, an exporter that discards batches),
-with the worker held back during each timed run and flushed after it: ``caller`` is the time added
-on the calling thread (what the budgets are about); ``cpu`` is the extra process CPU time, which
-also includes the worker encoding the events off the calling thread.
+returns canned JSON / SSE bytes, so the figures are the SDK's own work plus ours, no sockets. The
+tracer runs its real pipeline (bounded queue, background worker, an exporter that decodes and
+discards batches); the worker is held back while calls are timed and flushed in between.
 
-* per call  = instrumented - uninstrumented time of one call (non-streamed response); for streams,
-  the overhead of a 10-chunk stream minus 10 x the per-chunk figure
-* per chunk = slope over stream length: (overhead with N + 10 chunks - overhead with 10 chunks) / N
+How: calls are timed one at a time, instrumented and plain alternately (the patched methods are
+swapped on their classes between calls, outside the timing), and each figure is the median of the
+paired differences. Adjacent calls share the machine's state, so drift and other processes' load
+cancel out; what remains is a per-process bias (memory layout, hash seeds) of a few µs, so the
+whole measurement runs in several fresh processes and the table shows their mean and range.
+
+* per call  = added time of a call with a plain (non-streamed) response; for streams, the added
+  time of a short stream (5 chunks: 4 text chunks, or 1 text delta and anthropic's framing
+  events) minus 5 x the per-chunk figure
+* per chunk = slope over stream length: (added time with 5 + N chunks - added time with 5) / N
+* worker    = CPU the background worker spends per event afterwards: shaping the event's fields
+  from the saved request and response (see tracer/_deferred.py), encoding, and the exporter's
+  decoding; off the calling thread, so not in the budgets
 
 Budgets (issue 4): < 50 µs per call, < 3 µs per chunk.
 """
@@ -23,9 +29,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -37,10 +44,13 @@ import openai
 
 import tracer
 import tracer.integrations
+import tracer.integrations.anthropic as tracer_anthropic
+import tracer.integrations.openai as tracer_openai
 
 USER = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "What is the capital of France?"}]
 BUDGET_CALL_US = 50.0
 BUDGET_CHUNK_US = 3.0
+SHORT = 5  # chunks of a short stream
 
 
 # -- canned responses ----------------------------------------------------------------------------------------
@@ -133,119 +143,125 @@ def transport(streams: dict[tuple[int, int], bytes]) -> httpx2.MockTransport:
     return httpx2.MockTransport(handler)
 
 
-# -- measurement --------------------------------------------------------------------------------------------
+# -- one process: paired measurement ---------------------------------------------------------------
 
 
 class Case:
-    def __init__(self, name: str, run: Callable[[int], None], per: str, calls: int) -> None:
+    """One kind of call; *once* makes one call and reads a stream to its end."""
+
+    def __init__(self, name: str, once: Callable[[], None], kind: str, pairs: int) -> None:
         self.name = name
-        self.run = run
-        self.per = per  # "call": a plain call; "short"/"long": a stream pair (per-call and per-chunk parts)
-        self.calls = calls
-        self.wall: list[tuple[float, float]] = []  # (instrumented, plain) µs per call, one pair per round
-        self.cpu: list[tuple[float, float]] = []
-
-    def overhead(self, kind: str) -> float:
-        """Median of the paired differences: adjacent runs share the machine's state, so drift cancels."""
-        pairs = self.wall if kind == "wall" else self.cpu
-        return statistics.median(on - off for on, off in pairs)
-
-    def plain(self) -> float:
-        return statistics.median(off for _, off in self.wall)
+        self.once = once
+        self.kind = kind  # "call", or "short"/"long": the two lengths of one stream kind
+        self.pairs = pairs
 
 
-def timed(run: Callable[[int], None], calls: int) -> tuple[float, float]:
-    """(wall µs per call on the calling thread, process CPU µs per call incl. the tracer's worker)."""
-    gc.collect()
-    cpu0 = time.process_time()
-    start = time.perf_counter()
-    run(calls)
-    wall = time.perf_counter() - start
-    tracer.flush(60)  # the background encoding of this run's events counts as CPU
-    cpu = time.process_time() - cpu0
-    return wall / calls * 1e6, cpu / calls * 1e6
-
-
-def measure(case: Case) -> None:
-    order = (True, False) if len(case.wall) % 2 == 0 else (False, True)
-    got: dict[bool, tuple[float, float]] = {}
-    for enabled in order:
-        (tracer.integrations.instrument if enabled else tracer.integrations.uninstrument)()
-        got[enabled] = timed(case.run, case.calls)
-    case.wall.append((got[True][0], got[False][0]))
-    case.cpu.append((got[True][1], got[False][1]))
-
-
-def make_cases(lengths: tuple[int, int], calls: int) -> list[Case]:
-    short, long = lengths
-    streams = {(api, n): (message_sse(n) if api else chat_sse(n)) for api in (0, 1) for n in lengths}
+def make_cases(chunks: int, pairs: int) -> list[Case]:
+    long = SHORT + chunks
+    streams = {(api, n): (message_sse(n) if api else chat_sse(n)) for api in (0, 1) for n in (SHORT, long)}
     oai = openai.OpenAI(api_key="x", http_client=httpx2.Client(transport=transport(streams)))  # type: ignore[arg-type]
     aoai = openai.AsyncOpenAI(api_key="x", http_client=httpx2.AsyncClient(transport=transport(streams)))  # type: ignore[arg-type]
     claude = anthropic.Anthropic(api_key="x", http_client=httpx2.Client(transport=transport(streams)))  # type: ignore[arg-type]
+    runner = asyncio.Runner()
 
-    def chat(calls: int) -> None:
-        for _ in range(calls):
-            oai.chat.completions.create(model="gpt-x", messages=USER, temperature=0.2, max_tokens=64)
+    def chat() -> None:
+        oai.chat.completions.create(model="gpt-x", messages=USER, temperature=0.2, max_tokens=64)
 
-    def message(calls: int) -> None:
-        for _ in range(calls):
-            claude.messages.create(model="claude-x", max_tokens=64, messages=USER[1:], system=USER[0]["content"])
+    def message() -> None:
+        claude.messages.create(model="claude-x", max_tokens=64, messages=USER[1:], system=USER[0]["content"])
 
-    def chat_stream(n: int) -> Callable[[int], None]:
-        def run(calls: int) -> None:
-            for _ in range(calls):
-                for _chunk in oai.chat.completions.create(model="gpt-x", messages=USER, stream=True, max_tokens=n):
+    def chat_stream(n: int) -> Callable[[], None]:
+        def once() -> None:
+            for _chunk in oai.chat.completions.create(model="gpt-x", messages=USER, stream=True, max_tokens=n):
+                pass
+
+        return once
+
+    def achat_stream(n: int) -> Callable[[], None]:
+        async def read() -> None:
+            stream = await aoai.chat.completions.create(model="gpt-x", messages=USER, stream=True, max_tokens=n)
+            async for _chunk in stream:
+                pass
+
+        return lambda: runner.run(read())
+
+    def message_stream(n: int) -> Callable[[], None]:
+        def once() -> None:
+            with claude.messages.stream(model="claude-x", max_tokens=n, messages=USER[1:]) as stream:
+                for _text in stream.text_stream:
                     pass
 
-        return run
+        return once
 
-    def achat_stream(n: int) -> Callable[[int], None]:
-        async def loop(calls: int) -> None:
-            for _ in range(calls):
-                stream = await aoai.chat.completions.create(model="gpt-x", messages=USER, stream=True, max_tokens=n)
-                async for _chunk in stream:
-                    pass
-
-        return lambda calls: asyncio.run(loop(calls))
-
-    def message_stream(n: int) -> Callable[[int], None]:
-        def run(calls: int) -> None:
-            for _ in range(calls):
-                with claude.messages.stream(model="claude-x", max_tokens=n, messages=USER[1:]) as stream:
-                    for _text in stream.text_stream:
-                        pass
-
-        return run
-
-    few, fewer = max(calls // 4, 10), max(calls // 40, 3)
+    few = max(pairs // 30, 20)  # long streams: ~60x the work of a short one
     return [
-        Case("openai chat.completions.create", chat, "call", calls),
-        Case("anthropic messages.create", message, "call", calls),
-        Case(f"openai chat stream, {short} chunks", chat_stream(short), "short", few),
-        Case(f"openai chat stream, {long} chunks", chat_stream(long), "long", fewer),
-        Case(f"openai async chat stream, {short} chunks", achat_stream(short), "short", few),
-        Case(f"openai async chat stream, {long} chunks", achat_stream(long), "long", fewer),
-        Case(f"anthropic messages.stream, {short} chunks", message_stream(short), "short", few),
-        Case(f"anthropic messages.stream, {long} chunks", message_stream(long), "long", fewer),
+        Case("openai chat.completions.create", chat, "call", pairs),
+        Case("anthropic messages.create", message, "call", pairs),
+        Case("openai chat stream", chat_stream(SHORT), "short", pairs),
+        Case("openai chat stream", chat_stream(long), "long", few),
+        Case("openai async chat stream", achat_stream(SHORT), "short", pairs),
+        Case("openai async chat stream", achat_stream(long), "long", few),
+        Case("anthropic messages.stream", message_stream(SHORT), "short", pairs),
+        Case("anthropic messages.stream", message_stream(long), "long", few),
     ]
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--calls", type=int, default=400, help="plain calls per run (streams: fewer)")
-    parser.add_argument("--rounds", type=int, default=12, help="instrumented/plain pairs per case")
-    parser.add_argument("--chunks", type=int, default=300, help="extra chunks of the long streams")
-    parser.add_argument("--json", help="also write the results to this file")
-    args = parser.parse_args(argv)
+class Switch:
+    """Puts the patched methods (instrumented) or the originals (plain) on their classes: one
+    setattr per method, so a call can be timed each way in turn."""
+
+    def __init__(self) -> None:
+        self.swaps: list[tuple[Any, str, Any, Any]] = []
+        for library in (tracer_openai.LIBRARY, tracer_anthropic.LIBRARY):
+            for module, path, handle in library.handles:
+                class_name, _, attribute = path.partition(".")
+                self.swaps.append((getattr(module, class_name), attribute, handle, handle.__wrapped__))
+
+    def __call__(self, instrumented: bool) -> None:
+        for owner, attribute, patched, original in self.swaps:
+            setattr(owner, attribute, patched if instrumented else original)
+
+
+def measure(case: Case, switch: Switch, worker_cpu: list[float]) -> dict[str, float]:
+    """Median added µs (wall and thread CPU) over the case's pairs, and the plain call's median µs."""
+    clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
+    added_wall: list[float] = []
+    added_cpu: list[float] = []
+    plain: list[float] = []
+    traced = 0
+    for index in range(case.pairs):
+        timing = {}
+        for instrumented in (True, False) if index % 2 == 0 else (False, True):
+            switch(instrumented)
+            cpu0, wall0 = cpu_clock(), clock()
+            case.once()
+            wall1, cpu1 = clock(), cpu_clock()
+            timing[instrumented] = (wall1 - wall0, cpu1 - cpu0)
+        added_wall.append((timing[True][0] - timing[False][0]) / 1000)
+        added_cpu.append((timing[True][1] - timing[False][1]) / 1000)
+        plain.append(timing[False][0] / 1000)
+        traced += 1
+        if traced == 200 or index == case.pairs - 1:  # the worker's turn, outside the timing
+            process0 = time.process_time()
+            tracer.flush(60)
+            worker_cpu.append((time.process_time() - process0) / traced * 1e6)
+            traced = 0
+    return {
+        "wall": statistics.median(added_wall),
+        "cpu": statistics.median(added_cpu),
+        "plain": statistics.median(plain),
+    }
+
+
+def child(chunks: int, pairs: int) -> dict[str, Any]:
+    """One process's figures: {row name: {"added": µs, "cpu": µs, "plain": µs}}, plus the worker's µs/event."""
 
     class Discard(tracer.Exporter):
         def export(self, batch: tracer.Batch) -> bool:
             batch.events()  # decode, as a real exporter reads the encoded events
             return True
 
-    # The worker is parked during each timed run (it wakes for a full batch or after flush_interval,
-    # both out of reach) so "caller" is the calling thread's own added time; the flush after each
-    # run then encodes and exports the run's events, which the "cpu" column includes.
+    # The worker wakes only when flushed (a full batch or flush_interval are out of reach).
     tracer.init(
         exporter=Discard(),
         session_name="bench",
@@ -256,47 +272,86 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         flush_interval=3600,
         first_flush_interval=3600,
     )
-    cases = make_cases((10, 10 + args.chunks), args.calls)
-    for case in cases:  # warm-up, both ways
-        for enabled in (True, False):
-            (tracer.integrations.instrument if enabled else tracer.integrations.uninstrument)()
-            case.run(5)
-    for _ in range(args.rounds):
-        for case in cases:
-            measure(case)
+    cases = make_cases(chunks, pairs)
     tracer.integrations.instrument()
-
-    results: dict[str, Any] = {}
-    print(f"python {sys.version.split()[0]}, openai {openai.__version__}, anthropic {anthropic.__version__}")
-    print(f"{args.rounds} paired rounds; medians of (instrumented - plain) µs")
-    print("caller = time added on the calling thread; cpu = process CPU, incl. the worker encoding the events")
-    print("streams: per chunk = slope between the short and the long stream; per call = the rest")
-    print(f"{'case':<40} {'plain µs':>10} {'caller':>8} {'cpu':>8}  {'unit':<9} {'budget (caller)':>15}")
-
-    def row(name: str, plain: float, wall: float, cpu: float, per: str) -> None:
-        budget = BUDGET_CALL_US if per == "call" else BUDGET_CHUNK_US
-        ok = wall < budget
-        unit = f"µs/{per}"
-        print(
-            f"{name:<40} {plain:>10.1f} {wall:>8.2f} {cpu:>8.2f}  {unit:<9} < {budget:>4.0f} {'ok' if ok else 'OVER'}"
-        )
-        results[name] = {"plain_us": plain, "caller_us": wall, "cpu_us": cpu, "unit": unit, "ok": ok}
-
-    short_n = 10
+    for case in cases:  # import, patch and warm every path first
+        case.once()
+    switch = Switch()
+    worker_cpu: list[float] = []
+    measured = [(case, measure(case, switch, worker_cpu)) for case in cases]
+    switch(True)
+    rows: dict[str, Any] = {}
     index = 0
-    while index < len(cases):
-        case = cases[index]
-        if case.per == "call":
-            row(case.name, case.plain(), case.overhead("wall"), case.overhead("cpu"), "call")
+    while index < len(measured):
+        case, got = measured[index]
+        if case.kind == "call":
+            rows[f"{case.name}: per call"] = {"added": got["wall"], "cpu": got["cpu"], "plain": got["plain"]}
             index += 1
             continue
-        long_case = cases[index + 1]
-        name = case.name.rsplit(",", 1)[0]
-        slope = {k: (long_case.overhead(k) - case.overhead(k)) / args.chunks for k in ("wall", "cpu")}
-        fixed = {k: case.overhead(k) - short_n * slope[k] for k in ("wall", "cpu")}
-        row(f"{name}: per call", case.plain(), fixed["wall"], fixed["cpu"], "call")
-        row(f"{name}: per chunk", long_case.plain() / (short_n + args.chunks), slope["wall"], slope["cpu"], "chunk")
+        _, long_got = measured[index + 1]
+        slope = {key: (long_got[key] - got[key]) / chunks for key in ("wall", "cpu")}
+        rows[f"{case.name}: per call"] = {
+            "added": got["wall"] - SHORT * slope["wall"],
+            "cpu": got["cpu"] - SHORT * slope["cpu"],
+            "plain": got["plain"],
+        }
+        rows[f"{case.name}: per chunk"] = {
+            "added": slope["wall"],
+            "cpu": slope["cpu"],
+            "plain": long_got["plain"] / (SHORT + chunks + 1),
+        }
         index += 2
+    return {"rows": rows, "worker_us_per_event": statistics.median(worker_cpu)}
+
+
+# -- the parent: several processes, one table ------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--processes", type=int, default=3, help="fresh processes to average over")
+    parser.add_argument(
+        "--pairs", type=int, default=1500, help="instrumented/plain pairs per case (long streams: 1/30)"
+    )
+    parser.add_argument("--chunks", type=int, default=300, help="extra chunks of the long streams")
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.chunks, args.pairs)))
+        return {}
+
+    runs = []
+    for number in range(args.processes):
+        command = [sys.executable, __file__, "--child", "--pairs", str(args.pairs), "--chunks", str(args.chunks)]
+        output = subprocess.run(command, check=True, capture_output=True, text=True, env=os.environ).stdout
+        runs.append(json.loads(output.strip().splitlines()[-1]))
+        print(f"process {number + 1}/{args.processes} done", file=sys.stderr)
+
+    print(f"python {sys.version.split()[0]}, openai {openai.__version__}, anthropic {anthropic.__version__}")
+    print(f"{args.processes} processes x {args.pairs} paired calls per case; µs added on the calling thread")
+    print("added = mean over the processes of each one's median (range in brackets); cpu = the same in thread CPU")
+    print(f"{'case':<42} {'plain µs':>9} {'added':>7} {'range':>15} {'cpu':>7}  {'unit':<9} {'budget':>10}")
+    results: dict[str, Any] = {}
+    for name in runs[0]["rows"]:
+        values = [run["rows"][name] for run in runs]
+        added = [value["added"] for value in values]
+        mean = statistics.fmean(added)
+        cpu = statistics.fmean(value["cpu"] for value in values)
+        plain = statistics.fmean(value["plain"] for value in values)
+        per = "chunk" if name.endswith("chunk") else "call"
+        budget = BUDGET_CHUNK_US if per == "chunk" else BUDGET_CALL_US
+        ok = mean < budget
+        spread = f"[{min(added):.1f}, {max(added):.1f}]"
+        print(
+            f"{name:<42} {plain:>9.1f} {mean:>7.2f} {spread:>15} {cpu:>7.2f}  µs/{per:<6} < {budget:>3.0f} "
+            f"{'ok' if ok else 'OVER'}"
+        )
+        results[name] = {"plain_us": plain, "added_us": mean, "range_us": [min(added), max(added)], "cpu_us": cpu}
+        results[name]["ok"] = ok
+    worker = statistics.fmean(run["worker_us_per_event"] for run in runs)
+    print(f"worker: {worker:.1f} µs of CPU per LLM event, off the calling thread (shaping, encoding, export)")
+    results["worker_us_per_event"] = worker
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=2)

@@ -37,7 +37,6 @@ from ._stream import (
 __all__ = [
     "Api",
     "Call",
-    "CallShape",
     "async_wrapper",
     "begin",
     "clean_params",
@@ -67,23 +66,40 @@ _PLAIN: Final = frozenset({str, int, float, bool, list, dict, tuple})
 TRANSPORT_ARGS: Final = frozenset({"extra_headers", "extra_query", "timeout"})
 
 
-class Call:
+class Call(Deferred):
     """The event of one LLM call: our own span (``owned``) or the user's model span being enriched.
 
-    For our own span the request and the response are only kept here (a ``CallShape``): the worker
-    thread turns them into the event's fields, off the caller's path. The user's span is enriched
-    at once, as its owner may read it or end it any time.
+    For our own span the call's arguments and its response (or the stream's recorder) are only
+    kept here: the call is its span's ``Deferred``, shaped into the event's fields by the worker
+    thread, off the caller's path (``shape()``). The user's span is enriched at once, as its owner
+    may read or end it any time.
     """
 
-    __slots__ = ("capture", "done", "owned", "shape", "span", "start_ns")
+    __slots__ = (
+        "capture",
+        "done",
+        "extra",
+        "instance",
+        "kwargs",
+        "owned",
+        "reason",
+        "recorder",
+        "request_shape",
+        "response",
+        "result_shape",
+        "span",
+        "start_ns",
+    )
 
     def __init__(self, span: Span, owned: bool, capture: bool) -> None:
         self.span = span
         self.owned = owned
         self.capture = capture  # the tracer's capture_content: record inputs and outputs at all
         self.done = False
-        self.shape: CallShape | None = None
         self.start_ns = _perf_ns()
+        self.request_shape: Request | None = None
+        self.result_shape: Result | None = None
+        self.recorder: StreamRecorder | None = None
 
     # -- request ------------------------------------------------------------------------------
 
@@ -92,8 +108,11 @@ class Call:
     ) -> None:
         """Record the request: *kwargs* as saved by ``save_request``; *extra* goes into config."""
         if self.owned:
-            shape = self.shape = CallShape(shape_request, instance, kwargs, extra, self.capture)
-            self.span.deferred = shape
+            self.request_shape = shape_request
+            self.instance = instance
+            self.kwargs = kwargs
+            self.extra = extra
+            self.span.deferred = self
             return
         config, inputs = shape_request(instance, kwargs)
         if extra:
@@ -118,10 +137,9 @@ class Call:
 
     def respond(self, shape_result: Result, response: Any, metadata: dict[str, Any] | None = None) -> None:
         """The call returned *response* (not a stream); *metadata*: known now (raw HTTP details)."""
-        shape = self.shape
-        if shape is not None and not self.done:
-            shape.result = shape_result
-            shape.response = response
+        if self.request_shape is not None and not self.done:
+            self.result_shape = shape_result
+            self.response = response
             self.finish(None, metadata)
             return
         outputs, shaped = shape_result(response)
@@ -129,10 +147,9 @@ class Call:
 
     def finish_stream(self, recorder: StreamRecorder, reason: str | None, error: BaseException | None) -> None:
         """A stream ended (see ``StreamRecorder.finish``)."""
-        shape = self.shape
-        if shape is not None and not self.done:
-            shape.recorder = recorder
-            shape.reason = reason
+        if self.request_shape is not None and not self.done:
+            self.recorder = recorder
+            self.reason = reason
             self.finish(None, None, None, error)
             return
         try:
@@ -179,49 +196,33 @@ class Call:
     def fail(self, error: BaseException, metadata: dict[str, Any] | None = None) -> None:
         self.finish(None, metadata, None, error)
 
-
-class CallShape(Deferred):
-    """What our own event of a call is made of, kept until the worker shapes it (see ``_deferred``).
-
-    Holds the saved call arguments and the SDK's response (or the stream's recorder): nothing is
-    derived from them on the caller's thread.
-    """
-
-    __slots__ = ("capture", "extra", "instance", "kwargs", "reason", "recorder", "request", "response", "result")
-
-    def __init__(
-        self, request: Request, instance: Any, kwargs: dict[str, Any], extra: dict[str, Any] | None, capture: bool
-    ) -> None:
-        super().__init__()
-        self.request = request
-        self.instance = instance
-        self.kwargs = kwargs
-        self.extra = extra
-        self.capture = capture
-        self.result: Result | None = None
-        self.response: Any = None
-        self.recorder: StreamRecorder | None = None
-        self.reason: str | None = None
+    # -- on the worker thread -------------------------------------------------------------------
 
     def shape(self) -> dict[str, Mapping[str, Any] | None]:
+        """The event's fields from the saved request and response (see ``_deferred``). Once only:
+        what they were made of is let go."""
         fields: dict[str, Mapping[str, Any] | None] = {}
-        try:
-            config, inputs = self.request(self.instance, self.kwargs)
-            if self.extra:
-                config.update(self.extra)
-            fields["config"] = config
-            if self.capture:
-                fields["inputs"] = inputs
-        except Exception as exc:
-            report_internal_error("recording the request of an LLM call", exc)
+        request, self.request_shape = self.request_shape, None
+        if request is not None:
+            try:
+                config, inputs = request(self.instance, self.kwargs)
+                if self.extra:
+                    config.update(self.extra)
+                fields["config"] = config
+                if self.capture:
+                    fields["inputs"] = inputs
+            except Exception as exc:
+                report_internal_error("recording the request of an LLM call", exc)
         outputs: dict[str, Any] | None = None
         try:
-            if self.result is not None:
-                outputs, fields["metadata"] = self.result(self.response)
-            elif self.recorder is not None:
-                outputs, fields["metadata"], fields["metrics"] = self.recorder.outcome(self.reason)
+            result, recorder = self.result_shape, self.recorder
+            if result is not None:
+                outputs, fields["metadata"] = result(self.response)
+            elif recorder is not None:
+                outputs, fields["metadata"], fields["metrics"] = recorder.outcome(self.reason)
         except Exception as exc:
             report_internal_error("recording the response of an LLM call", exc)
+        self.result_shape = self.response = self.recorder = None  # the recorder refers back to this call
         if outputs is not None:
             fields["outputs"] = outputs if self.capture else without_content(outputs)
         return fields

@@ -61,7 +61,7 @@ class StreamRecorder:
     arrived, so time-to-first-token stays exact.
     """
 
-    __slots__ = ("arrivals", "buffer", "call", "done", "first_ns", "hide", "pull", "request_id")
+    __slots__ = ("arrivals", "buffer", "call", "done", "first_ns", "header", "headers", "hide", "pull")
 
     # Small enough that the buffered chunks (about ten garbage-collected objects each) stay well
     # under the collector's young-generation threshold (700): a larger batch keeps enough of them
@@ -76,7 +76,8 @@ class StreamRecorder:
         self.first_ns = 0  # perf_counter_ns of the arrival of the first chunk carrying output (0: none yet)
         self.buffer: list[Any] = []  # chunks not taken yet
         self.arrivals: list[int] = []  # when each buffered chunk arrived, until the first output is known
-        self.request_id: str | None = None
+        self.headers: Any = None  # the HTTP response's headers (its request id is read when the event is shaped)
+        self.header = ""  # the response header with the request id
         self.hide: Callable[[Any], bool] | None = None  # chunks recorded but not passed on
         self.pull: Callable[[], Any] = _nothing  # the SDK stream's next(), when there is no generator to chain
 
@@ -89,15 +90,10 @@ class StreamRecorder:
         raise NotImplementedError
 
     def start(self, response: Any, request_id_header: str, track: bool = True) -> None:
-        """The stream is open: note the request id of its HTTP response, and end it at process exit."""
-        headers = getattr(response, "headers", None)
-        if headers is not None:
-            try:
-                value = headers.get(request_id_header)
-            except Exception:
-                value = None
-            if isinstance(value, str) and value:
-                self.request_id = value
+        """The stream is open: keep its HTTP response (for the request id), and end it at process exit."""
+        # The headers alone: the whole response would keep its request and streams alive until then.
+        self.headers = getattr(response, "headers", None)
+        self.header = request_id_header
         if track and self.call.owned:
             _track(self)
 
@@ -254,16 +250,29 @@ class StreamRecorder:
             return
         self.done = True
         _open.discard(self)
+        try:
+            self.ended()
+        except Exception as exc:
+            report_internal_error("recording a stream", exc)
         self.call.finish_stream(self, reason, error)
         self.pull = _nothing  # drop what the stream's objects no longer need to reach
         self.hide = None
+
+    def ended(self) -> None:
+        """On the caller's thread as the stream ends: let go of what the event no longer needs.
+
+        The chunks still buffered stay: taking them here, between the SDK's work, measured slower
+        than keeping them until the worker shapes the event (bench/llm_overhead.py).
+        """
 
     def outcome(self, reason: str | None) -> tuple[dict[str, Any] | None, dict[str, Any], dict[str, Any] | None]:
         """(outputs, metadata, metrics) of the ended stream; *reason* as given to ``finish()``."""
         self._take_buffered()
         outputs, metadata = self.result()
-        if self.request_id is not None:
-            metadata["request_id"] = self.request_id
+        headers = self.headers
+        request_id = headers.get(self.header) if headers is not None and self.header else None
+        if isinstance(request_id, str) and request_id:
+            metadata["request_id"] = request_id
         first = self.first_ns
         # Microsecond precision, without round() (slow on floats).
         metrics = {"time_to_first_token_ms": (first - self.call.start_ns) // 1000 / 1000} if first else None

@@ -12,6 +12,7 @@ writes; streamed ``message_delta`` usage is cumulative, so it replaces (never ad
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
@@ -250,13 +251,14 @@ class HelperMessage(StreamRecorder):
     parsed tool input included); only the first token is timed here, the rest is read from the
     helper's snapshot when the stream ends."""
 
-    __slots__ = ("snapshot",)
+    __slots__ = ("message", "reader")
 
     FIRST_OUTPUT_ONLY = True
 
-    def __init__(self, call: Call, snapshot: Any) -> None:
+    def __init__(self, call: Call, reader: Callable[[], Any]) -> None:
         super().__init__(call)
-        self.snapshot = snapshot
+        self.reader: Callable[[], Any] | None = reader
+        self.message: Any = None
 
     @classmethod
     def of(cls, call: Call, helper: Any) -> HelperMessage | None:
@@ -266,9 +268,14 @@ class HelperMessage(StreamRecorder):
     def take(self, event: Any) -> bool:
         return bool(event.type == "content_block_delta")
 
+    def ended(self) -> None:
+        # The helper's Message as it ends; the helper itself (a reference cycle holding the whole
+        # response) is let go now, not when the event is shaped.
+        reader, self.reader = self.reader, None
+        self.message = reader() if reader is not None else None
+
     def result(self) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-        reader, self.snapshot = self.snapshot, None  # drop the helper: it is a reference cycle
-        message = reader() if reader is not None else None
+        message = self.message
         return _result(message) if message is not None else (None, {})
 
 
