@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,8 @@ from tracer.integrations import instrument
 from tracer.testing import CapturedEvents
 
 from ..fake_llm_server import FakeLLMServer
+from ..test_lifecycle import _events as read_events
+from ..test_lifecycle import _run as run_script
 from .conftest import USER, model_events, only_model_event
 
 openai = pytest.importorskip("openai")
@@ -115,6 +118,32 @@ def test_events_shaped_on_the_worker_record_each_call_as_it_was_made(oai: Any) -
     assert first["outputs"]["content"] == reply.choices[0].message.content
     assert second["outputs"]["content"] == streamed
     assert second["metrics"]["time_to_first_token_ms"] > 0
+
+
+def test_calls_still_being_shaped_or_streamed_at_exit_are_delivered(server: FakeLLMServer, tmp_path: Path) -> None:
+    """The background pipeline, a script that never flushes: a finished call (shaped only at exit)
+    and a stream still open when the interpreter exits (ended then, with what it received)."""
+    out = tmp_path / "events.jsonl"
+    done = run_script(
+        f"""
+        import openai, tracer
+        tracer.init(exporter=tracer.JSONLExporter({str(out)!r}), flush_interval=60, first_flush_interval=60)
+        client = openai.OpenAI(base_url={server.openai_url!r}, api_key="sk-test", max_retries=0)
+        messages = [{{"role": "user", "content": "Hi"}}]
+        client.chat.completions.create(model="gpt-x", messages=messages)
+        stream = client.chat.completions.create(model="gpt-x", messages=messages, stream=True)
+        next(iter(stream)), next(iter(stream))  # the role chunk, then the first text
+        KEEP = stream  # still open at exit
+        """,
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    finished, open_at_exit = sorted(read_events(out), key=lambda event: "stream" in event["config"])
+    assert finished["outputs"]["content"] == "Hello!"
+    assert finished["inputs"]["chat_history"] == [{"role": "user", "content": "Hi"}]
+    assert (open_at_exit["config"]["stream"], open_at_exit["metadata"]["end_reason"]) == (True, "process_exit")
+    assert open_at_exit["metadata"]["ended_early"] is True
+    assert "Hello!".startswith(open_at_exit["outputs"]["content"]) and open_at_exit["outputs"]["content"]
 
 
 def test_chat_stream_covers_the_whole_stream(events: CapturedEvents, oai: Any, server: FakeLLMServer) -> None:
