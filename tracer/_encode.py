@@ -290,9 +290,12 @@ class Encoder:
 def _event_records(items: Sequence[Item]) -> list[EventRecord]:
     """The events among *items*; LLM events come with their fields still to shape (see _deferred):
     they are shaped here, on the worker, first."""
-    spans: list[EventRecord] = []
-    add = spans.append
     # The kinds differ by length; mypy narrows tuples by len() only up to 8 items, hence the ignores.
+    spans: list[EventRecord] = [item for item in items if len(item) == EVENT_LEN]  # type: ignore[misc]
+    if len(spans) == len(items):  # the usual batch: plain events only
+        return spans
+    spans = []
+    add = spans.append
     for item in items:
         if len(item) == EVENT_LEN:
             add(item)  # type: ignore[arg-type]
