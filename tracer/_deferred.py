@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BUCKETS", "SIZE_ESTIMATE", "Deferred", "resolve"]
 
-# The span's own fields a Deferred is merged with, in the order of ``Deferred.eager``.
+# The span's own fields a Deferred is merged with.
 BUCKETS: Final = ("config", "inputs", "outputs", "metadata", "metrics", "feedback", "user_properties")
 
 # Bytes charged against the queue's byte bound for a deferred event, whose size is known only once
@@ -40,8 +40,8 @@ class Deferred:
     __slots__ = ("eager",)
 
     def __init__(self) -> None:
-        # Set by Span.end(): the span's own fields (see BUCKETS), which take precedence.
-        self.eager: tuple[Any, ...] = ()
+        # Set by Span.end(): the ended span, whose own fields (see BUCKETS) take precedence.
+        self.eager: Any = None
 
     def shape(self) -> dict[str, Mapping[str, Any] | None]:
         """Bucket name (one of BUCKETS) -> its fields. Runs once, on the worker thread."""
@@ -58,7 +58,9 @@ def resolve(record: DeferredRecord) -> EventRecord:
         report_internal_error("shaping an LLM event", exc)
         shaped = {}
     values: list[bytes | None] = []
-    for name, own in zip(BUCKETS, deferred.eager or (None,) * len(BUCKETS), strict=True):
+    span = deferred.eager
+    for name in BUCKETS:
+        own = getattr(span, name, None)
         extra = shaped.get(name)
         value = own
         if extra:

@@ -328,15 +328,7 @@ class Span:
 
     def _end_deferred(self, deferred: Deferred, parent_int: int | None, event_type: str, end_perf: int) -> None:
         """end() for a span whose fields the worker shapes: its own fields go along unserialized."""
-        deferred.eager = (
-            self.config,
-            self.inputs,
-            self.outputs,
-            self.metadata,
-            self.metrics,
-            self.feedback,
-            self.user_properties,
-        )
+        deferred.eager = self  # read by name (see _deferred.BUCKETS); an ended span's fields no longer change
         children = self.children
         session = self.session
         record: DeferredRecord = (
