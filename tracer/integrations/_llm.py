@@ -97,6 +97,7 @@ class Call(Deferred):
         self.capture = capture  # the tracer's capture_content: record inputs and outputs at all
         self.done = False
         self.start_ns = _perf_ns()
+        # Set once owned (request()): what shape() reads. Deferred.eager is set as the span ends.
         self.request_shape: Request | None = None
         self.result_shape: Result | None = None
         self.recorder: StreamRecorder | None = None

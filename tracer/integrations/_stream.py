@@ -90,7 +90,7 @@ class StreamRecorder:
         raise NotImplementedError
 
     def start(self, response: Any, request_id_header: str, track: bool = True) -> None:
-        """The stream is open: keep its HTTP response (for the request id), and end it at process exit."""
+        """The stream is open: keep its HTTP response's headers (for the request id); end it at process exit."""
         # The headers alone: the whole response would keep its request and streams alive until then.
         self.headers = getattr(response, "headers", None)
         self.header = request_id_header
