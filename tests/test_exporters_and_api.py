@@ -251,3 +251,22 @@ def test_readme_configuration_table_lists_every_setting() -> None:
         assert row is not None, f"README configuration table lacks {setting.name}"
         for env in setting.env:
             assert f"`{env}`" in row, (setting.name, env)
+
+
+@pytest.mark.parametrize("outcome", ["false", "raise"])
+def test_late_updates_an_exporter_failed_are_not_counted_as_sent(outcome: str) -> None:
+    class Failing(Exporter):
+        def export(self, batch: Batch) -> bool:
+            if outcome == "raise":
+                raise OSError("disk full")
+            return False
+
+    t = Tracer(project="test", source="test", exporter=Failing(), batch=False)
+    try:
+        with t.span("step") as span:
+            pass
+        span.update(metadata={"late": True})
+        stats = t.stats()
+        assert (stats["sent"], stats["updates_sent"]) == (0, 0)
+    finally:
+        t.shutdown(1.0)

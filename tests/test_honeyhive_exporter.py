@@ -207,6 +207,21 @@ def test_late_updates_are_sent_as_put_after_the_events(collector: Collector, mak
     assert t.stats()["updates_sent"] == 1
 
 
+def test_a_refused_update_is_dropped_not_counted_as_sent(collector: Collector, make: Make) -> None:
+    t, _ = make(tracer_options=ONE_BATCH)
+    with t.span("step", "tool") as span:
+        pass
+    assert t.flush(5.0)
+    collector.fail(400, method="PUT")  # a client error: not retried
+    span.update(metadata={"late": True})
+    assert not t.flush(5.0)  # a loss since the last flush
+    stats = t.stats()
+    assert (stats["updates_sent"], stats["dropped"].get("rejected")) == (0, 1)
+    span.update(metadata={"later": True})
+    assert t.flush(5.0)
+    assert t.stats()["updates_sent"] == 1
+
+
 def test_put_bodies_never_carry_inputs_and_outputs_is_an_object(collector: Collector, direct: Any) -> None:
     exporter = direct()
     updates: list[dict[str, Any]] = [

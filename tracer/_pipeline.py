@@ -146,15 +146,17 @@ class Processor:
         token = suppressed.set(True)
         try:
             worst: ExportResult | None = None
+            updates_failed = 0  # as for events: the exporter that lost the most decides
             for exporter in self.exporters:
                 result = self._export_one(exporter, batch)
                 if worst is None or result.failed > worst.failed:
                     worst = result
+                updates_failed = max(updates_failed, result.updates_failed)
             if worst is None:  # no exporter configured: nothing to deliver to, nothing lost
                 return
             with stats.lock:
                 stats.sent += len(batch.encoded) - min(worst.failed, len(batch.encoded))
-                stats.updates_sent += len(batch.updates)
+                stats.updates_sent += len(batch.updates) - min(updates_failed, len(batch.updates))
             if worst.failed:
                 stats.drop(worst.reason if worst.reason in DROP_REASONS else "export_failed", worst.failed)
         finally:
@@ -162,13 +164,15 @@ class Processor:
 
     def _export_one(self, exporter: Exporter, batch: Batch) -> ExportResult:
         try:
-            return normalize_result(exporter.export(batch), len(batch))
+            return normalize_result(exporter.export(batch), len(batch), len(batch.updates))
         except Exception as exc:
             warn_once(
                 f"export:{type(exporter).__name__}", "tracer: exporter %s failed: %r", type(exporter).__name__, exc
             )
             self.stats.last_error = f"{type(exporter).__name__}: {exc!r}"
-            return ExportResult(delivered=0, failed=len(batch), reason="export_failed")
+            return ExportResult(
+                delivered=0, failed=len(batch), reason="export_failed", updates_failed=len(batch.updates)
+            )
 
     def _flush_result(self) -> bool:
         """True if nothing was lost since the previous flush."""

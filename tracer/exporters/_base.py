@@ -60,11 +60,13 @@ class Batch:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ExportResult:
-    """What became of a batch. ``failed`` events were given up on (counted as lost)."""
+    """What became of a batch. ``failed`` events were given up on (counted as lost);
+    ``updates_failed`` of its late updates too (the exporter counts those in ``stats()`` itself)."""
 
     delivered: int
     failed: int = 0
     reason: str | None = None
+    updates_failed: int = 0
 
     @property
     def ok(self) -> bool:
@@ -94,12 +96,13 @@ class Exporter:
         """Release resources (files, connections). Called once, after the last export."""
 
 
-def normalize_result(result: ExportResult | bool | None, size: int) -> ExportResult:
-    """Map the permissive return values of ``Exporter.export`` onto an ``ExportResult``."""
+def normalize_result(result: ExportResult | bool | None, size: int, updates: int = 0) -> ExportResult:
+    """Map the permissive return values of ``Exporter.export`` onto an ``ExportResult`` (for a batch
+    of *size* events and *updates* late updates)."""
     if isinstance(result, ExportResult):
         return result
     if result is False:
-        return ExportResult(delivered=0, failed=size, reason="exporter reported failure")
+        return ExportResult(delivered=0, failed=size, reason="exporter reported failure", updates_failed=updates)
     return ExportResult(delivered=size)
 
 

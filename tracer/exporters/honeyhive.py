@@ -51,19 +51,20 @@ _UPDATE_FIELDS: Final = frozenset(
 class _Outcome:
     """Tally of one export call."""
 
-    __slots__ = ("delivered", "lost")
+    __slots__ = ("delivered", "lost", "updates_failed")
 
     def __init__(self) -> None:
         self.delivered = 0
         self.lost: collections.Counter[str] = collections.Counter()
+        self.updates_failed = 0
 
     def result(self) -> ExportResult:
         failed = sum(self.lost.values())
         if not failed:
-            return ExportResult(delivered=self.delivered)
+            return ExportResult(delivered=self.delivered, updates_failed=self.updates_failed)
         # ExportResult carries one reason: the one that cost the most events.
         reason = self.lost.most_common(1)[0][0]
-        return ExportResult(delivered=self.delivered, failed=failed, reason=reason)
+        return ExportResult(delivered=self.delivered, failed=failed, reason=reason, updates_failed=self.updates_failed)
 
 
 class HoneyHiveExporter(Exporter):
@@ -187,9 +188,11 @@ class HoneyHiveExporter(Exporter):
             if session_id in batch.sessions and session_id not in self._known_sessions:
                 # An update of a session the server has not seen: create it with all its properties
                 # (they already include this update) instead of a PUT that would find nothing.
-                self._start_session(batch.sessions[session_id], deadline)
+                sent = self._start_session(batch.sessions[session_id], deadline)
             else:
-                self._send_update(update, deadline)
+                sent = self._send_update(update, deadline)
+            if not sent:
+                outcome.updates_failed += 1
         return outcome.result()
 
     def _remember_session(self, session_id: str) -> None:
@@ -197,7 +200,7 @@ class HoneyHiveExporter(Exporter):
             self._known_sessions.clear()
         self._known_sessions.add(session_id)
 
-    def _start_session(self, properties: dict[str, Any], deadline: float) -> None:
+    def _start_session(self, properties: dict[str, Any], deadline: float) -> bool:
         session = {"project": self.project, **properties}
         if not self._http.can_try_before(deadline):
             result = self._skipped()
@@ -207,11 +210,12 @@ class HoneyHiveExporter(Exporter):
             if result.ok:
                 self._recovered()
                 self._remember_session(str(properties.get("session_id")))
-                return
+                return True
         self._note_failure("POST /session/start", result, 0)
         stats = self._stats
         if stats is not None:
             stats.drop("rejected" if _is_rejection(result.status) else "export_failed")
+        return False
 
     def _send_events(self, events: list[bytes], properties: bytes, deadline: float, outcome: _Outcome) -> None:
         count = len(events)
@@ -268,7 +272,7 @@ class HoneyHiveExporter(Exporter):
         self._note_failure("POST /events/batch", result, count)
         outcome.lost[reason] += count
 
-    def _send_update(self, update: dict[str, Any], deadline: float) -> None:
+    def _send_update(self, update: dict[str, Any], deadline: float) -> bool:
         body = _update_body(update)
         if not self._http.can_try_before(deadline):
             result = self._skipped()
@@ -277,11 +281,12 @@ class HoneyHiveExporter(Exporter):
             result = self._send("PUT", self._events_url, orjson.dumps(body), deadline)
             if result.ok:
                 self._recovered()
-                return
+                return True
         self._note_failure("PUT /events", result, 0)
         stats = self._stats
         if stats is not None:
             stats.drop("rejected" if _is_rejection(result.status) else "export_failed")
+        return False
 
     def _send(
         self,
