@@ -1,6 +1,7 @@
 """What auto-instrumentation adds to an OpenAI / Anthropic call on the calling thread, excluding the network.
 
-    python bench/llm_overhead.py                     # 3 processes, about 2 minutes
+    python bench/llm_overhead.py                     # 3 processes per variant, about 3 minutes
+    python bench/llm_overhead.py --no-peer           # ours only, about 1.5 minutes
     python bench/llm_overhead.py --processes 5 --pairs 3000 --json llm.json
 
 The real SDKs (openai 3.x, anthropic 2.x) talk to an in-process ``httpx2.MockTransport`` that
@@ -21,6 +22,11 @@ whole measurement runs in several fresh processes and the table shows their mean
 * worker    = CPU the background worker spends per event afterwards: shaping the event's fields
   from the saved request and response (see tracer/_deferred.py), encoding, and the exporter's
   decoding; off the calling thread, so not in the budgets
+
+The peer, in the same kind of processes, interleaved with ours: OpenTelemetry's own OpenAI
+instrumentation (``opentelemetry-instrumentation-openai-v2``) with message content captured on the
+span, through a ``BatchSpanProcessor`` that discards the spans (openai calls only: it has no
+anthropic support). ``otel÷us`` = its added time per call over ours.
 
 Budgets (issue 4): < 50 µs per call, < 3 µs per chunk.
 """
@@ -44,8 +50,6 @@ import openai
 
 import tracer
 import tracer.integrations
-import tracer.integrations.anthropic as tracer_anthropic
-import tracer.integrations.openai as tracer_openai
 
 USER = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "What is the capital of France?"}]
 BUDGET_CALL_US = 50.0
@@ -207,19 +211,71 @@ def make_cases(chunks: int, pairs: int) -> list[Case]:
 
 
 class Switch:
-    """Puts the patched methods (instrumented) or the originals (plain) on their classes: one
-    setattr per method, so a call can be timed each way in turn."""
+    """Puts the patched methods (instrumented) or the originals (plain) back on their classes: one
+    setattr per method, so a call can be timed each way in turn. Built from the difference between
+    the client classes before and after *instrument* ran, so it serves any instrumentation."""
 
-    def __init__(self) -> None:
+    def __init__(self, instrument: Callable[[], None]) -> None:
+        owners = _client_classes()
+        before = {owner: dict(vars(owner)) for owner in owners}
+        instrument()
         self.swaps: list[tuple[Any, str, Any, Any]] = []
-        for library in (tracer_openai.LIBRARY, tracer_anthropic.LIBRARY):
-            for module, path, handle in library.handles:
-                class_name, _, attribute = path.partition(".")
-                self.swaps.append((getattr(module, class_name), attribute, handle, handle.__wrapped__))
+        for owner in owners:
+            for attribute, patched in vars(owner).items():
+                original = before[owner].get(attribute)
+                if original is not None and patched is not original:
+                    self.swaps.append((owner, attribute, patched, original))
 
     def __call__(self, instrumented: bool) -> None:
         for owner, attribute, patched, original in self.swaps:
             setattr(owner, attribute, patched if instrumented else original)
+
+
+def _client_classes() -> list[type]:
+    from anthropic.resources.messages import messages as anthropic_messages
+    from openai.resources.chat.completions import completions as chat_completions
+
+    return [
+        chat_completions.Completions,
+        chat_completions.AsyncCompletions,
+        anthropic_messages.Messages,
+        anthropic_messages.AsyncMessages,
+    ]
+
+
+def flush() -> None:
+    """Deliver what is queued (the tracer's or OpenTelemetry's batch processor)."""
+    if _otel_provider:
+        _otel_provider[0].force_flush()
+    else:
+        tracer.flush(60)
+
+
+_otel_provider: list[Any] = []
+
+
+def _otel_openai() -> Callable[[], None]:
+    """OpenTelemetry's own OpenAI instrumentation (opentelemetry-instrumentation-openai-v2), content
+    captured on the span like ours, through a BatchSpanProcessor whose exporter discards the spans."""
+    os.environ["OTEL_SEMCONV_STABILITY_OPT_IN"] = "gen_ai_latest_experimental"
+    os.environ["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = "SPAN_ONLY"
+    from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class Discard(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    # Like our worker: nothing leaves before a flush (schedule delay and batch size out of reach).
+    provider.add_span_processor(
+        BatchSpanProcessor(
+            Discard(), max_queue_size=200_000, schedule_delay_millis=3_600_000, max_export_batch_size=100_000
+        )
+    )
+    _otel_provider.append(provider)
+    return lambda: OpenAIInstrumentor().instrument(tracer_provider=provider)
 
 
 def measure(case: Case, switch: Switch, worker_cpu: list[float]) -> dict[str, float]:
@@ -243,7 +299,7 @@ def measure(case: Case, switch: Switch, worker_cpu: list[float]) -> dict[str, fl
         traced += 1
         if traced == 200 or index == case.pairs - 1:  # the worker's turn, outside the timing
             process0 = time.process_time()
-            tracer.flush(60)
+            flush()
             worker_cpu.append((time.process_time() - process0) / traced * 1e6)
             traced = 0
     return {
@@ -253,30 +309,39 @@ def measure(case: Case, switch: Switch, worker_cpu: list[float]) -> dict[str, fl
     }
 
 
-def child(chunks: int, pairs: int) -> dict[str, Any]:
+def child(chunks: int, pairs: int, peer: str) -> dict[str, Any]:
     """One process's figures: {row name: {"added": µs, "cpu": µs, "plain": µs}}, plus the worker's µs/event."""
+    if peer == "otel":
+        instrument = _otel_openai()
+    else:
 
-    class Discard(tracer.Exporter):
-        def export(self, batch: tracer.Batch) -> bool:
-            batch.events()  # decode, as a real exporter reads the encoded events
-            return True
+        class Discard(tracer.Exporter):
+            def export(self, batch: tracer.Batch) -> bool:
+                batch.events()  # decode, as a real exporter reads the encoded events
+                return True
 
-    # The worker wakes only when flushed (a full batch or flush_interval are out of reach).
-    tracer.init(
-        exporter=Discard(),
-        session_name="bench",
-        max_queue_size=200_000,
-        max_queue_bytes=2**31,
-        max_batch_size=100_000,
-        max_batch_bytes=2**31,
-        flush_interval=3600,
-        first_flush_interval=3600,
-    )
+        # The worker wakes only when flushed (a full batch or flush_interval are out of reach).
+        tracer.init(
+            exporter=Discard(),
+            session_name="bench",
+            instrument=False,
+            max_queue_size=200_000,
+            max_queue_bytes=2**31,
+            max_batch_size=100_000,
+            max_batch_bytes=2**31,
+            flush_interval=3600,
+            first_flush_interval=3600,
+        )
+        instrument = tracer.integrations.instrument
     cases = make_cases(chunks, pairs)
-    tracer.integrations.instrument()
-    for case in cases:  # import, patch and warm every path first
+    if peer == "otel":  # OpenTelemetry's instrumentation covers openai only
+        cases = [case for case in cases if case.name.startswith("openai")]
+    for case in cases:  # import and warm every path first
         case.once()
-    switch = Switch()
+    switch = Switch(instrument)
+    switch(True)
+    for case in cases:
+        case.once()
     worker_cpu: list[float] = []
     measured = [(case, measure(case, switch, worker_cpu)) for case in cases]
     switch(True)
@@ -309,47 +374,62 @@ def child(chunks: int, pairs: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--processes", type=int, default=3, help="fresh processes to average over")
+    parser.add_argument("--processes", type=int, default=3, help="fresh processes to average over, per variant")
     parser.add_argument(
         "--pairs", type=int, default=1500, help="instrumented/plain pairs per case (long streams: 1/30)"
     )
     parser.add_argument("--chunks", type=int, default=300, help="extra chunks of the long streams")
+    parser.add_argument("--no-peer", action="store_true", help="skip OpenTelemetry's openai instrumentation")
     parser.add_argument("--json", help="also write the results to this file")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("tracer", "otel"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.chunks, args.pairs)))
+        print(json.dumps(child(args.chunks, args.pairs, args.child)))
         return {}
 
-    runs = []
-    for number in range(args.processes):
-        command = [sys.executable, __file__, "--child", "--pairs", str(args.pairs), "--chunks", str(args.chunks)]
-        output = subprocess.run(command, check=True, capture_output=True, text=True, env=os.environ).stdout
-        runs.append(json.loads(output.strip().splitlines()[-1]))
-        print(f"process {number + 1}/{args.processes} done", file=sys.stderr)
+    variants = ("tracer",) if args.no_peer else ("tracer", "otel")
+    runs: dict[str, list[dict[str, Any]]] = {variant: [] for variant in variants}
+    for number in range(args.processes):  # interleaved, so that drift hits both alike
+        for variant in variants:
+            command = [sys.executable, __file__, "--child", variant, "--pairs", str(args.pairs)]
+            command += ["--chunks", str(args.chunks)]
+            output = subprocess.run(command, check=True, capture_output=True, text=True, env=os.environ).stdout
+            runs[variant].append(json.loads(output.strip().splitlines()[-1]))
+        print(f"round {number + 1}/{args.processes} done", file=sys.stderr)
+
+    def mean_of(variant: str, name: str, key: str) -> list[float]:
+        return [run["rows"][name][key] for run in runs[variant] if name in run["rows"]]
 
     print(f"python {sys.version.split()[0]}, openai {openai.__version__}, anthropic {anthropic.__version__}")
     print(f"{args.processes} processes x {args.pairs} paired calls per case; µs added on the calling thread")
     print("added = mean over the processes of each one's median (range in brackets); cpu = the same in thread CPU")
-    print(f"{'case':<42} {'plain µs':>9} {'added':>7} {'range':>15} {'cpu':>7}  {'unit':<9} {'budget':>10}")
+    if "otel" in runs:
+        print("otel = the same for opentelemetry-instrumentation-openai-v2 (content on the span, batch processor)")
+    print(
+        f"{'case':<42} {'plain µs':>9} {'added':>7} {'range':>15} {'cpu':>7}  {'unit':<9} {'budget':>10}"
+        + (f" {'otel':>8} {'otel÷us':>8}" if "otel" in runs else "")
+    )
     results: dict[str, Any] = {}
-    for name in runs[0]["rows"]:
-        values = [run["rows"][name] for run in runs]
-        added = [value["added"] for value in values]
+    for name in runs["tracer"][0]["rows"]:
+        added = mean_of("tracer", name, "added")
         mean = statistics.fmean(added)
-        cpu = statistics.fmean(value["cpu"] for value in values)
-        plain = statistics.fmean(value["plain"] for value in values)
+        cpu = statistics.fmean(mean_of("tracer", name, "cpu"))
+        plain = statistics.fmean(mean_of("tracer", name, "plain"))
         per = "chunk" if name.endswith("chunk") else "call"
         budget = BUDGET_CHUNK_US if per == "chunk" else BUDGET_CALL_US
         ok = mean < budget
         spread = f"[{min(added):.1f}, {max(added):.1f}]"
-        print(
-            f"{name:<42} {plain:>9.1f} {mean:>7.2f} {spread:>15} {cpu:>7.2f}  µs/{per:<6} < {budget:>3.0f} "
-            f"{'ok' if ok else 'OVER'}"
-        )
+        line = f"{name:<42} {plain:>9.1f} {mean:>7.2f} {spread:>15} {cpu:>7.2f}  µs/{per:<6} < {budget:>3.0f} "
+        line += f"{'ok  ' if ok else 'OVER'}"
         results[name] = {"plain_us": plain, "added_us": mean, "range_us": [min(added), max(added)], "cpu_us": cpu}
         results[name]["ok"] = ok
-    worker = statistics.fmean(run["worker_us_per_event"] for run in runs)
+        peer = mean_of("otel", name, "added") if "otel" in runs else []
+        if peer:
+            peer_mean = statistics.fmean(peer)
+            line += f" {peer_mean:>8.2f} {peer_mean / mean:>7.1f}x" if per == "call" else f" {peer_mean:>8.2f}"
+            results[name]["otel_added_us"] = peer_mean
+        print(line)
+    worker = statistics.fmean(run["worker_us_per_event"] for run in runs["tracer"])
     print(f"worker: {worker:.1f} µs of CPU per LLM event, off the calling thread (shaping, encoding, export)")
     results["worker_us_per_event"] = worker
     if args.json:
