@@ -43,7 +43,6 @@ __all__ = [
     "error_metadata",
     "helper_close_wrapper",
     "manager_wrapper",
-    "materialize",
     "save_request",
     "skipping",
     "sync_wrapper",
@@ -236,18 +235,21 @@ def without_content(outputs: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def save_request(kwargs: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
-    """The call's arguments as they are now, for the event (shaped later, see ``CallShape``).
+    """The call's arguments as they are now, for the event (shaped later, see ``Call.shape``).
 
-    One-shot iterators among *names* become lists, passed on to the client too (recording them
-    later would find them consumed). Lists among *names* (the messages…) are copied: callers
-    commonly append to theirs once the call returns.
+    Lists among *names* (the messages…) are copied: callers commonly append to theirs once the
+    call returns. One-shot iterators (generators…) among them become lists, passed on to the
+    client too: recording them later would find them consumed.
     """
-    materialize(kwargs, names)
     saved = dict(kwargs)
     for name in names:
-        value = saved.get(name)
+        value = kwargs.get(name)
+        if value is None:
+            continue
         if type(value) is list:
             saved[name] = value.copy()
+        elif type(value) not in _CONCRETE and isinstance(value, Iterator):
+            kwargs[name] = saved[name] = list(value)  # our own list: nobody else changes it
     return saved
 
 
@@ -307,17 +309,6 @@ def schema_of(cls: type) -> dict[str, Any]:
         with contextlib.suppress(Exception):  # a class pydantic cannot describe: the name is enough
             described["schema"] = schema()
     return described
-
-
-def materialize(kwargs: dict[str, Any], names: tuple[str, ...]) -> None:
-    """Turn one-shot iterators (generators…) among *names* into lists, passed on to the client too.
-
-    Otherwise recording them would consume the request body.
-    """
-    for name in names:
-        value = kwargs.get(name)
-        if value is not None and type(value) not in _CONCRETE and isinstance(value, Iterator):
-            kwargs[name] = list(value)
 
 
 def given(value: Any) -> bool:
@@ -381,7 +372,7 @@ class Api:
 
     name: str  # the event name, e.g. "openai.chat.completions.create"
     library: Library
-    request: Request  # (resource instance, saved kwargs) -> (config, inputs), run by the worker (see CallShape)
+    request: Request  # (resource instance, saved kwargs) -> (config, inputs), run by the worker (see Call.shape)
     result: Result  # a parsed response -> (outputs, metadata)
     recorder: Callable[[Call], StreamRecorder]  # for a streamed response
     stream_types: Callable[[], tuple[type, ...]]  # the library's Stream and AsyncStream classes
