@@ -277,11 +277,6 @@ def begin(event_name: str) -> Call | None:
         return None
 
 
-def is_sentinel(value: Any) -> bool:
-    """openai/anthropic ``NOT_GIVEN`` / ``omit`` markers, passed explicitly by some frameworks."""
-    return type(value).__name__ in _SENTINELS
-
-
 def skipping(*names: str) -> frozenset[str]:
     """The call arguments ``clean_params`` leaves out: *names* (recorded elsewhere) and transport details."""
     return frozenset(names) | TRANSPORT_ARGS
@@ -337,13 +332,6 @@ def error_metadata(error: BaseException) -> dict[str, Any]:
     return metadata
 
 
-def get(obj: Any, name: str) -> Any:
-    """``obj.name`` for SDK models and ``obj[name]`` for dicts; None when absent."""
-    if isinstance(obj, Mapping):
-        return obj.get(name)
-    return getattr(obj, name, None)
-
-
 def dump(obj: Any) -> Any:
     """A JSON-ready copy of an SDK model (pydantic) or the value itself."""
     to_dict = getattr(obj, "model_dump", None)
@@ -353,10 +341,6 @@ def dump(obj: Any) -> Any:
         except Exception:
             return obj
     return obj
-
-
-def ms_since(start_ns: int, end_ns: int) -> float:
-    return round((end_ns - start_ns) / 1_000_000, 3)
 
 
 # -- wrappers: one client method -> one model event ------------------------------------------------

@@ -377,14 +377,7 @@ class _PullingStream(TracedStream):
 
 def traced_stream(wrapped: Any, recorder: StreamRecorder, hide: Callable[[Any], bool] | None = None) -> TracedStream:
     """The proxy for a synchronous SDK stream; *hide*: chunks recorded but not passed on."""
-    recorder.hide = hide
-    gen = recorder.chain(wrapped, aio=False)
-    if gen is None:
-        recorder.pull = wrapped.__next__
-    # No __init__ of ours: wrapt's own (in C) and two slot stores are the cheapest construction.
-    proxy = TracedStream(wrapped) if gen is not None else _PullingStream(wrapped)
-    proxy._self_recorder = recorder
-    proxy._self_gen = gen
+    proxy: TracedStream = _proxy(wrapped, recorder, hide, aio=False)
     return proxy
 
 
@@ -446,11 +439,22 @@ class _AsyncPullingStream(AsyncTracedStream):
 def traced_async_stream(
     wrapped: Any, recorder: StreamRecorder, hide: Callable[[Any], bool] | None = None
 ) -> AsyncTracedStream:
+    proxy: AsyncTracedStream = _proxy(wrapped, recorder, hide, aio=True)
+    return proxy
+
+
+def _proxy(wrapped: Any, recorder: StreamRecorder, hide: Callable[[Any], bool] | None, aio: bool) -> Any:
+    """Our generator chained into the SDK stream, and the proxy in front of it (a pulling proxy
+    when there is no generator to chain)."""
     recorder.hide = hide
-    gen = recorder.chain(wrapped, aio=True)
+    gen = recorder.chain(wrapped, aio)
+    proxy: TracedStream | AsyncTracedStream
     if gen is None:
-        recorder.pull = wrapped.__anext__
-    proxy = AsyncTracedStream(wrapped) if gen is not None else _AsyncPullingStream(wrapped)
+        recorder.pull = wrapped.__anext__ if aio else wrapped.__next__
+        proxy = _AsyncPullingStream(wrapped) if aio else _PullingStream(wrapped)
+    else:
+        proxy = AsyncTracedStream(wrapped) if aio else TracedStream(wrapped)
+    # No __init__ of ours: wrapt's own (in C) and two slot stores are the cheapest construction.
     proxy._self_recorder = recorder
     proxy._self_gen = gen
     return proxy
