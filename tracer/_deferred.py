@@ -65,7 +65,7 @@ def resolve(record: DeferredRecord) -> EventRecord:
         value = own
         if extra:
             value = extra if own is None else {**extra, **own} if isinstance(own, Mapping) else own
-        values.append(None if value is None else snapshot(value))
+        values.append(None if value is None else snapshot(value, span.tracer._limits))
     config, inputs, outputs, metadata, metrics, feedback, user_properties = values
     rare = (config, metadata, metrics, feedback, user_properties)
     size, session_id, event_id, parent, children, name, event_type, _, _, error, start, end, _, _ = record

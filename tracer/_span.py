@@ -280,13 +280,14 @@ class Span:
                 self._end_deferred(deferred, parent_int, event_type, end_perf)
                 return
             size = _ITEM_OVERHEAD
+            limits = self.tracer._limits  # only the converter (unusual values) reads them
             inputs = self.inputs
             if inputs is not None:
-                inputs = snapshot(inputs)
+                inputs = snapshot(inputs, limits)
                 size += len(inputs)
             outputs = self.outputs
             if outputs is not None:
-                outputs = snapshot(outputs)
+                outputs = snapshot(outputs, limits)
                 size += len(outputs)
             if (
                 self.config is None
@@ -298,7 +299,7 @@ class Span:
                 rare = None
             else:
                 config, metadata, metrics, feedback, user_properties = (
-                    None if value is None else snapshot(value)
+                    None if value is None else snapshot(value, limits)
                     for value in (self.config, self.metadata, self.metrics, self.feedback, self.user_properties)
                 )
                 rare = (config, metadata, metrics, feedback, user_properties)

@@ -237,9 +237,9 @@ class Tracer:
                 continue
             if name == "outputs" and not isinstance(value, Mapping):
                 value = {"value": value}
-            payload[name] = snapshot(dict(value))
+            payload[name] = snapshot(dict(value), self._limits)
         if metadata:
-            payload["metadata"] = snapshot(metadata)
+            payload["metadata"] = snapshot(metadata, self._limits)
         if payload:
             self._processor.on_end(make_update(event_id, session.session_id, payload), session)
 
