@@ -243,7 +243,7 @@ def test_missing_extras_name_the_pip_install() -> None:
         )
         assert done.returncode == 1
         [line] = done.stderr.strip().splitlines()
-        assert line.endswith(f"pip install 'tracer[{extra}]'"), line
+        assert line.endswith(f"pip install 'tracer-ai[{extra}]'"), line
 
 
 def test_local_demo_then_show_last(tmp_path: Path) -> None:

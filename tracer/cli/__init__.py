@@ -10,6 +10,8 @@ import importlib.util
 import sys
 from collections.abc import Sequence
 
+from .._version import DISTRIBUTION
+
 __all__ = ["main"]
 
 CLI_PACKAGES = ("click", "rich")
@@ -21,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         sys.stderr.write(
             f"tracer: the `tracer` command needs the cli extra ({', '.join(missing)} missing): "
-            "pip install 'tracer[cli]'\n"
+            f"pip install '{DISTRIBUTION}[cli]'\n"
         )
         return 1
     from ._app import run

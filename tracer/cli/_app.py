@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .._errors import ConfigError
-from .._version import __version__
+from .._version import DISTRIBUTION, __version__
 from ..store import DEFAULT_STORE, StoreError, TraceStore, default_store_path
 from ..store.exporter import STORE_ENV
 from ._render import make_console, session_header, sessions_table, tail_line, tree_lines
@@ -430,7 +430,10 @@ def serve(
     """
     missing = [name for name in ("starlette", "uvicorn") if importlib.util.find_spec(name) is None]
     if missing:
-        _fail(f"`tracer serve` needs the server extra ({', '.join(missing)} missing): pip install 'tracer[server]'")
+        _fail(
+            f"`tracer serve` needs the server extra ({', '.join(missing)} missing): "
+            f"pip install '{DISTRIBUTION}[server]'"
+        )
     from ..server._run import is_loopback
     from ..server._run import serve as run_server
 

@@ -1,4 +1,4 @@
-"""A local HoneyHive-compatible collector: ``tracer serve`` (needs ``pip install 'tracer[server]'``).
+"""A local HoneyHive-compatible collector: ``tracer serve`` (needs ``pip install 'tracer-ai[server]'``).
 
 Implements ``POST /events``, ``POST /events/batch``, ``PUT /events``, ``POST /session/start`` and
 ``GET /events`` on a local trace store, so any HoneyHive-style client can send to it.

@@ -12,6 +12,7 @@ import sys
 import threading
 from typing import IO, Final
 
+from .._version import DISTRIBUTION
 from ..exporters._base import Batch, Exporter, ExportResult
 from ._store import StoreError, TraceStore
 
@@ -47,7 +48,7 @@ def startup_message(path: str) -> str:
     option = "" if os.path.abspath(DEFAULT_STORE) == path else f" --store {shown}"
     hint = f"view them with `tracer show{option} last` (or `tracer sessions`)"
     if importlib.util.find_spec("click") is None or importlib.util.find_spec("rich") is None:
-        hint += " after `pip install 'tracer[cli]'`"
+        hint += f" after `pip install '{DISTRIBUTION}[cli]'`"
     return f"tracer: no API key, so traces go to {shown}; {hint}"
 
 

@@ -1,0 +1,69 @@
+"""The README's code samples, as users meet them: `mypy --strict` checks this file (see .ci/run).
+
+Never run by pytest (it would write a local store); it only has to type-check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import tracer
+from tracer.testing import CapturedEvents
+
+tracer.init(project="my-app")  # no api_key: events go to ./.tracer/traces.db
+
+
+@tracer.trace  # a "tool" event, or "chain" if it has children
+def retrieve(question: str, k: int = 2) -> list[str]:
+    return ["Paris is the capital of France."]
+
+
+@tracer.trace(event_type="model", config={"provider": "fake", "model": "echo-1"})
+def generate(question: str, context: list[str]) -> str:
+    tracer.enrich_span(metadata={"prompt_tokens": 42})
+    return f"Answer: {context[0]}"
+
+
+@tracer.trace
+def answer(question: str) -> str:
+    return generate(question, retrieve(question))
+
+
+@tracer.trace
+async def answer_async(question: str) -> str:
+    return answer(question)
+
+
+def spans_and_sessions() -> None:
+    with tracer.session(session_name="request", metadata={"user": "ada"}):
+        with tracer.span("block", event_type="tool", inputs={"q": 1}) as span:
+            span.update(outputs={"ok": True}, metrics={"score": 0.5})
+            event_id: str = span.event_id
+            print(event_id, span.session_id, span.parent_id)
+        tracer.enrich_session(metadata={"done": True})
+    delivered: bool = tracer.flush(timeout=5.0)
+    print(delivered, tracer.stats()["dropped"])
+
+
+def test_answer_is_traced() -> None:
+    with tracer.testing.capture() as events:  # synchronous, in memory, no network
+        answer("capital of France?")
+    root = events.by_name("answer")
+    assert root["event_type"] == "chain"
+    assert [e["event_name"] for e in events.children_of(root)] == ["retrieve", "generate"]
+
+
+def test_with_fixture(tracer_events: CapturedEvents) -> None:
+    answer("capital of France?")
+    assert "generate" in tracer_events.names()
+
+
+class PrintIds(tracer.Exporter):
+    def export(self, batch: tracer.Batch) -> bool:
+        for event in batch.events():  # decoded wire-shape dicts
+            print(event["event_id"], event["event_name"])
+        return True  # or an ExportResult(delivered, failed, reason, updates_failed)
+
+
+tracer.init(exporter=[PrintIds(), tracer.JSONLExporter("events.jsonl")])
+print(answer("what is the capital of france"), asyncio.run(answer_async("and of Italy?")))
