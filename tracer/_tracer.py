@@ -10,7 +10,13 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from ._capture import Limits, Sanitizer, snapshot
 from ._config import Config, resolve_config
-from ._context import bind_context, current_session_var, current_span_var, install_thread_propagation
+from ._context import (
+    bind_context,
+    current_session_var,
+    current_span_var,
+    install_thread_propagation,
+    uninstall_thread_propagation,
+)
 from ._decorators import TraceSpec, make_decorator, validate_event_type
 from ._encode import Encoder
 from ._errors import ConfigError, logger, report_internal_error
@@ -131,15 +137,27 @@ class Tracer:
             old.shutdown(config.exit_timeout, keep=exporters)
         if config.debug:
             logger.setLevel("DEBUG")
-        if config.propagate_to_threads and not config.disabled:
-            install_thread_propagation()
-        # False (or disabled) still goes through auto_instrument: it undoes what an earlier
-        # init() patched, and keeps what instrument() was asked for explicitly.
-        self._instrument(config.instrument if not config.disabled else False)
+        if _default is self:
+            self._apply_process_settings()
         if not self._exit_hook_installed:
             self._exit_hook_installed = True
             register_exit_hook(_ExitHook(self))
         return self
+
+    def _apply_process_settings(self) -> None:
+        """Apply the settings that change the whole process (LLM patching, thread propagation).
+
+        Only the default tracer (``init()``) does this: a ``Tracer`` built by a library or a test
+        must not undo what the application's ``init()`` set up.
+        """
+        config = self.config
+        if config.propagate_to_threads and not config.disabled:
+            install_thread_propagation()
+        else:
+            uninstall_thread_propagation()
+        # False (or disabled) still goes through auto_instrument: it undoes what an earlier
+        # init() patched, and keeps what instrument() was asked for explicitly.
+        self._instrument(config.instrument if not config.disabled else False)
 
     def _instrument(self, names: bool | tuple[str, ...]) -> None:
         """Patch the installed LLM client libraries (now, or when they are imported later)."""
@@ -623,15 +641,19 @@ def get_default_tracer() -> Tracer:
 def _create_default(**kwargs: Any) -> Tracer:
     global _default
     with _default_lock:
-        if _default is None:
-            _default = Tracer(**kwargs)
-        return _default
+        if _default is not None:
+            return _default
+        _default = created = Tracer(**kwargs)
+    created._apply_process_settings()
+    return created
 
 
 def set_default_tracer(tracer: Tracer) -> None:
+    """Make *tracer* the one behind the module-level API (its process-wide settings apply)."""
     global _default
     with _default_lock:
         _default = tracer
+    tracer._apply_process_settings()
 
 
 def init(
@@ -646,10 +668,12 @@ def init(
     """Configure the default tracer (creating it if needed) and return it."""
     with _default_lock:
         global _default
-        if _default is None:
-            _default = Tracer(project, api_key, server_url, source, session_name, exporter, **options)
-            return _default
         tracer = _default
+        if tracer is None:
+            _default = created = Tracer(project, api_key, server_url, source, session_name, exporter, **options)
+    if tracer is None:
+        created._apply_process_settings()
+        return created
     return tracer.configure(project, api_key, server_url, source, session_name, exporter, **options)
 
 

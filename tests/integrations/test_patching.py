@@ -400,3 +400,48 @@ def test_concurrent_calls_from_tasks(events: CapturedEvents, server: FakeLLMServ
         task = events.by_name(f"task{index}")
         (child,) = [event for event in llm if event["parent_id"] == task["event_id"]]
         assert child["outputs"]["content"] == "Hello!"
+
+
+# -- process-wide state belongs to init() (issue 12) ------------------------------------------------------
+
+
+def test_a_second_tracer_leaves_the_process_wide_setup_alone() -> None:
+    import concurrent.futures
+
+    integrations.uninstrument()  # forget patches other tests asked for explicitly (init() leaves those alone)
+    tracer.init(exporter=tracer.InMemoryExporter(), batch=False, instrument=True, propagate_to_threads=True)
+    patched = integrations.instrumented()
+    submit = concurrent.futures.ThreadPoolExecutor.submit
+    assert patched == ["anthropic", "openai"]
+    for options in ({"instrument": False}, {"disabled": True}, {"propagate_to_threads": False}):
+        other = tracer.Tracer(exporter=tracer.InMemoryExporter(), batch=False, **options)
+        assert integrations.instrumented() == patched, options
+        assert concurrent.futures.ThreadPoolExecutor.submit is submit, options
+        other.shutdown(1.0)
+    # The default tracer itself still manages them.
+    tracer.init(instrument=False, propagate_to_threads=False)
+    assert integrations.instrumented() == []
+    assert concurrent.futures.ThreadPoolExecutor.submit is not submit
+    tracer.init(instrument=True, propagate_to_threads=True)
+    assert integrations.instrumented() == patched
+
+
+def test_an_llm_call_inside_another_tracers_span_belongs_to_that_tracer(oai: Any, events: CapturedEvents) -> None:
+    mine_events = tracer.InMemoryExporter()
+    mine = tracer.Tracer(project="mine", exporter=mine_events, batch=False)
+
+    @mine.trace
+    def ask() -> None:
+        oai.chat.completions.create(model="m", messages=USER)
+
+    ask()
+    with mine.session(session_name="own"):
+        oai.chat.completions.create(model="m", messages=USER)  # no span, but mine's session is current
+    assert model_events(events) == []  # nothing went to the default tracer
+    recorded = mine_events.events
+    parent = next(event for event in recorded if event["event_type"] != "model")
+    calls = [event for event in recorded if event["event_type"] == "model"]
+    assert [call["project"] for call in calls] == ["mine", "mine"]
+    assert calls[0]["parent_id"] == parent["event_id"] and calls[0]["session_id"] == parent["session_id"]
+    assert calls[1]["parent_id"] == calls[1]["session_id"] != parent["session_id"]
+    mine.shutdown(1.0)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .._context import current_span_var
+from .._context import current_session_var, current_span_var
 from .._deferred import Deferred
 from .._errors import report_internal_error
 from .._pipeline import suppressed
@@ -262,10 +262,16 @@ def begin(event_name: str) -> Call | None:
     if suppressed.get() or inside_call.get():
         return None
     try:
-        tracer = get_default_tracer()
+        # The tracer that owns the current span (or session) records the call, nested under it;
+        # the default tracer only when nothing is current.
+        parent = current_span_var.get()
+        if parent is not None:
+            tracer = parent.tracer
+        else:
+            session = current_session_var.get()
+            tracer = session.tracer if session is not None else get_default_tracer()
         if tracer._disabled:
             return None
-        parent = current_span_var.get()
         if parent is not None and parent.event_type == "model" and parent.tracer is tracer and not parent.ended:
             return Call(parent, False, tracer._capture_content)
         span = tracer._start_under(parent, event_name, "model")
