@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from ._errors import ConfigError
+from ._registry import NAMES
 
 __all__ = ["SETTINGS", "Config", "Setting", "resolve_config"]
 
@@ -165,7 +166,7 @@ def _parse(setting: Setting, value: Any, env_name: str | None) -> Any:
     raise AssertionError(kind)  # pragma: no cover
 
 
-KNOWN_INTEGRATIONS: Final = ("anthropic", "openai")
+KNOWN_INTEGRATIONS: Final = NAMES
 
 
 def _parse_names(value: Any, where: str) -> bool | tuple[str, ...]:

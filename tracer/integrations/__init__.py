@@ -11,6 +11,7 @@ breaks an import or a call.
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import importlib.util
 import re
@@ -19,12 +20,14 @@ from collections.abc import Iterable, Sequence
 from typing import Final
 
 from .._errors import logger, warn_once
+from .._registry import INTEGRATIONS, NAMES
 from . import _patch
 from ._patch import Library
 
 __all__ = ["SUPPORTED", "auto_instrument", "instrument", "instrumented", "uninstrument"]
 
-SUPPORTED: Final = ("anthropic", "openai")
+SUPPORTED: Final = NAMES
+_MODULES: Final = {integration.name: integration.module for integration in INTEGRATIONS}
 
 _lock = threading.RLock()
 _explicit: set[str] = set()  # instrumented by instrument(): auto_instrument() leaves them alone
@@ -32,15 +35,11 @@ _auto: set[str] = set()  # instrumented by auto_instrument()
 
 
 def _library(name: str) -> Library:
-    if name == "openai":
-        from .openai import LIBRARY as openai_library
-
-        return openai_library
-    if name == "anthropic":
-        from .anthropic import LIBRARY as anthropic_library
-
-        return anthropic_library
-    raise ValueError(f"unknown integration {name!r}; supported: {', '.join(SUPPORTED)}")
+    module = _MODULES.get(name)
+    if module is None:
+        raise ValueError(f"unknown integration {name!r}; supported: {', '.join(SUPPORTED)}")
+    library: Library = importlib.import_module(module).LIBRARY
+    return library
 
 
 def _names(names: Iterable[str]) -> list[str]:

@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import orjson
 
+from .._registry import min_version
 from ._llm import Api, Call, async_wrapper, clean_params, given, manager_wrapper, skipping, sync_wrapper
 from ._patch import Library, Target, loaded
 from ._stream import StreamRecorder
@@ -319,4 +320,4 @@ def _targets() -> tuple[Target, ...]:
     return tuple(targets)
 
 
-LIBRARY: Final = Library("anthropic", (0, 30), _targets)
+LIBRARY: Final = Library("anthropic", min_version("anthropic"), _targets)

@@ -21,6 +21,7 @@ import weakref
 from collections.abc import Mapping
 from typing import Any, Final
 
+from .._registry import min_version
 from ._llm import (
     Api,
     Call,
@@ -618,4 +619,4 @@ def _targets() -> tuple[Target, ...]:
     )
 
 
-LIBRARY: Final = Library("openai", (1, 0), _targets)
+LIBRARY: Final = Library("openai", min_version("openai"), _targets)
