@@ -2,12 +2,13 @@
 
 Routes: ``POST /events``, ``POST /events/batch``, ``PUT /events``, ``POST /session/start``,
 ``GET /events``, and ``GET /health``. Errors are JSON ``{"message": ..., "errorCode": ...}``.
+Reading bodies (limits, compression) is ``_body``'s job, checking their fields ``_wire``'s; this
+module routes, authorizes and writes.
 """
 
 from __future__ import annotations
 
 import hmac
-import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -21,6 +22,7 @@ from starlette.routing import Route
 
 from .._version import __version__
 from ..store import StoreError, TraceStore
+from ._body import ApiError, read_json
 from ._wire import (
     BadRequest,
     normalize_batch,
@@ -35,9 +37,6 @@ __all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
 
 DEFAULT_MAX_BODY_BYTES: Final = 16 * 1024 * 1024
 _MAX_LIMIT: Final = 7500  # HoneyHive's page cap
-# A body over the limit is still read (and discarded) up to this many times the limit, so that the
-# client, still sending, gets the 413 instead of a reset connection; beyond that, the answer is at once.
-_DRAIN_FACTOR: Final = 4
 _CODES: Final = {
     400: "BAD_REQUEST",
     401: "UNAUTHORIZED",
@@ -48,13 +47,9 @@ _CODES: Final = {
     500: "INTERNAL_ERROR",
     503: "STORE_UNAVAILABLE",
 }
+_FILTER_PARAMS: Final = ("session_id", "event_id", "event_type", "event_name", "parent_id")
 
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -72,54 +67,39 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> Starlette:
     """The ASGI app. ``api_key``: required as ``Authorization: Bearer <key>`` on the API routes."""
-    expected = f"Bearer {api_key}".encode() if api_key else None
+    api = _EventsApi(store, api_key, max_body_bytes)
+    routes = [
+        Route("/events", api.endpoint(api.events_route), methods=["GET", "POST", "PUT"]),
+        Route("/events/batch", api.endpoint(api.create_batch), methods=["POST"]),
+        Route("/session/start", api.endpoint(api.start_session), methods=["POST"]),
+        Route("/health", api.health, methods=["GET"]),
+        Route("/", api.health, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
 
-    def authorize(request: Request) -> None:
-        if expected is None:
+
+class _EventsApi:
+    """The route handlers, over one store."""
+
+    def __init__(self, store: TraceStore, api_key: str | None, max_body_bytes: int) -> None:
+        self.store = store
+        self.max_body_bytes = max_body_bytes
+        self._expected = f"Bearer {api_key}".encode() if api_key else None
+
+    def authorize(self, request: Request) -> None:
+        if self._expected is None:
             return
         given = request.headers.get("authorization", "").strip().encode()
-        if not hmac.compare_digest(given, expected):
+        if not hmac.compare_digest(given, self._expected):
             reason = "missing" if not given else "invalid"
             raise ApiError(401, f"{reason} API key: send the header 'Authorization: Bearer <key>'")
 
-    async def read_json(request: Request) -> Any:
-        length = request.headers.get("content-length")
-        if length is not None:
-            try:
-                declared = int(length)
-            except ValueError:
-                raise ApiError(400, "Content-Length is not a number") from None
-            if declared > max_body_bytes:
-                if declared <= _DRAIN_FACTOR * max_body_bytes:
-                    await _drain(request, declared)  # so that the client is sure to read the answer
-                raise ApiError(413, f"request body of {declared} bytes is over the limit of {max_body_bytes} bytes")
-        parts: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > max_body_bytes:
-                await _drain(request, _DRAIN_FACTOR * max_body_bytes - size)
-                raise ApiError(413, f"request body is over the limit of {max_body_bytes} bytes")
-            parts.append(chunk)
-        data = b"".join(parts)
-        encoding = request.headers.get("content-encoding", "").strip().lower()
-        if encoding in ("gzip", "x-gzip", "deflate"):
-            data = _decompress(data, encoding, max_body_bytes)
-        elif encoding not in ("", "identity"):
-            raise ApiError(415, f"unsupported Content-Encoding {encoding!r}; send gzip or an uncompressed body")
-        if not data.strip():
-            raise ApiError(400, "empty body: expected a JSON object")
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise ApiError(400, f"invalid JSON: {exc}") from None
+    def endpoint(self, handler: Handler) -> Handler:
+        """*handler* behind the API key check, its errors answered in HoneyHive's shape."""
 
-    def endpoint(
-        handler: Callable[[Request], Awaitable[Response]],
-    ) -> Callable[[Request], Awaitable[Response]]:
         async def wrapped(request: Request) -> Response:
             try:
-                authorize(request)
+                self.authorize(request)
                 return await handler(request)
             except ApiError as exc:
                 return _error(exc.status, exc.message)
@@ -130,8 +110,11 @@ def create_app(
 
         return wrapped
 
-    async def write(
-        events: list[dict[str, Any]], sessions: dict[str, dict[str, Any]], updates: list[dict[str, Any]]
+    async def _body(self, request: Request) -> Any:
+        return await read_json(request, self.max_body_bytes)
+
+    async def _write(
+        self, events: list[dict[str, Any]], sessions: dict[str, dict[str, Any]], updates: list[dict[str, Any]]
     ) -> None:
         stored: list[tuple[dict[str, Any], str]] = []
         for event in events:
@@ -140,114 +123,74 @@ def create_app(
                 sessions[props["session_id"]] = {**props, **sessions.get(props["session_id"], {})}
             else:
                 stored.append((event, orjson.dumps(event).decode()))
-        await run_in_threadpool(store.write, stored, sessions, updates)
+        await run_in_threadpool(self.store.write, stored, sessions, updates)
 
-    async def create_event(request: Request) -> Response:
-        body = await read_json(request)
+    async def create_event(self, request: Request) -> Response:
+        body = await self._body(request)
         if not isinstance(body, dict) or "event" not in body:
             raise BadRequest('body must be {"event": {...}}')
         event = normalize_event(body["event"])
-        await write([event], {}, [])
+        await self._write([event], {}, [])
         return _json({"event_id": event["event_id"], "success": True})
 
-    async def create_batch(request: Request) -> Response:
-        events, sessions = normalize_batch(await read_json(request))
-        await write(events, sessions, [])
-        ids = [event["event_id"] for event in events]
-        response: dict[str, Any] = {"event_ids": ids, "success": True}
+    async def create_batch(self, request: Request) -> Response:
+        events, sessions = normalize_batch(await self._body(request))
+        await self._write(events, sessions, [])
+        response: dict[str, Any] = {"event_ids": [event["event_id"] for event in events], "success": True}
         session_ids = {event["session_id"] for event in events}
         if len(session_ids) == 1:
             response["session_id"] = session_ids.pop()
         return _json(response)
 
-    async def update_event(request: Request) -> Response:
-        update = normalize_update(await read_json(request))
-        await write([], {}, [update])
+    async def update_event(self, request: Request) -> Response:
+        update = normalize_update(await self._body(request))
+        await self._write([], {}, [update])
         return _json({"success": True, "event_id": update["event_id"]})
 
-    async def start_session(request: Request) -> Response:
-        body = await read_json(request)
+    async def start_session(self, request: Request) -> Response:
+        body = await self._body(request)
         if not isinstance(body, dict) or "session" not in body:
             raise BadRequest('body must be {"session": {...}}')
         props = normalize_session(body["session"])
-        await write([], {props["session_id"]: props}, [])
+        await self._write([], {props["session_id"]: props}, [])
         return _json({"session_id": props["session_id"]})
 
-    async def get_events(request: Request) -> Response:
+    async def get_events(self, request: Request) -> Response:
         params = request.query_params
-        filters: dict[str, str] = {}
-        for name in ("session_id", "event_id", "event_type", "event_name", "parent_id"):
-            value = params.get(name)
-            if value:
-                filters[name] = value
+        filters = {name: value for name in _FILTER_PARAMS if (value := params.get(name))}
         raw_filters = params.get("filters")
         if raw_filters:
             filters.update(_parse_filters(raw_filters))
         limit = _int_param(params.get("limit"), "limit", 1000, 1, _MAX_LIMIT)
         page = _int_param(params.get("page"), "page", 1, 1, 1_000_000)
         try:
-            events, total = await run_in_threadpool(store.query_events, filters, limit, (page - 1) * limit)
+            events, total = await run_in_threadpool(self.store.query_events, filters, limit, (page - 1) * limit)
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
         return _json({"events": events, "totalEvents": total})
 
-    async def events_route(request: Request) -> Response:
+    async def events_route(self, request: Request) -> Response:
         if request.method == "POST":
-            return await create_event(request)
+            return await self.create_event(request)
         if request.method == "PUT":
-            return await update_event(request)
-        return await get_events(request)
+            return await self.update_event(request)
+        return await self.get_events(request)
 
-    async def health(request: Request) -> Response:
-        return _json({"status": "ok", "version": __version__, "store": store.path, "auth": expected is not None})
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        status = exc.status_code if isinstance(exc, HTTPException) else 500
-        if status == 404:
-            message = f"no route {request.method} {request.url.path}"
-        elif status == 405:
-            message = f"method {request.method} is not allowed on {request.url.path}"
-        else:
-            message = exc.detail if isinstance(exc, HTTPException) else "internal error"
-        return _error(status, message)
-
-    routes = [
-        Route("/events", endpoint(events_route), methods=["GET", "POST", "PUT"]),
-        Route("/events/batch", endpoint(create_batch), methods=["POST"]),
-        Route("/session/start", endpoint(start_session), methods=["POST"]),
-        Route("/health", health, methods=["GET"]),
-        Route("/", health, methods=["GET"]),
-    ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    async def health(self, request: Request) -> Response:
+        return _json(
+            {"status": "ok", "version": __version__, "store": self.store.path, "auth": self._expected is not None}
+        )
 
 
-async def _drain(request: Request, budget: int) -> None:
-    """Read and discard the rest of the body, up to *budget* bytes."""
-    try:
-        async for chunk in request.stream():
-            budget -= len(chunk)
-            if budget < 0:
-                return
-    except Exception:  # the client went away: nothing to drain
-        return
-
-
-def _decompress(data: bytes, encoding: str, limit: int) -> bytes:
-    """Inflate a gzip (possibly multi-member) or deflate body, refusing more than *limit* bytes out."""
-    out = bytearray()
-    rest = data
-    try:
-        while rest:
-            inflater = zlib.decompressobj(zlib.MAX_WBITS | 32 if encoding != "deflate" else zlib.MAX_WBITS)
-            out += inflater.decompress(rest, limit + 1 - len(out))
-            if len(out) > limit or inflater.unconsumed_tail:
-                raise ApiError(413, f"decompressed request body is over the limit of {limit} bytes")
-            if not inflater.eof:
-                raise ApiError(400, f"truncated {encoding} body")
-            rest = inflater.unused_data.lstrip(b"\0")
-    except zlib.error as exc:
-        raise ApiError(400, f"bad {encoding} body: {exc}") from None
-    return bytes(out)
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    if status == 404:
+        message = f"no route {request.method} {request.url.path}"
+    elif status == 405:
+        message = f"method {request.method} is not allowed on {request.url.path}"
+    else:
+        message = exc.detail if isinstance(exc, HTTPException) else "internal error"
+    return _error(status, message)
 
 
 def _int_param(value: str | None, name: str, default: int, low: int, high: int) -> int:
