@@ -26,7 +26,7 @@ from ._record import make_update
 from ._span import Session, Span, merge_fields
 from .exporters._base import Exporter, as_exporter_list
 
-__all__ = ["SessionScope", "SpanScope", "Tracer", "get_default_tracer", "set_default_tracer"]
+__all__ = ["SessionScope", "SpanScope", "Tracer", "trace_with"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -59,6 +59,9 @@ class Tracer:
             weakref.WeakKeyDictionary()
         )
         self._exit_hook_installed = False
+        # True for the tracer behind the module-level API (see _default): the only one whose
+        # configuration changes process-wide state.
+        self._is_default = False
         self.configure(project, api_key, server_url, source, session_name, exporter, **options)
 
     # -- configuration --------------------------------------------------------------------------
@@ -137,7 +140,7 @@ class Tracer:
             old.shutdown(config.exit_timeout, keep=exporters)
         if config.debug:
             logger.setLevel("DEBUG")
-        if _default is self:
+        if self._is_default:
             self._apply_process_settings()
         if not self._exit_hook_installed:
             self._exit_hook_installed = True
@@ -295,7 +298,7 @@ class Tracer:
         ignore_inputs: Iterable[str] = (),
     ) -> F | Callable[[F], F]:
         """Trace a function, coroutine, generator or method: ``@tracer.trace`` or ``@tracer.trace(...)``."""
-        decorated: F | Callable[[F], F] = _trace(
+        decorated: F | Callable[[F], F] = trace_with(
             lambda: self, func, event_type, event_name, config, metadata, capture_inputs, capture_output, ignore_inputs
         )
         return decorated
@@ -470,7 +473,7 @@ class _ExitHook:
                 report_internal_error("the exit hook", exc)
 
 
-def _trace(
+def trace_with(
     get_tracer: Callable[[], Tracer],
     func: Any,
     event_type: str | None,
@@ -622,102 +625,3 @@ class SessionScope:
         tb: TracebackType | None,
     ) -> None:
         self.__exit__(exc_type, exc, tb)
-
-
-# -- the default tracer -----------------------------------------------------------------------
-
-_default_lock = threading.Lock()
-_default: Tracer | None = None
-
-
-def get_default_tracer() -> Tracer:
-    """The tracer behind the module-level API, created from the environment on first use."""
-    tracer = _default
-    if tracer is not None:
-        return tracer
-    return _create_default()
-
-
-def _create_default(**kwargs: Any) -> Tracer:
-    global _default
-    with _default_lock:
-        if _default is not None:
-            return _default
-        _default = created = Tracer(**kwargs)
-    created._apply_process_settings()
-    return created
-
-
-def set_default_tracer(tracer: Tracer) -> None:
-    """Make *tracer* the one behind the module-level API (its process-wide settings apply)."""
-    global _default
-    with _default_lock:
-        _default = tracer
-    tracer._apply_process_settings()
-
-
-def init(
-    project: str | None = None,
-    api_key: str | None = None,
-    server_url: str | None = None,
-    source: str | None = None,
-    session_name: str | None = None,
-    exporter: Exporter | Sequence[Exporter] | None = None,
-    **options: Any,
-) -> Tracer:
-    """Configure the default tracer (creating it if needed) and return it."""
-    with _default_lock:
-        global _default
-        tracer = _default
-        if tracer is None:
-            _default = created = Tracer(project, api_key, server_url, source, session_name, exporter, **options)
-    if tracer is None:
-        created._apply_process_settings()
-        return created
-    return tracer.configure(project, api_key, server_url, source, session_name, exporter, **options)
-
-
-@overload
-def module_trace(func: F, /) -> F: ...
-
-
-@overload
-def module_trace(
-    func: None = None,
-    /,
-    *,
-    event_type: str | None = None,
-    event_name: str | None = None,
-    config: Mapping[str, Any] | None = None,
-    metadata: Mapping[str, Any] | None = None,
-    capture_inputs: bool = True,
-    capture_output: bool = True,
-    ignore_inputs: Iterable[str] = (),
-) -> Callable[[F], F]: ...
-
-
-def module_trace(
-    func: F | None = None,
-    /,
-    *,
-    event_type: str | None = None,
-    event_name: str | None = None,
-    config: Mapping[str, Any] | None = None,
-    metadata: Mapping[str, Any] | None = None,
-    capture_inputs: bool = True,
-    capture_output: bool = True,
-    ignore_inputs: Iterable[str] = (),
-) -> F | Callable[[F], F]:
-    """``@tracer.trace``: like ``Tracer.trace`` but bound to the default tracer *at call time*."""
-    decorated: F | Callable[[F], F] = _trace(
-        get_default_tracer,
-        func,
-        event_type,
-        event_name,
-        config,
-        metadata,
-        capture_inputs,
-        capture_output,
-        ignore_inputs,
-    )
-    return decorated

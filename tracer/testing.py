@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ._tracer import Tracer, get_default_tracer
+from ._default import get_default_tracer
+from ._tracer import Tracer
 from .exporters.memory import InMemoryExporter
 
 __all__ = ["CapturedEvents", "capture"]

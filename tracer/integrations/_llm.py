@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from .._context import current_session_var, current_span_var
+from .._default import get_default_tracer
 from .._deferred import Deferred
 from .._errors import report_internal_error
 from .._pipeline import suppressed
 from .._span import Span
-from .._tracer import get_default_tracer
 from ._patch import Library, Wrapper, mark
 from ._stream import (
     StreamRecorder,

@@ -1,0 +1,31 @@
+"""The public surface: ``tracer/__init__.py`` only imports and lists a sorted, complete ``__all__``."""
+
+from __future__ import annotations
+
+import ast
+import types
+from pathlib import Path
+
+import tracer
+
+INIT = Path(tracer.__file__)
+
+
+def test_all_is_sorted_and_lists_every_public_name() -> None:
+    assert tracer.__all__ == sorted(tracer.__all__)
+    public = {
+        name
+        for name, value in vars(tracer).items()
+        if not name.startswith("_")
+        and name != "annotations"  # from __future__
+        and (not isinstance(value, types.ModuleType) or name in tracer.__all__)
+    }
+    assert public | {"__version__"} == set(tracer.__all__)
+
+
+def test_the_package_init_only_imports() -> None:
+    tree = ast.parse(INIT.read_text())
+    kinds = {type(node).__name__ for node in tree.body}
+    assert kinds <= {"Expr", "ImportFrom", "Import", "Assign"}, kinds  # docstring, imports, __all__
+    assigned = [target.id for node in tree.body if isinstance(node, ast.Assign) for target in node.targets]  # type: ignore[attr-defined]
+    assert assigned == ["__all__"]
