@@ -7,6 +7,9 @@ import types
 from pathlib import Path
 
 import tracer
+from tracer import _schema
+
+from .conftest import Recorder
 
 INIT = Path(tracer.__file__)
 
@@ -29,3 +32,13 @@ def test_the_package_init_only_imports() -> None:
     assert kinds <= {"Expr", "ImportFrom", "Import", "Assign"}, kinds  # docstring, imports, __all__
     assigned = [target.id for node in tree.body if isinstance(node, ast.Assign) for target in node.targets]  # type: ignore[attr-defined]
     assert assigned == ["__all__"]
+
+
+def test_encoded_events_have_exactly_the_schema_fields_in_order(rec: Recorder) -> None:
+    with rec.tracer.span("plain"):
+        pass
+    with rec.tracer.span("rich", metadata={"a": 1}) as span:
+        span.update(metrics={"m": 1}, feedback={"f": 1}, user_properties={"u": 1}, config={"c": 1})
+    for event in rec.events():
+        assert tuple(event) == _schema.EVENT_FIELDS
+        assert all(isinstance(event[name], dict) for name in _schema.BUCKETS)

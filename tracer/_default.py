@@ -193,4 +193,3 @@ def shutdown(timeout: float = 5.0) -> None:
 def stats() -> dict[str, Any]:
     """Delivery counters of the default tracer."""
     return get_default_tracer().stats()
-

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
+from . import _schema
 from ._capture import snapshot
 from ._errors import report_internal_error
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["BUCKETS", "SIZE_ESTIMATE", "Deferred", "resolve"]
 
 # The span's own fields a Deferred is merged with.
-BUCKETS: Final = ("config", "inputs", "outputs", "metadata", "metrics", "feedback", "user_properties")
+BUCKETS: Final = _schema.BUCKETS
 
 # Bytes charged against the queue's byte bound for a deferred event, whose size is known only once
 # it is shaped (a typical chat call's request and reply).

@@ -12,6 +12,7 @@ from typing import Any, Final
 import orjson
 
 from . import _clock as clock
+from . import _schema
 from ._capture import Sanitizer
 from ._deferred import resolve
 from ._errors import warn_once
@@ -33,14 +34,13 @@ from .exporters._base import Batch
 
 __all__ = ["Encoder"]
 
-_BUCKETS: Final = ("config", "inputs", "outputs", "metadata", "feedback", "metrics", "user_properties")
 # Fields trimmed, in this order, when an event is over max_event_bytes.
 _TRIM_ORDER: Final = ("inputs", "outputs", "metadata", "config", "metrics", "feedback", "user_properties")
 
 
 # Events are built by joining byte pieces in the field order of HoneyHive's batch-events schema:
 # cheaper than a dict per event plus orjson.dumps, and each captured field is already JSON.
-_TYPES: Final = {name: b',"event_type":"%b","event_id":"' % name.encode() for name in ("model", "tool", "chain")}
+_TYPES: Final = {name: b',"event_type":"%b","event_id":"' % name.encode() for name in _schema.EVENT_TYPES}
 _EMPTY_LIST: Final = b"[]"
 _TIMES: Final = b',"start_time":%d,"end_time":%d,"duration":%d.%06d'  # duration: ms with ns digits
 _EMPTY_REST: Final = (
@@ -260,7 +260,7 @@ class Encoder:
             warn_once("mask-type", "tracer: the mask hook must return a dict or None; event dropped")
             self.dropped_by_mask += 1
             return None
-        for name in _BUCKETS:  # keep the wire contract: buckets are always objects
+        for name in _schema.BUCKETS:  # keep the wire contract: buckets are always objects
             if not isinstance(result.get(name), dict):
                 result[name] = {} if result.get(name) is None else {"value": result[name]}
         return orjson.dumps(self._sanitizer.sanitize(result))

@@ -10,6 +10,7 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Any, Final
 
+from . import _schema
 from ._capture import snapshot
 from ._deferred import SIZE_ESTIMATE, Deferred
 from ._errors import report_internal_error
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = ["EVENT_TYPES", "Session", "Span", "merge_fields"]
 
-EVENT_TYPES: Final = frozenset({"model", "tool", "chain"})
+EVENT_TYPES: Final = frozenset(_schema.EVENT_TYPES)
 
 # The enrichable buckets (all JSON objects on the wire), in the order update() accepts them.
 BUCKETS: Final = ("config", "metadata", "metrics", "feedback", "user_properties")
@@ -99,7 +100,7 @@ class Session:
             "session_name": self.session_name,
             "source": self.source,
         }
-        for name in ("config", "inputs", "outputs", "metadata", "metrics", "feedback", "user_properties"):
+        for name in _schema.BUCKETS:
             value = getattr(self, name)
             if value:
                 props[name] = value

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
+from . import _schema
 from ._capture import Limits, Sanitizer, snapshot
 from ._config import Config, resolve_config
 from ._context import (
@@ -31,8 +32,6 @@ __all__ = ["SessionScope", "SpanScope", "Tracer", "trace_with"]
 P = ParamSpec("P")
 R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
-
-_SESSION_BUCKETS = ("config", "inputs", "outputs", "metadata", "metrics", "feedback", "user_properties")
 
 
 class Tracer:
@@ -252,7 +251,9 @@ class Tracer:
             metadata["inputs"] = fields["inputs"]
         if fields.get("error") is not None:
             metadata["error"] = str(fields["error"])
-        for name in ("config", "outputs", "metrics", "feedback", "user_properties"):
+        for name in _schema.ENRICHABLE:
+            if name == "metadata":
+                continue  # built above, with inputs and error folded in
             value = fields.get(name)
             if value is None:
                 continue
@@ -393,7 +394,7 @@ class Tracer:
             "user_properties": user_properties,
         }
         with self._lock:
-            for name in _SESSION_BUCKETS:
+            for name in _schema.BUCKETS:
                 value = fields[name]
                 if value is not None:
                     if name == "outputs" and not isinstance(value, Mapping):

@@ -30,6 +30,7 @@ import orjson
 
 from .._errors import ConfigError, logger
 from .._http import RETRY_STATUSES, HttpClient, HttpResult, RetryPolicy
+from .._schema import ENRICHABLE, UPDATE_FIELDS
 from .._version import __version__
 from ._base import Batch, Exporter, ExportResult
 
@@ -43,9 +44,7 @@ __all__ = ["HoneyHiveExporter"]
 _GZIP_LEVEL: Final = 1
 _MESSAGE_CHARS: Final = 300
 _CIRCUIT_OPEN: Final = "not sent: circuit open after repeated connection failures"
-_UPDATE_FIELDS: Final = frozenset(
-    {"event_id", "config", "outputs", "metadata", "metrics", "feedback", "user_properties", "duration", "end_time"}
-)
+_UPDATE_FIELDS: Final = UPDATE_FIELDS
 
 
 class _Outcome:
@@ -475,7 +474,9 @@ def _update_body(update: dict[str, Any]) -> dict[str, Any]:
     outputs = body.get("outputs")
     if outputs is not None and not isinstance(outputs, dict):
         body["outputs"] = {"value": outputs}
-    for name in ("config", "metadata", "metrics", "feedback", "user_properties"):
+    for name in ENRICHABLE:
+        if name == "outputs":
+            continue  # wrapped above
         value = body.get(name)
         if value is not None and not isinstance(value, dict):
             body[name] = {"value": value}

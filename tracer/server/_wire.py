@@ -14,6 +14,8 @@ from typing import Any, Final
 
 import orjson
 
+from .. import _schema
+
 __all__ = [
     "BadRequest",
     "normalize_batch",
@@ -24,14 +26,11 @@ __all__ = [
     "unwrap",
 ]
 
-EVENT_TYPES: Final = ("chain", "model", "session", "tool")
-BUCKETS: Final = ("config", "inputs", "outputs", "metadata", "metrics", "feedback", "user_properties")
+EVENT_TYPES: Final = tuple(sorted((*_schema.EVENT_TYPES, _schema.SESSION_TYPE)))
+BUCKETS: Final = _schema.BUCKETS
 _ID_FIELDS: Final = ("event_id", "session_id", "parent_id")
 _TEXT_FIELDS: Final = ("event_name", "source", "project")
-_UPDATE_FIELDS: Final = frozenset(
-    {"event_id", "config", "outputs", "metadata", "metrics", "feedback", "user_properties", "duration", "end_time"}
-    | {"children_ids"}
-)
+_UPDATE_FIELDS: Final = _schema.UPDATE_FIELDS | {"children_ids"}
 _MAX_ID: Final = 256
 _MAX_EVENTS: Final = 100_000
 

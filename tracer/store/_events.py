@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
+from .. import _schema
+
 __all__ = [
     "BUCKETS",
     "EventColumns",
@@ -16,9 +18,9 @@ __all__ = [
 ]
 
 #: The object-valued fields of an event (``PUT /events`` merges these key by key).
-BUCKETS: Final = ("config", "inputs", "outputs", "metadata", "metrics", "feedback", "user_properties")
+BUCKETS: Final = _schema.BUCKETS
 # Fields of an update that replace the event's value outright.
-_REPLACED: Final = ("duration", "end_time", "children_ids", "error")
+_REPLACED: Final = _schema.UPDATE_REPLACED
 
 #: event_id, session_id, parent_id, event_type, event_name, start_time, end_time, duration, error,
 #: model, prompt_tokens, completion_tokens, total_tokens
