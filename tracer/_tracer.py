@@ -23,7 +23,7 @@ from ._errors import ConfigError, logger, report_internal_error
 from ._ids import format_id, new_id, parse_uuid
 from ._pipeline import BatchProcessor, Processor, Stats, SyncProcessor, register_exit_hook
 from ._record import make_update
-from ._span import Session, Span, merge_fields
+from ._span import Session, Span, as_fields, describe_error, merge_fields
 from .exporters._base import Exporter, as_exporter_list
 
 __all__ = ["SessionScope", "SpanScope", "Tracer", "get_default_tracer", "set_default_tracer"]
@@ -209,9 +209,11 @@ class Tracer:
         # Deterministic per session id, so every process that sees this session decides the same way.
         sampled = rate >= 1.0 or (rate > 0.0 and int(sid.replace("-", "")[-8:], 16) / 0xFFFFFFFF < rate)
         session = Session(self, sid, session_name, self.config.source, sampled)
-        session.inputs = dict(inputs) if inputs else None
-        session.metadata = dict(metadata) if metadata else None
-        session.user_properties = dict(user_properties) if user_properties else None
+        session.inputs = dict(as_fields(inputs, "inputs")) if inputs is not None else None
+        session.metadata = dict(as_fields(metadata, "metadata")) if metadata is not None else None
+        session.user_properties = (
+            dict(as_fields(user_properties, "user_properties")) if user_properties is not None else None
+        )
         return session
 
     # -- hot path -------------------------------------------------------------------------------
@@ -244,18 +246,16 @@ class Tracer:
     def _enqueue_update(self, event_id: str, session: Session, fields: Mapping[str, Any]) -> None:
         """Queue a ``PUT /events``-style change: never ``inputs`` (folded into metadata), objects only."""
         payload: dict[str, bytes] = {}
-        metadata = dict(fields["metadata"]) if fields.get("metadata") is not None else {}
+        metadata = dict(as_fields(fields["metadata"], "metadata")) if fields.get("metadata") is not None else {}
         if fields.get("inputs") is not None:
             metadata["inputs"] = fields["inputs"]
         if fields.get("error") is not None:
-            metadata["error"] = str(fields["error"])
+            metadata["error"] = describe_error(fields["error"], self._limits.max_string_length)
         for name in ("config", "outputs", "metrics", "feedback", "user_properties"):
             value = fields.get(name)
             if value is None:
                 continue
-            if name == "outputs" and not isinstance(value, Mapping):
-                value = {"value": value}
-            payload[name] = snapshot(dict(value), self._limits)
+            payload[name] = snapshot(as_fields(value, name), self._limits)
         if metadata:
             payload["metadata"] = snapshot(metadata, self._limits)
         if payload:
@@ -393,8 +393,6 @@ class Tracer:
             for name in _SESSION_BUCKETS:
                 value = fields[name]
                 if value is not None:
-                    if name == "outputs" and not isinstance(value, Mapping):
-                        value = {"value": value}
                     setattr(session, name, merge_fields(getattr(session, name), value, name))
             session.version += 1
         self._enqueue_update(session.session_id, session, fields)
@@ -513,21 +511,27 @@ class SpanScope:
     def __enter__(self) -> Span:
         tracer = self._tracer
         event_name, event_type, inputs, config, metadata = self._args
-        span = None if tracer._disabled else tracer._start(event_name, event_type)
-        if span is None:
-            # Disabled or not sampled: hand out a detached span that is never exported.
+        # Everything that can fail is done before the span becomes current: a bad argument is
+        # recorded as best it can be (see as_fields), and the context is changed last.
+        try:
+            span = None if tracer._disabled else tracer._start(event_name, event_type)
+            if span is None:
+                # Disabled or not sampled: hand out a detached span that is never exported.
+                span = _detached_span(tracer, event_name, event_type)
+            if inputs is not None and tracer._capture_content:
+                span.inputs = dict(as_fields(inputs, "inputs"))
+            if config is not None:
+                span.config = dict(as_fields(config, "config"))
+            if metadata is not None:
+                span.metadata = dict(as_fields(metadata, "metadata"))
+        except Exception as exc:
+            report_internal_error("starting a span block", exc)
             span = _detached_span(tracer, event_name, event_type)
-        else:
+        if span.tracer is tracer:
+            self._span = span
             self._previous = current_span_var.get()
             current_span_var.set(span)
-            self._span = span
-        if inputs is not None and tracer._capture_content:
-            span.inputs = dict(inputs)
-        if config is not None:
-            span.config = dict(config)
-        if metadata is not None:
-            span.metadata = dict(metadata)
-        if self._span is None:
+        else:
             span.ended = True  # detached: updates are kept locally, end() does nothing
         return span
 
@@ -542,9 +546,11 @@ class SpanScope:
             return
         current_span_var.set(self._previous)
         try:
-            if exc is not None:
-                span.set_error(exc)
-            span.end()
+            try:
+                if exc is not None:
+                    span.set_error(exc)
+            finally:
+                span.end()  # whatever happened above: a span left open would be lost for good
         except Exception as internal:
             report_internal_error("ending a span block", internal)
 
@@ -575,6 +581,7 @@ class _DetachedTracer:
     """Stands in for a tracer behind spans that are not recorded (disabled or sampled out)."""
 
     _open_spans: dict[int, Span] = _Discard()
+    _limits = Limits()
 
     def _late_update(self, span: Span, fields: Mapping[str, Any]) -> None:
         pass
