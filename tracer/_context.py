@@ -12,8 +12,9 @@ import concurrent.futures
 import contextvars
 import functools
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+import types
+from collections.abc import AsyncGenerator, Callable, Generator
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 if TYPE_CHECKING:
     from ._span import Session, Span
@@ -28,24 +29,45 @@ __all__ = [
 
 P = ParamSpec("P")
 R = TypeVar("R")
+Y = TypeVar("Y")
+S = TypeVar("S")
 
 current_span_var: contextvars.ContextVar[Span | None] = contextvars.ContextVar("tracer.span", default=None)
 current_session_var: contextvars.ContextVar[Session | None] = contextvars.ContextVar("tracer.session", default=None)
 
 
-def bind_context(fn: Callable[P, R]) -> Callable[P, R]:
-    """Wrap *fn* so it runs under the span and session current *now*, wherever it is called.
+@overload
+def bind_context(fn: Generator[Y, S, R]) -> Generator[Y, S, R]: ...
 
-    Use it for pools and callbacks the library does not propagate into by itself
-    (``ThreadPoolExecutor`` and ``threading.Thread`` are handled automatically).
+
+@overload
+def bind_context(fn: AsyncGenerator[Y, S]) -> AsyncGenerator[Y, S]: ...
+
+
+@overload
+def bind_context(fn: Callable[P, R]) -> Callable[P, R]: ...
+
+
+def bind_context(fn: Any) -> Any:
+    """Make *fn* run under the span and session current *now*, wherever it is called or iterated.
+
+    A function: use it for pools and callbacks the library does not propagate into by itself
+    (``ThreadPoolExecutor`` and ``threading.Thread`` are handled automatically). A generator or
+    async generator object: every step of it runs under them, e.g. a traced stream created in a
+    request handler and iterated by the framework after the handler returned
+    (``StreamingResponse(tracer.bind_context(answer_stream(question)))``).
     """
     span = current_span_var.get()
     session = current_session_var.get()
     if span is None and session is None:
         return fn
+    if isinstance(fn, types.GeneratorType):
+        return _bound_generator(fn, span, session)
+    if isinstance(fn, types.AsyncGeneratorType):
+        return _bound_async_generator(fn, span, session)
 
     @functools.wraps(fn)
-    def bound(*args: P.args, **kwargs: P.kwargs) -> R:
+    def bound(*args: Any, **kwargs: Any) -> Any:
         prev_span = current_span_var.get()
         prev_session = current_session_var.get()
         current_span_var.set(span)
@@ -57,6 +79,80 @@ def bind_context(fn: Callable[P, R]) -> Callable[P, R]:
             current_session_var.set(prev_session)
 
     return bound
+
+
+def _bound_generator(
+    gen: Generator[Any, Any, Any], span: Span | None, session: Session | None
+) -> Generator[Any, Any, Any]:
+    """*gen*, each step (next, send, throw, close) run under *span* and *session*."""
+    to_send: Any = None
+    to_throw: BaseException | None = None
+    while True:
+        prev_span, prev_session = current_span_var.get(), current_session_var.get()
+        current_span_var.set(span)
+        current_session_var.set(session)
+        try:
+            if to_throw is not None:
+                exc, to_throw = to_throw, None
+                item = gen.throw(exc)
+            else:
+                item = gen.send(to_send)
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            current_span_var.set(prev_span)
+            current_session_var.set(prev_session)
+        try:
+            to_send = yield item
+        except GeneratorExit:
+            prev_span, prev_session = current_span_var.get(), current_session_var.get()
+            current_span_var.set(span)
+            current_session_var.set(session)
+            try:
+                gen.close()
+            finally:
+                current_span_var.set(prev_span)
+                current_session_var.set(prev_session)
+            raise
+        except BaseException as exc:
+            to_throw = exc
+
+
+async def _bound_async_generator(
+    agen: AsyncGenerator[Any, Any], span: Span | None, session: Session | None
+) -> AsyncGenerator[Any, Any]:
+    """*agen*, each step (anext, asend, athrow, aclose) run under *span* and *session*."""
+    to_send: Any = None
+    to_throw: BaseException | None = None
+    while True:
+        prev_span, prev_session = current_span_var.get(), current_session_var.get()
+        current_span_var.set(span)
+        current_session_var.set(session)
+        try:
+            if to_throw is not None:
+                exc, to_throw = to_throw, None
+                item = await agen.athrow(exc)
+            else:
+                item = await agen.asend(to_send)
+        except StopAsyncIteration:
+            return
+        finally:
+            current_span_var.set(prev_span)
+            current_session_var.set(prev_session)
+        try:
+            to_send = yield item
+        except GeneratorExit:
+            prev_span, prev_session = current_span_var.get(), current_session_var.get()
+            current_span_var.set(span)
+            current_session_var.set(session)
+            try:
+                await agen.aclose()
+            finally:
+                current_span_var.set(prev_span)
+                current_session_var.set(prev_session)
+            raise
+        except BaseException as exc:
+            to_throw = exc
 
 
 # -- automatic propagation into threads --------------------------------------------------------

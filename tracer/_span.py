@@ -20,7 +20,16 @@ if TYPE_CHECKING:
     from ._record import DeferredRecord
     from ._tracer import Tracer
 
-__all__ = ["EVENT_TYPES", "Session", "Span", "as_fields", "describe_error", "format_traceback", "merge_fields"]
+__all__ = [
+    "EVENT_TYPES",
+    "Session",
+    "Span",
+    "as_fields",
+    "describe_error",
+    "format_traceback",
+    "merge_fields",
+    "safe_str",
+]
 
 EVENT_TYPES: Final = frozenset({"model", "tool", "chain"})
 
@@ -88,17 +97,22 @@ def _type_name(value: object) -> str:
         return "object"
 
 
+def safe_str(value: object) -> str:
+    """``str(value)``, or ``"<str() raised TypeName>"`` when that raises; never raises."""
+    try:
+        text = str(value)
+        # A str subclass (str() returns it as is) would run the user's methods later on.
+        return text if type(text) is str else str.__str__(text)
+    except Exception as exc:
+        return UNPRINTABLE.format(_type_name(exc))
+
+
 def describe_error(error: object, max_chars: int = 32768) -> str:
     """``"TypeName: message"`` for an exception (``"TypeName"`` without a message), ``str(error)``
     for anything else; never raises. A message whose ``str()`` raises or is not a ``str`` is
     recorded as ``"<str() raised TypeName>"``; one over *max_chars* keeps its head and states the
     length (it would be cut on the worker anyway; this keeps it from filling the queue)."""
-    try:
-        message = str(error)
-        if type(message) is not str:  # a str subclass: its methods are the user's code
-            message = str.__str__(message)
-    except Exception as exc:
-        message = UNPRINTABLE.format(_type_name(exc))
+    message = safe_str(error)
     if len(message) > max_chars:
         message = f"{message[:max_chars]}…[truncated: {len(message)} chars in total]"
     if not isinstance(error, BaseException):

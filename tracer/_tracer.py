@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -23,13 +23,15 @@ from ._errors import ConfigError, logger, report_internal_error
 from ._ids import format_id, new_id, parse_uuid
 from ._pipeline import BatchProcessor, Processor, Stats, SyncProcessor, register_exit_hook
 from ._record import make_update
-from ._span import Session, Span, as_fields, describe_error, merge_fields
+from ._span import Session, Span, as_fields, describe_error, merge_fields, safe_str
 from .exporters._base import Exporter, as_exporter_list
 
 __all__ = ["SessionScope", "SpanScope", "Tracer", "get_default_tracer", "set_default_tracer"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+Y = TypeVar("Y")
+S = TypeVar("S")
 F = TypeVar("F", bound=Callable[..., Any])
 
 _SESSION_BUCKETS = ("config", "inputs", "outputs", "metadata", "metrics", "feedback", "user_properties")
@@ -308,7 +310,13 @@ class Tracer:
         config: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> SpanScope:
-        """``with tracer.span("name") as s:`` (or ``async with``) records one event for the block."""
+        """``with tracer.span("name") as s:`` (or ``async with``) records one event for the block.
+
+        A bad ``event_type`` raises ``ValueError`` here, before anything starts (a programming
+        error, like a bad decorator argument); other bad arguments never raise (see ``as_fields``).
+        """
+        if type(event_name) is not str:
+            event_name = safe_str(event_name)  # the wire schema wants a string
         return SpanScope(self, event_name, validate_event_type(event_type), inputs, config, metadata)
 
     def session(
@@ -397,8 +405,18 @@ class Tracer:
             session.version += 1
         self._enqueue_update(session.session_id, session, fields)
 
-    def bind_context(self, fn: Callable[P, R]) -> Callable[P, R]:
-        """Wrap *fn* to run under the current span and session, wherever it is called."""
+    @overload
+    def bind_context(self, fn: Generator[Y, S, R]) -> Generator[Y, S, R]: ...
+
+    @overload
+    def bind_context(self, fn: AsyncGenerator[Y, S]) -> AsyncGenerator[Y, S]: ...
+
+    @overload
+    def bind_context(self, fn: Callable[P, R]) -> Callable[P, R]: ...
+
+    def bind_context(self, fn: Any) -> Any:
+        """Make *fn* (a function, or a generator or async generator object) run under the current
+        span and session, wherever it is called or iterated."""
         return bind_context(fn)
 
     def flush(self, timeout: float = 5.0) -> bool:
