@@ -98,21 +98,29 @@ def _type_name(value: object) -> str:
 
 
 def safe_str(value: object) -> str:
-    """``str(value)``, or ``"<str() raised TypeName>"`` when that raises; never raises."""
+    """``str(value)``, or ``"TypeName: <str() raised InnerError>"`` when that raises; never raises."""
     try:
         text = str(value)
         # A str subclass (str() returns it as is) would run the user's methods later on.
         return text if type(text) is str else str.__str__(text)
     except Exception as exc:
-        return UNPRINTABLE.format(_type_name(exc))
+        return f"{_type_name(value)}: {UNPRINTABLE.format(_type_name(exc))}"
 
 
 def describe_error(error: object, max_chars: int = 32768) -> str:
-    """``"TypeName: message"`` for an exception (``"TypeName"`` without a message), ``str(error)``
-    for anything else; never raises. A message whose ``str()`` raises or is not a ``str`` is
-    recorded as ``"<str() raised TypeName>"``; one over *max_chars* keeps its head and states the
-    length (it would be cut on the worker anyway; this keeps it from filling the queue)."""
-    message = safe_str(error)
+    """The ``error`` field: ``"TypeName: message"`` for an exception (``"TypeName"`` without a
+    message), ``str(error)`` for anything else; never raises.
+
+    When ``str()`` raises (or returns a non-str) the message is ``"<str() raised InnerError>"``,
+    after the type name, exception or not. A message over *max_chars* keeps its head and states
+    its length (the worker would cut it anyway; this keeps it from filling the queue).
+    """
+    try:
+        message = str(error)
+        if type(message) is not str:  # a str subclass would run the user's methods later on
+            message = str.__str__(message)
+    except Exception as exc:
+        return f"{_type_name(error)}: {UNPRINTABLE.format(_type_name(exc))}"
     if len(message) > max_chars:
         message = f"{message[:max_chars]}…[truncated: {len(message)} chars in total]"
     if not isinstance(error, BaseException):
