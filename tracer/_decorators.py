@@ -231,7 +231,7 @@ class _StreamState:
         if isinstance(item, str):
             if self.text_chars < self.max_chars:
                 self.items.append(item)
-            self.text_chars += len(item)
+            self.text_chars += str.__len__(item)  # not len(): a str subclass may override __len__
         else:
             self.all_text = False
             if len(self.items) < self.max_items:
