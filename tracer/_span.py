@@ -97,12 +97,17 @@ def _type_name(value: object) -> str:
         return "object"
 
 
+def _plain_str(value: object) -> str:
+    """``str(value)`` as an exact ``str`` (raises what the user's ``__str__`` raises)."""
+    text = str(value)
+    # A str subclass (str() returns it as is) would run the user's methods later on.
+    return text if type(text) is str else str.__str__(text)
+
+
 def safe_str(value: object) -> str:
     """``str(value)``, or ``"TypeName: <str() raised InnerError>"`` when that raises; never raises."""
     try:
-        text = str(value)
-        # A str subclass (str() returns it as is) would run the user's methods later on.
-        return text if type(text) is str else str.__str__(text)
+        return _plain_str(value)
     except Exception as exc:
         return f"{_type_name(value)}: {UNPRINTABLE.format(_type_name(exc))}"
 
@@ -116,9 +121,7 @@ def describe_error(error: object, max_chars: int = 32768) -> str:
     its length (the worker would cut it anyway; this keeps it from filling the queue).
     """
     try:
-        message = str(error)
-        if type(message) is not str:  # a str subclass would run the user's methods later on
-            message = str.__str__(message)
+        message = _plain_str(error)
     except Exception as exc:
         return f"{_type_name(error)}: {UNPRINTABLE.format(_type_name(exc))}"
     if len(message) > max_chars:
