@@ -439,3 +439,32 @@ def test_streaming_response_without_bind_context_is_a_root_event(rec: Recorder) 
     consumer.join()
     event = rec.by_name("answer_stream")
     assert event["parent_id"] == event["session_id"]
+
+
+def test_unprintable_exception_inside_a_generator_ends_its_span(rec: Recorder) -> None:
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no str")
+
+    @rec.tracer.trace(event_name="bad_stream")
+    def bad_stream() -> Iterator[int]:
+        yield 1
+        raise Unprintable()
+
+    @rec.tracer.trace(event_name="abad_stream")
+    async def abad_stream() -> AsyncIterator[int]:
+        yield 1
+        raise Unprintable()
+
+    async def drain() -> None:
+        async for _ in abad_stream():
+            pass
+
+    with pytest.raises(Unprintable):
+        list(bad_stream())
+    with pytest.raises(Unprintable):
+        asyncio.run(drain())
+    assert rec.tracer._open_spans == {}
+    for name in ("bad_stream", "abad_stream"):
+        event = rec.by_name(name)
+        assert event["error"] == "Unprintable: <str() raised RuntimeError>" and event["outputs"] == {"result": [1]}

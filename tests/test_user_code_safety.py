@@ -214,3 +214,13 @@ def test_disabled_span_with_bad_arguments() -> None:
         s.update(config="c", error=Unprintable())
     assert t.current_span() is None
     t.shutdown()
+
+
+def test_decorator_config_and_metadata_non_mappings(rec: Recorder) -> None:
+    @rec.tracer.trace(event_name="d", config="model-x", metadata=["tag"])  # type: ignore[arg-type]
+    def d() -> int:
+        return 1
+
+    assert d() == 1
+    event = rec.by_name("d")
+    assert event["config"] == {"value": "model-x"} and event["metadata"] == {"value": ["tag"]}

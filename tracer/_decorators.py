@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._context import current_span_var
 from ._errors import report_internal_error
-from ._span import EVENT_TYPES, Span
+from ._span import EVENT_TYPES, Span, as_fields
 
 if TYPE_CHECKING:
     from ._tracer import Tracer
@@ -175,8 +175,9 @@ class _Options:
     ) -> None:
         self.event_name = event_name
         self.event_type = event_type
-        self.config = dict(config) if config else None
-        self.metadata = dict(metadata) if metadata else None
+        # Copied once, here; like everywhere else a non-mapping is recorded as {"value": ...}.
+        self.config = dict(as_fields(config, "config")) if config else None
+        self.metadata = dict(as_fields(metadata, "metadata")) if metadata else None
         self.capture_inputs = capture_inputs
         self.capture_output = capture_output
         self.binder = binder
