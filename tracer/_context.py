@@ -13,7 +13,7 @@ import contextvars
 import functools
 import threading
 import types
-from collections.abc import AsyncGenerator, Callable, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 if TYPE_CHECKING:
@@ -45,6 +45,14 @@ def bind_context(fn: AsyncGenerator[Y, S]) -> AsyncGenerator[Y, S]: ...
 
 
 @overload
+def bind_context(fn: Iterator[Y]) -> Iterator[Y]: ...
+
+
+@overload
+def bind_context(fn: AsyncIterator[Y]) -> AsyncIterator[Y]: ...
+
+
+@overload
 def bind_context(fn: Callable[P, R]) -> Callable[P, R]: ...
 
 
@@ -52,9 +60,9 @@ def bind_context(fn: Any) -> Any:
     """Make *fn* run under the span and session current *now*, wherever it is called or iterated.
 
     A function: use it for pools and callbacks the library does not propagate into by itself
-    (``ThreadPoolExecutor`` and ``threading.Thread`` are handled automatically). A generator or
-    async generator object: every step of it runs under them, e.g. a traced stream created in a
-    request handler and iterated by the framework after the handler returned
+    (``ThreadPoolExecutor`` and ``threading.Thread`` are handled automatically). A generator,
+    async generator or other (async) iterator: every step of it runs under them, e.g. a traced
+    stream created in a request handler and iterated by the framework after the handler returned
     (``StreamingResponse(tracer.bind_context(answer_stream(question)))``).
     """
     span = current_span_var.get()
@@ -65,20 +73,36 @@ def bind_context(fn: Any) -> Any:
         return _bound_generator(fn, span, session)
     if isinstance(fn, types.AsyncGeneratorType):
         return _bound_async_generator(fn, span, session)
+    if isinstance(fn, Iterator):
+        return _bound_iterator(fn, span, session)
+    if isinstance(fn, AsyncIterator):
+        return _bound_async_iterator(fn, span, session)
 
     @functools.wraps(fn)
     def bound(*args: Any, **kwargs: Any) -> Any:
-        prev_span = current_span_var.get()
-        prev_session = current_session_var.get()
-        current_span_var.set(span)
-        current_session_var.set(session)
+        previous = _enter(span, session)
         try:
             return fn(*args, **kwargs)
         finally:
-            current_span_var.set(prev_span)
-            current_session_var.set(prev_session)
+            _leave(previous)
 
     return bound
+
+
+_Current = tuple["Span | None", "Session | None"]
+
+
+def _enter(span: Span | None, session: Session | None) -> _Current:
+    """Make *span* and *session* current; returns what was (for ``_leave``)."""
+    previous = (current_span_var.get(), current_session_var.get())
+    current_span_var.set(span)
+    current_session_var.set(session)
+    return previous
+
+
+def _leave(previous: _Current) -> None:
+    current_span_var.set(previous[0])
+    current_session_var.set(previous[1])
 
 
 def _bound_generator(
@@ -88,9 +112,7 @@ def _bound_generator(
     to_send: Any = None
     to_throw: BaseException | None = None
     while True:
-        prev_span, prev_session = current_span_var.get(), current_session_var.get()
-        current_span_var.set(span)
-        current_session_var.set(session)
+        previous = _enter(span, session)
         try:
             if to_throw is not None:
                 exc, to_throw = to_throw, None
@@ -100,19 +122,15 @@ def _bound_generator(
         except StopIteration as stop:
             return stop.value
         finally:
-            current_span_var.set(prev_span)
-            current_session_var.set(prev_session)
+            _leave(previous)
         try:
             to_send = yield item
         except GeneratorExit:
-            prev_span, prev_session = current_span_var.get(), current_session_var.get()
-            current_span_var.set(span)
-            current_session_var.set(session)
+            previous = _enter(span, session)
             try:
                 gen.close()
             finally:
-                current_span_var.set(prev_span)
-                current_session_var.set(prev_session)
+                _leave(previous)
             raise
         except BaseException as exc:
             to_throw = exc
@@ -125,9 +143,7 @@ async def _bound_async_generator(
     to_send: Any = None
     to_throw: BaseException | None = None
     while True:
-        prev_span, prev_session = current_span_var.get(), current_session_var.get()
-        current_span_var.set(span)
-        current_session_var.set(session)
+        previous = _enter(span, session)
         try:
             if to_throw is not None:
                 exc, to_throw = to_throw, None
@@ -137,22 +153,68 @@ async def _bound_async_generator(
         except StopAsyncIteration:
             return
         finally:
-            current_span_var.set(prev_span)
-            current_session_var.set(prev_session)
+            _leave(previous)
         try:
             to_send = yield item
         except GeneratorExit:
-            prev_span, prev_session = current_span_var.get(), current_session_var.get()
-            current_span_var.set(span)
-            current_session_var.set(session)
+            previous = _enter(span, session)
             try:
                 await agen.aclose()
             finally:
-                current_span_var.set(prev_span)
-                current_session_var.set(prev_session)
+                _leave(previous)
             raise
         except BaseException as exc:
             to_throw = exc
+
+
+def _bound_iterator(it: Iterator[Any], span: Span | None, session: Session | None) -> Iterator[Any]:
+    """*it* (an iterator that is not a generator), each ``next()`` and its ``close()`` if it has
+    one run under *span* and *session*."""
+    while True:
+        previous = _enter(span, session)
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        finally:
+            _leave(previous)
+        try:
+            yield item
+        except GeneratorExit:
+            close = getattr(it, "close", None)
+            if callable(close):
+                previous = _enter(span, session)
+                try:
+                    close()
+                finally:
+                    _leave(previous)
+            raise
+
+
+async def _bound_async_iterator(
+    ait: AsyncIterator[Any], span: Span | None, session: Session | None
+) -> AsyncIterator[Any]:
+    """*ait* (an async iterator that is not an async generator), each ``__anext__()`` and its
+    ``aclose()`` if it has one run under *span* and *session*."""
+    while True:
+        previous = _enter(span, session)
+        try:
+            item = await ait.__anext__()
+        except StopAsyncIteration:
+            return
+        finally:
+            _leave(previous)
+        try:
+            yield item
+        except GeneratorExit:
+            aclose = getattr(ait, "aclose", None)
+            if callable(aclose):
+                previous = _enter(span, session)
+                try:
+                    await aclose()
+                finally:
+                    _leave(previous)
+            raise
 
 
 # -- automatic propagation into threads --------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -412,11 +412,17 @@ class Tracer:
     def bind_context(self, fn: AsyncGenerator[Y, S]) -> AsyncGenerator[Y, S]: ...
 
     @overload
+    def bind_context(self, fn: Iterator[Y]) -> Iterator[Y]: ...
+
+    @overload
+    def bind_context(self, fn: AsyncIterator[Y]) -> AsyncIterator[Y]: ...
+
+    @overload
     def bind_context(self, fn: Callable[P, R]) -> Callable[P, R]: ...
 
     def bind_context(self, fn: Any) -> Any:
-        """Make *fn* (a function, or a generator or async generator object) run under the current
-        span and session, wherever it is called or iterated."""
+        """Make *fn* (a function, or a generator, async generator or other iterator) run under the
+        current span and session, wherever it is called or iterated."""
         return bind_context(fn)
 
     def flush(self, timeout: float = 5.0) -> bool:
