@@ -276,3 +276,65 @@ def test_timing_fields(rec: Recorder) -> None:
     assert 19 <= event["duration"] < 1000
     # Both ends come from one clock, rounded down to the millisecond each.
     assert event["end_time"] - event["start_time"] in (int(event["duration"]), int(event["duration"]) + 1)
+
+
+def test_bind_context_binds_iterators_and_forwards_close(rec: Recorder) -> None:
+    """Any (async) iterator can be bound: each step runs under the span current when it was bound."""
+    from tracer._context import current_span_var
+
+    t = rec.tracer
+    seen: list[str | None] = []
+
+    class Chunks:
+        """An SDK-style stream object: an iterator with close(), not a generator."""
+
+        def __init__(self) -> None:
+            self.left = 3
+            self.closed_under: str | None = "never"
+
+        def __iter__(self) -> Chunks:
+            return self
+
+        def __next__(self) -> int:
+            span = current_span_var.get()  # the handler has ended: current_span() says None
+            seen.append(span.event_name if span is not None else None)
+            if not self.left:
+                raise StopIteration
+            self.left -= 1
+            return self.left
+
+        def close(self) -> None:
+            span = current_span_var.get()
+            self.closed_under = span.event_name if span is not None else None
+
+    class AChunks:
+        def __init__(self) -> None:
+            self.left = 2
+
+        def __aiter__(self) -> AChunks:
+            return self
+
+        async def __anext__(self) -> int:
+            span = current_span_var.get()
+            seen.append(span.event_name if span is not None else None)
+            if not self.left:
+                raise StopAsyncIteration
+            self.left -= 1
+            return self.left
+
+    chunks, partial = Chunks(), Chunks()
+    with t.span("handler"):
+        bound = t.bind_context(chunks)
+        bound_partial = t.bind_context(partial)
+        abound = t.bind_context(AChunks())
+    assert list(bound) == [2, 1, 0]
+    next(bound_partial)
+    bound_partial.close()  # type: ignore[attr-defined]
+
+    async def drain() -> list[int]:
+        return [item async for item in abound]
+
+    assert asyncio.run(drain()) == [1, 0]
+    assert seen == ["handler"] * 4 + ["handler"] + ["handler"] * 3
+    assert partial.closed_under == "handler" and chunks.closed_under == "never"
+    assert current_span_var.get() is None

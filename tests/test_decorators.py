@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 
 import pytest
@@ -268,3 +269,154 @@ def test_disabled_calls_straight_through() -> None:
         s.update(metadata={"a": 1})
     assert f(3) == 3 and list(g()) == [1]
     assert t.flush() and memory.events == []
+
+
+def _retry(fn):  # type: ignore[no-untyped-def]
+    """A typical framework decorator: functools.wraps around (*args, **kwargs)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def _inject_db(fn):  # type: ignore[no-untyped-def]
+    """A wrapper that accepts calls its wrapped function does not: it supplies the first argument."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if args and isinstance(args[0], Repo):
+            return fn(args[0], "db", *args[1:], **kwargs)
+        return fn("db", *args, **kwargs)
+
+    return wrapper
+
+
+class Repo:
+    @tracer.trace
+    @_retry
+    def find(self, key: str, limit: int = 10) -> str:
+        return key
+
+    @tracer.trace
+    @_inject_db
+    def query(self, db: str, sql: str) -> str:
+        return db + sql
+
+
+def test_functools_wraps_wrapper_records_the_wrapped_signature(rec: Recorder) -> None:
+    """inputs follow inspect.signature (which follows __wrapped__), not the wrapper's (*args, **kwargs)."""
+
+    @rec.tracer.trace(event_name="add")
+    @_retry
+    def add(a: int, b: int = 2) -> int:
+        return a + b
+
+    async def _afetch(url: str, *, timeout: float = 1.0) -> str:
+        return url
+
+    @functools.wraps(_afetch)
+    async def afetch_wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+        return await _afetch(*args, **kwargs)
+
+    afetch = rec.tracer.trace(afetch_wrapper, event_name="afetch")
+    assert list(inspect.signature(add).parameters) == ["a", "b"]
+    assert add(5) == 7
+    assert asyncio.run(afetch("http://x")) == "http://x"
+    assert rec.by_name("add")["inputs"] == {"a": 5, "b": 2}
+    assert rec.by_name("afetch")["inputs"] == {"url": "http://x", "timeout": 1.0}
+
+
+def test_wrapper_accepting_what_the_wrapped_signature_rejects_falls_back_to_args(rec: Recorder) -> None:
+    """The binder never raises for a call the wrapper accepts: the call is recorded generically."""
+
+    @rec.tracer.trace(event_name="lookup")
+    @_inject_db
+    def lookup(db: str, sql: str) -> str:
+        return db + ":" + sql
+
+    assert lookup("select 1") == "db:select 1"  # (db, sql) does not accept ("select 1",)
+    assert lookup(sql="select 2") == "db:select 2"
+    first, second = (e for e in rec.events() if e["event_name"] == "lookup")
+    assert first["inputs"] == {"args": ["select 1"]} and first["error"] is None
+    assert second["inputs"] == {"sql": "select 2"}
+
+
+def test_functools_wraps_wrapper_around_a_method_drops_self() -> None:
+    with tracer.testing.capture() as events:
+        repo = Repo()
+        assert repo.find("k") == "k"
+        assert repo.query("q") == "dbq"  # wrapped signature rejects it: generic form, self dropped
+    by_name = {e["event_name"]: e for e in events}
+    assert by_name["Repo.find"]["inputs"] == {"key": "k", "limit": 10}
+    assert by_name["Repo.query"]["inputs"] == {"args": ["q"]}
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("str() is broken")
+
+
+class NotAString(Exception):
+    def __str__(self) -> str:
+        return 42  # type: ignore[return-value]
+
+
+class NotesRaise(Exception):
+    """traceback.format_exception itself raises on this one (it reads __notes__ with getattr)."""
+
+    @property
+    def __notes__(self) -> list[str]:
+        raise RuntimeError("notes are broken")
+
+
+def test_exception_whose_str_raises_is_recorded_and_the_span_ends(rec: Recorder) -> None:
+    t = rec.tracer
+
+    @t.trace(event_name="f")
+    def f(exc: BaseException) -> None:
+        raise exc
+
+    @t.trace(event_name="af")
+    async def af(exc: BaseException) -> None:
+        raise exc
+
+    raised = [Unprintable(), NotAString(), NotesRaise("with notes"), ValueError("x" * 100_000)]
+    for exc in raised:
+        with pytest.raises(type(exc)) as caught:
+            f(exc)
+        assert caught.value is exc
+        with pytest.raises(type(exc)) as caught:
+            asyncio.run(af(exc))
+        assert caught.value is exc
+        with pytest.raises(type(exc)) as caught, t.span("block"):
+            raise exc
+        assert caught.value is exc
+    assert t._open_spans == {}  # nothing left open
+    events = rec.events()
+    assert len(events) == 3 * len(raised)
+    errors = [e["error"] for e in events]
+    assert errors[:3] == ["Unprintable: <str() raised RuntimeError>"] * 3
+    assert errors[3:6] == ["NotAString: <str() raised TypeError>"] * 3
+    assert errors[6:9] == ["NotesRaise: with notes"] * 3
+    assert all(e.startswith("ValueError: xxx") and "[truncated" in e for e in errors[9:])
+    assert "<exception str() failed>" in events[0]["metadata"]["traceback"]
+    assert "traceback" not in events[6]["metadata"]  # could not be formatted: left out, not fatal
+
+
+def test_many_unprintable_exceptions_leave_nothing_open(rec: Recorder) -> None:
+    t = rec.tracer
+
+    @t.trace(event_name="g")
+    def g() -> None:
+        raise Unprintable()
+
+    for _ in range(1000):
+        with pytest.raises(Unprintable):
+            g()
+        with pytest.raises(Unprintable), t.span("s"):
+            raise Unprintable()
+    assert t._open_spans == {}
+    assert len(rec.events()) == 2000
+    assert t.current_span() is None

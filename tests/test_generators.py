@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
+import inspect
+import threading
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+
+from tracer import Span, Tracer
 
 from .conftest import Recorder
 
@@ -235,3 +240,231 @@ def test_never_started_generator_records_nothing(rec: Recorder) -> None:
     del gen
     gc.collect()
     assert rec.events() == []
+
+
+class CleanupError(Exception):
+    pass
+
+
+def test_error_raised_by_cleanup_on_close_is_recorded_and_reaches_the_caller(rec: Recorder) -> None:
+    raised: list[BaseException] = []
+
+    @rec.tracer.trace(event_name="leaky")
+    def leaky() -> Iterator[int]:
+        try:
+            yield 1
+            yield 2
+        finally:
+            raised.append(CleanupError("connection reset while closing"))
+            raise raised[-1]
+
+    @rec.tracer.trace(event_name="stubborn")
+    def stubborn() -> Iterator[int]:
+        try:
+            yield 1
+        finally:
+            yield 2  # ignoring GeneratorExit: Python raises RuntimeError from close()
+
+    it = leaky()
+    assert next(it) == 1
+    with pytest.raises(CleanupError) as caught:
+        it.close()
+    assert caught.value is raised[0]
+    it2 = stubborn()
+    next(it2)
+    with pytest.raises(RuntimeError, match="ignored GeneratorExit"):
+        it2.close()
+    event = rec.by_name("leaky")
+    assert event["error"] == "CleanupError: connection reset while closing"
+    assert "CleanupError" in event["metadata"]["traceback"]
+    assert (event["metadata"]["end_reason"], event["metadata"]["ended_early"]) == ("closed", True)
+    assert event["outputs"] == {"result": [1]} and event["metrics"]["item_count"] == 1
+    assert rec.by_name("stubborn")["error"] == "RuntimeError: generator ignored GeneratorExit"
+    assert rec.tracer.current_span() is None
+
+
+def test_error_raised_by_cleanup_during_garbage_collection_is_recorded(
+    rec: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unraisable: list[BaseException | None] = []
+    monkeypatch.setattr("sys.unraisablehook", lambda info: unraisable.append(info.exc_value))
+
+    @rec.tracer.trace(event_name="abandoned")
+    def abandoned() -> Iterator[int]:
+        try:
+            yield 1
+        finally:
+            raise CleanupError("in finally")
+
+    it = abandoned()
+    next(it)
+    del it
+    gc.collect()
+    assert [type(e) for e in unraisable] == [CleanupError]  # Python reports it as usual
+    event = rec.by_name("abandoned")
+    assert event["error"] == "CleanupError: in finally" and event["metadata"]["end_reason"] == "closed"
+
+
+def test_error_raised_by_async_cleanup_on_aclose_is_recorded(rec: Recorder) -> None:
+    @rec.tracer.trace(event_name="aleaky")
+    async def aleaky() -> AsyncIterator[int]:
+        try:
+            yield 1
+        finally:
+            await asyncio.sleep(0)
+            raise CleanupError("async cleanup")
+
+    async def main() -> None:
+        agen = aleaky()
+        assert await agen.__anext__() == 1
+        with pytest.raises(CleanupError, match="async cleanup"):
+            await agen.aclose()
+
+    asyncio.run(main())
+    event = rec.by_name("aleaky")
+    assert event["error"] == "CleanupError: async cleanup" and event["metadata"]["end_reason"] == "closed"
+
+
+def test_generator_parent_is_the_span_current_at_its_first_next(rec: Recorder) -> None:
+    """The documented choice: a traced generator function stays a generator function (frameworks
+    dispatch on inspect.isgeneratorfunction), so its event starts at the first next()."""
+    t = rec.tracer
+
+    @t.trace(event_name="gen")
+    def gen() -> Iterator[int]:
+        yield 1
+
+    assert inspect.isgeneratorfunction(gen)
+    with t.span("creator"):
+        it = gen()
+    with t.span("consumer"):
+        assert list(it) == [1]
+    assert rec.by_name("gen")["parent_id"] == rec.by_name("consumer")["event_id"]
+
+
+def _streaming_handler(t: Tracer) -> tuple[Iterator[str], Span]:
+    """A request handler: its span returns a traced stream for the framework to send later."""
+
+    @t.trace(event_name="tokenize")
+    def tokenize(word: str) -> str:
+        return word
+
+    @t.trace(event_name="answer_stream")
+    def answer_stream(question: str) -> Iterator[str]:
+        for word in question.split():
+            assert t.current_span() is not None and t.current_span().event_name == "answer_stream"  # type: ignore[union-attr]
+            yield tokenize(word) + " "
+
+    with t.session("request"), t.span("handler") as handler:
+        stream = t.bind_context(answer_stream("why is the sky blue"))
+    return stream, handler
+
+
+def _check_streaming_events(rec: Recorder, handler: Span) -> None:
+    stream = rec.by_name("answer_stream")
+    handler_event = rec.by_name("handler")
+    assert stream["parent_id"] == handler.event_id  # parented where it was created...
+    assert stream["session_id"] == handler.session_id  # ...in that span's session
+    assert stream["outputs"] == {"result": "why is the sky blue "}
+    # The handler ended before the stream did, so it cannot list it (README: Context).
+    assert handler_event["children_ids"] == []
+    tokens = [e for e in rec.events() if e["event_name"] == "tokenize"]
+    assert len(tokens) == 5 and {e["parent_id"] for e in tokens} == {stream["event_id"]}
+
+
+def test_streaming_response_consumed_in_another_thread_after_the_handler_ended(rec: Recorder) -> None:
+    t = rec.tracer
+    stream, handler = _streaming_handler(t)
+    assert handler.duration_ms is not None  # ended
+    seen_between_items: list[object] = []
+
+    def framework_sends() -> None:
+        for _chunk in stream:
+            seen_between_items.append(t.current_span())
+
+    sender = threading.Thread(target=framework_sends)
+    sender.start()
+    sender.join()
+    assert seen_between_items == [None] * 5  # current only while the generator body runs
+    _check_streaming_events(rec, handler)
+
+
+def test_streaming_response_consumed_in_another_task_after_the_handler_ended(rec: Recorder) -> None:
+    t = rec.tracer
+
+    @t.trace(event_name="tokenize")
+    def tokenize(word: str) -> str:
+        return word
+
+    @t.trace(event_name="answer_stream")
+    async def answer_stream(question: str) -> AsyncIterator[str]:
+        for word in question.split():
+            await asyncio.sleep(0)
+            yield tokenize(word) + " "
+
+    async def handler_fn() -> tuple[AsyncIterator[str], Span]:
+        async with t.span("handler") as handler:
+            return t.bind_context(answer_stream("why is the sky blue")), handler
+
+    async def framework_sends(body: AsyncIterator[str]) -> list[object]:
+        seen = []
+        async for _chunk in body:
+            seen.append(t.current_span())
+        return seen
+
+    async def main() -> tuple[list[object], Span]:
+        with t.session("request"):
+            body, handler = await handler_fn()
+        # The framework's task starts from an empty context: nothing of the request's is current.
+        task = contextvars.Context().run(asyncio.create_task, framework_sends(body))
+        return await task, handler
+
+    seen, handler = asyncio.run(main())
+    assert seen == [None] * 5
+    _check_streaming_events(rec, handler)
+
+
+def test_streaming_response_without_bind_context_is_a_root_event(rec: Recorder) -> None:
+    """What bind_context() is for: consumed where nothing is current, the stream has no parent."""
+    t = rec.tracer
+
+    @t.trace(event_name="answer_stream")
+    def answer_stream() -> Iterator[str]:
+        yield "x"
+
+    with t.span("handler"):
+        stream = answer_stream()
+    consumer = threading.Thread(target=lambda: list(stream))
+    consumer.start()
+    consumer.join()
+    event = rec.by_name("answer_stream")
+    assert event["parent_id"] == event["session_id"]
+
+
+def test_unprintable_exception_inside_a_generator_ends_its_span(rec: Recorder) -> None:
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no str")
+
+    @rec.tracer.trace(event_name="bad_stream")
+    def bad_stream() -> Iterator[int]:
+        yield 1
+        raise Unprintable()
+
+    @rec.tracer.trace(event_name="abad_stream")
+    async def abad_stream() -> AsyncIterator[int]:
+        yield 1
+        raise Unprintable()
+
+    async def drain() -> None:
+        async for _ in abad_stream():
+            pass
+
+    with pytest.raises(Unprintable):
+        list(bad_stream())
+    with pytest.raises(Unprintable):
+        asyncio.run(drain())
+    assert rec.tracer._open_spans == {}
+    for name in ("bad_stream", "abad_stream"):
+        event = rec.by_name(name)
+        assert event["error"] == "Unprintable: <str() raised RuntimeError>" and event["outputs"] == {"result": [1]}

@@ -12,8 +12,9 @@ import concurrent.futures
 import contextvars
 import functools
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+import types
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 if TYPE_CHECKING:
     from ._span import Session, Span
@@ -28,35 +29,192 @@ __all__ = [
 
 P = ParamSpec("P")
 R = TypeVar("R")
+Y = TypeVar("Y")
+S = TypeVar("S")
 
 current_span_var: contextvars.ContextVar[Span | None] = contextvars.ContextVar("tracer.span", default=None)
 current_session_var: contextvars.ContextVar[Session | None] = contextvars.ContextVar("tracer.session", default=None)
 
 
-def bind_context(fn: Callable[P, R]) -> Callable[P, R]:
-    """Wrap *fn* so it runs under the span and session current *now*, wherever it is called.
+@overload
+def bind_context(fn: Generator[Y, S, R]) -> Generator[Y, S, R]: ...
 
-    Use it for pools and callbacks the library does not propagate into by itself
-    (``ThreadPoolExecutor`` and ``threading.Thread`` are handled automatically).
+
+@overload
+def bind_context(fn: AsyncGenerator[Y, S]) -> AsyncGenerator[Y, S]: ...
+
+
+@overload
+def bind_context(fn: Iterator[Y]) -> Iterator[Y]: ...
+
+
+@overload
+def bind_context(fn: AsyncIterator[Y]) -> AsyncIterator[Y]: ...
+
+
+@overload
+def bind_context(fn: Callable[P, R]) -> Callable[P, R]: ...
+
+
+def bind_context(fn: Any) -> Any:
+    """Make *fn* run under the span and session current *now*, wherever it is called or iterated.
+
+    A function: use it for pools and callbacks the library does not propagate into by itself
+    (``ThreadPoolExecutor`` and ``threading.Thread`` are handled automatically). A generator,
+    async generator or other (async) iterator: every step of it runs under them, e.g. a traced
+    stream created in a request handler and iterated by the framework after the handler returned
+    (``StreamingResponse(tracer.bind_context(answer_stream(question)))``).
     """
     span = current_span_var.get()
     session = current_session_var.get()
     if span is None and session is None:
         return fn
+    if isinstance(fn, types.GeneratorType):
+        return _bound_generator(fn, span, session)
+    if isinstance(fn, types.AsyncGeneratorType):
+        return _bound_async_generator(fn, span, session)
+    if isinstance(fn, Iterator):
+        return _bound_iterator(fn, span, session)
+    if isinstance(fn, AsyncIterator):
+        return _bound_async_iterator(fn, span, session)
 
     @functools.wraps(fn)
-    def bound(*args: P.args, **kwargs: P.kwargs) -> R:
-        prev_span = current_span_var.get()
-        prev_session = current_session_var.get()
-        current_span_var.set(span)
-        current_session_var.set(session)
+    def bound(*args: Any, **kwargs: Any) -> Any:
+        previous = _enter(span, session)
         try:
             return fn(*args, **kwargs)
         finally:
-            current_span_var.set(prev_span)
-            current_session_var.set(prev_session)
+            _leave(previous)
 
     return bound
+
+
+_Current = tuple["Span | None", "Session | None"]
+
+
+def _enter(span: Span | None, session: Session | None) -> _Current:
+    """Make *span* and *session* current; returns what was (for ``_leave``)."""
+    previous = (current_span_var.get(), current_session_var.get())
+    current_span_var.set(span)
+    current_session_var.set(session)
+    return previous
+
+
+def _leave(previous: _Current) -> None:
+    current_span_var.set(previous[0])
+    current_session_var.set(previous[1])
+
+
+def _bound_generator(
+    gen: Generator[Any, Any, Any], span: Span | None, session: Session | None
+) -> Generator[Any, Any, Any]:
+    """*gen*, each step (next, send, throw, close) run under *span* and *session*."""
+    to_send: Any = None
+    to_throw: BaseException | None = None
+    while True:
+        previous = _enter(span, session)
+        try:
+            if to_throw is not None:
+                exc, to_throw = to_throw, None
+                item = gen.throw(exc)
+            else:
+                item = gen.send(to_send)
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            _leave(previous)
+        try:
+            to_send = yield item
+        except GeneratorExit:
+            previous = _enter(span, session)
+            try:
+                gen.close()
+            finally:
+                _leave(previous)
+            raise
+        except BaseException as exc:
+            to_throw = exc
+
+
+async def _bound_async_generator(
+    agen: AsyncGenerator[Any, Any], span: Span | None, session: Session | None
+) -> AsyncGenerator[Any, Any]:
+    """*agen*, each step (anext, asend, athrow, aclose) run under *span* and *session*."""
+    to_send: Any = None
+    to_throw: BaseException | None = None
+    while True:
+        previous = _enter(span, session)
+        try:
+            if to_throw is not None:
+                exc, to_throw = to_throw, None
+                item = await agen.athrow(exc)
+            else:
+                item = await agen.asend(to_send)
+        except StopAsyncIteration:
+            return
+        finally:
+            _leave(previous)
+        try:
+            to_send = yield item
+        except GeneratorExit:
+            previous = _enter(span, session)
+            try:
+                await agen.aclose()
+            finally:
+                _leave(previous)
+            raise
+        except BaseException as exc:
+            to_throw = exc
+
+
+def _bound_iterator(it: Iterator[Any], span: Span | None, session: Session | None) -> Iterator[Any]:
+    """*it* (an iterator that is not a generator), each ``next()`` and its ``close()`` if it has
+    one run under *span* and *session*."""
+    while True:
+        previous = _enter(span, session)
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        finally:
+            _leave(previous)
+        try:
+            yield item
+        except GeneratorExit:
+            close = getattr(it, "close", None)
+            if callable(close):
+                previous = _enter(span, session)
+                try:
+                    close()
+                finally:
+                    _leave(previous)
+            raise
+
+
+async def _bound_async_iterator(
+    ait: AsyncIterator[Any], span: Span | None, session: Session | None
+) -> AsyncIterator[Any]:
+    """*ait* (an async iterator that is not an async generator), each ``__anext__()`` and its
+    ``aclose()`` if it has one run under *span* and *session*."""
+    while True:
+        previous = _enter(span, session)
+        try:
+            item = await ait.__anext__()
+        except StopAsyncIteration:
+            return
+        finally:
+            _leave(previous)
+        try:
+            yield item
+        except GeneratorExit:
+            aclose = getattr(ait, "aclose", None)
+            if callable(aclose):
+                previous = _enter(span, session)
+                try:
+                    await aclose()
+                finally:
+                    _leave(previous)
+            raise
 
 
 # -- automatic propagation into threads --------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._context import current_span_var
 from ._errors import report_internal_error
-from ._span import EVENT_TYPES, Span
+from ._span import EVENT_TYPES, Span, as_fields
 
 if TYPE_CHECKING:
     from ._tracer import Tracer
@@ -48,19 +48,52 @@ def _generic_binder(*args: Any, **kwargs: Any) -> dict[str, Any]:
 
 
 def make_binder(fn: Callable[..., Any], ignore: Iterable[str] = ()) -> Binder:
-    """Build ``bind(*args, **kwargs) -> inputs`` with *fn*'s own signature.
+    """Build ``bind(*args, **kwargs) -> inputs`` with the signature ``inspect.signature(fn)`` reports.
 
-    Python's argument binding (in C) applies defaults and collects ``*args``/``**kwargs``; the
-    generated function only returns them as a dict. A leading ``self``/``cls`` is left out, and so
-    are the names in *ignore*.
+    That signature follows ``__wrapped__``: a ``functools.wraps`` wrapper (retry, caching,
+    framework decorators) taking ``*args, **kwargs`` records the wrapped function's parameter
+    names. A wrapper may accept calls its wrapped function does not (it injects an argument,
+    say): such a call is recorded as ``{"args": [...], **kwargs}`` rather than failing, so the
+    binder never raises for a call the wrapper accepts. A leading ``self``/``cls`` is left out,
+    and so are the names in *ignore*.
     """
-    ignored = set(ignore)
     try:
-        signature = inspect.signature(fn, follow_wrapped=False)
+        own = inspect.signature(fn, follow_wrapped=False)
     except (TypeError, ValueError):
         return _generic_binder
+    try:
+        followed = inspect.signature(fn)
+    except (TypeError, ValueError):
+        followed = own
+    try:
+        same = followed == own
+    except Exception:  # a default whose == raises or is ambiguous (a numpy array, say)
+        same = False
+    if same:
+        return _compile_binder(own, fn, ignore)[0]
+    bind_wrapped, drops_receiver = _compile_binder(followed, fn, ignore)
+    fallback = _generic_binder_after_receiver if drops_receiver else _generic_binder
+
+    def bind_wrapped_or_generic(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return bind_wrapped(*args, **kwargs)
+        except TypeError:  # a call the wrapper accepts and its wrapped signature does not
+            return fallback(*args, **kwargs)
+
+    return bind_wrapped_or_generic
+
+
+def _generic_binder_after_receiver(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    return _generic_binder(*args[1:], **kwargs)
+
+
+def _compile_binder(signature: inspect.Signature, fn: Callable[..., Any], ignore: Iterable[str]) -> tuple[Binder, bool]:
+    """A binder for *signature* (Python's own argument binding, in C, applies defaults and collects
+    ``*args``/``**kwargs``; the generated function only returns them as a dict), and whether it
+    leaves out a leading ``self``/``cls``."""
+    ignored = set(ignore)
     params = list(signature.parameters.values())
-    if (
+    drops_receiver = bool(
         params
         and params[0].name in _RECEIVER_NAMES
         and params[0].kind
@@ -68,7 +101,8 @@ def make_binder(fn: Callable[..., Any], ignore: Iterable[str] = ()) -> Binder:
             inspect.Parameter.POSITIONAL_ONLY,
             inspect.Parameter.POSITIONAL_OR_KEYWORD,
         )
-    ):
+    )
+    if drops_receiver:
         ignored.add(params[0].name)
     namespace: dict[str, Any] = {}
     parts: list[str] = []
@@ -81,7 +115,7 @@ def make_binder(fn: Callable[..., Any], ignore: Iterable[str] = ()) -> Binder:
     for index, param in enumerate(params):
         name = param.name
         if not name.isidentifier():  # pragma: no cover - signatures come from real functions
-            return _generic_binder
+            return _generic_binder, False
         text = name
         if param.kind is inspect.Parameter.VAR_POSITIONAL:
             text = "*" + name
@@ -109,7 +143,7 @@ def make_binder(fn: Callable[..., Any], ignore: Iterable[str] = ()) -> Binder:
     try:
         exec(compile(source, f"<tracer binder for {getattr(fn, '__qualname__', fn)!s}>", "exec"), namespace)
     except SyntaxError:  # pragma: no cover - defensive: fall back rather than fail decoration
-        return _generic_binder
+        return _generic_binder, False
     binder: Binder = namespace["_tracer_bind"]
     leftover = ignored - {p.name for p in params}
     if var_keyword is not None and leftover:
@@ -121,7 +155,7 @@ def make_binder(fn: Callable[..., Any], ignore: Iterable[str] = ()) -> Binder:
                 inputs.pop(key, None)
             return inputs
 
-    return binder
+    return binder, drops_receiver
 
 
 class _Options:
@@ -141,8 +175,9 @@ class _Options:
     ) -> None:
         self.event_name = event_name
         self.event_type = event_type
-        self.config = dict(config) if config else None
-        self.metadata = dict(metadata) if metadata else None
+        # Copied once, here; like everywhere else a non-mapping is recorded as {"value": ...}.
+        self.config = dict(as_fields(config, "config")) if config else None
+        self.metadata = dict(as_fields(metadata, "metadata")) if metadata else None
         self.capture_inputs = capture_inputs
         self.capture_output = capture_output
         self.binder = binder
@@ -168,8 +203,10 @@ def _begin(tracer: Tracer, opts: _Options, args: tuple[Any, ...], kwargs: dict[s
 
 def _fail(span: Span, exc: BaseException) -> None:
     try:
-        span.set_error(exc)
-        span.end()
+        try:
+            span.set_error(exc)
+        finally:
+            span.end()  # whatever happened above: a span left open would be lost for good
     except Exception as internal:
         report_internal_error("recording an error", internal)
 
@@ -195,19 +232,20 @@ class _StreamState:
         if isinstance(item, str):
             if self.text_chars < self.max_chars:
                 self.items.append(item)
-            self.text_chars += len(item)
+            self.text_chars += str.__len__(item)  # not len(): a str subclass may override __len__
         else:
             self.all_text = False
             if len(self.items) < self.max_items:
                 self.items.append(item)
 
-    def fail(self, span: Span, opts: _Options, exc: BaseException) -> None:
-        """The generator raised: keep the partial output and the counts, and record the error."""
+    def fail(self, span: Span, opts: _Options, exc: BaseException, reason: str | None = None) -> None:
+        """The generator raised (while running, or in its cleanup when closed for *reason*): keep
+        the partial output and the counts, and record the error."""
         try:
             span.set_error(exc)
         except Exception as internal:
             report_internal_error("recording an error", internal)
-        self.finish(span, opts, None)
+        self.finish(span, opts, reason)
 
     def finish_reason(self, opts: _Options, span: Span, reason: str) -> None:
         """End *span* early for *reason* (argument order suits functools.partial)."""
@@ -447,9 +485,12 @@ def _wrap_generator(fn: Callable[..., Any], get_tracer: Callable[[], Tracer], op
                 var.set(span)
                 try:
                     gen.close()
-                finally:
+                except BaseException as exc:  # raised by the generator's own cleanup (finally:)
                     var.set(previous)
-                    state.finish(span, opts, "closed")
+                    state.fail(span, opts, exc, "closed")
+                    raise  # reaches the caller of close() unchanged
+                var.set(previous)
+                state.finish(span, opts, "closed")
                 raise
             except BaseException as exc:
                 to_throw = exc
@@ -513,10 +554,14 @@ def _wrap_async_generator(
                     var.set(span)
                 try:
                     await agen.aclose()
-                finally:
+                except BaseException as exc:  # raised by the generator's own cleanup (finally:)
                     var.set(previous)
                     if span is not None and state is not None:
-                        state.finish(span, opts, "closed")
+                        state.fail(span, opts, exc, "closed")
+                    raise  # reaches the caller of aclose() unchanged
+                var.set(previous)
+                if span is not None and state is not None:
+                    state.finish(span, opts, "closed")
                 raise
             except BaseException as exc:
                 to_throw = exc

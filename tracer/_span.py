@@ -8,19 +8,29 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from . import _schema
 from ._capture import snapshot
 from ._deferred import SIZE_ESTIMATE, Deferred
-from ._errors import report_internal_error
+from ._errors import report_internal_error, warn_once
 from ._ids import format_id, new_id
 
 if TYPE_CHECKING:
     from ._record import DeferredRecord
     from ._tracer import Tracer
 
-__all__ = ["EVENT_TYPES", "Session", "Span", "merge_fields"]
+__all__ = [
+    "EVENT_TYPES",
+    "Session",
+    "Span",
+    "as_fields",
+    "describe_error",
+    "format_traceback",
+    "merge_fields",
+    "safe_str",
+]
 
 EVENT_TYPES: Final = frozenset(_schema.EVENT_TYPES)
 
@@ -33,17 +43,111 @@ _perf_ns = time.perf_counter_ns
 _ITEM_OVERHEAD: Final = 700
 
 
-def merge_fields(target: dict[str, Any] | None, update: Any, field: str) -> dict[str, Any]:
-    """Shallow-merge a user mapping into a bucket; a non-mapping is rejected with a clear error."""
-    if not isinstance(update, dict):
-        try:
-            update = dict(update)
-        except (TypeError, ValueError):
-            raise TypeError(f"{field} must be a mapping, got {type(update).__name__}") from None
+# What a bucket records when the user's mapping cannot be read (its keys()/items()/iteration
+# raised): the type name under this key, and a warning logged once.
+UNREADABLE_KEY: Final = "<unreadable>"
+# The message recorded for an exception whose str() raises (or returns a non-str):
+# "TypeName: <str() raised InnerError>". Python's own traceback says "<exception str() failed>".
+UNPRINTABLE: Final = "<str() raised {}>"
+
+
+def as_fields(value: Any, field: str, wrap_key: str = "value") -> dict[str, Any]:
+    """*value* as the content of a bucket (a JSON object); never raises.
+
+    A dict is returned as is (callers copy or merge it); any other mapping is copied; anything
+    else is wrapped as ``{wrap_key: value}``. A mapping that cannot be read (its ``keys()``,
+    ``__getitem__`` or iteration raises) becomes ``{"<unreadable>": "TypeName"}``, logged once.
+    """
+    if type(value) is dict:
+        return value
+    try:
+        if isinstance(value, Mapping) or hasattr(type(value), "keys"):
+            return dict(value)
+    except Exception as exc:
+        name = _type_name(value)
+        warn_once(
+            f"unreadable:{field}:{name}",
+            "tracer: %s given as %s could not be read (%r); recorded as {%r: %r} (logged once)",
+            field,
+            name,
+            exc,
+            UNREADABLE_KEY,
+            name,
+        )
+        return {UNREADABLE_KEY: name}
+    return {wrap_key: value}
+
+
+def merge_fields(target: dict[str, Any] | None, update: Any, field: str, wrap_key: str = "value") -> dict[str, Any]:
+    """Shallow-merge *update* into a bucket (see ``as_fields`` for non-dicts); never raises."""
+    if type(update) is not dict:
+        update = as_fields(update, field, wrap_key)
     if target is None:
         return dict(update)
-    target.update(update)
+    try:
+        target.update(update)
+    except Exception:  # a dict subclass as *target* whose update() raises: start afresh
+        return dict(update)
     return target
+
+
+def _type_name(value: object) -> str:
+    try:
+        return type(value).__name__
+    except Exception:  # pragma: no cover - a metaclass whose __name__ raises
+        return "object"
+
+
+def _plain_str(value: object) -> str:
+    """``str(value)`` as an exact ``str`` (raises what the user's ``__str__`` raises)."""
+    text = str(value)
+    # A str subclass (str() returns it as is) would run the user's methods later on.
+    return text if type(text) is str else str.__str__(text)
+
+
+def safe_str(value: object) -> str:
+    """``str(value)``, or ``"TypeName: <str() raised InnerError>"`` when that raises; never raises."""
+    try:
+        return _plain_str(value)
+    except Exception as exc:
+        return f"{_type_name(value)}: {UNPRINTABLE.format(_type_name(exc))}"
+
+
+def describe_error(error: object, max_chars: int = 32768) -> str:
+    """The ``error`` field: ``"TypeName: message"`` for an exception (``"TypeName"`` without a
+    message), ``str(error)`` for anything else; never raises.
+
+    When ``str()`` raises (or returns a non-str) the message is ``"<str() raised InnerError>"``,
+    after the type name, exception or not. A message over *max_chars* keeps its head and states
+    its length (the worker would cut it anyway; this keeps it from filling the queue).
+    """
+    try:
+        message = _plain_str(error)
+    except Exception as exc:
+        return f"{_type_name(error)}: {UNPRINTABLE.format(_type_name(exc))}"
+    if len(message) > max_chars:
+        message = f"{message[:max_chars]}…[truncated: {len(message)} chars in total]"
+    if not isinstance(error, BaseException):
+        return message
+    name = _type_name(error)
+    return f"{name}: {message}" if message else name
+
+
+def format_traceback(error: BaseException) -> str | None:
+    """The formatted traceback of *error*, or None; never raises (the traceback module calls
+    ``str()`` and ``repr()`` on the user's exceptions, their causes and notes)."""
+    if error.__traceback__ is None:
+        return None
+    try:
+        return "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    except Exception as exc:
+        warn_once(
+            f"traceback:{_type_name(error)}",
+            "tracer: the traceback of a %s could not be formatted (%r); not recorded (logged once)",
+            _type_name(error),
+            exc,
+        )
+        return None
 
 
 class Session:
@@ -215,16 +319,15 @@ class Span:
         user_properties: Any = None,
         error: Any = None,
     ) -> None:
-        """Merge fields into this event (each a mapping; merged key by key into what is there)."""
+        """Merge fields into this event (mappings, merged key by key; see ``as_fields``). Never raises."""
         if self.ended:
             self.tracer._late_update(self, locals())
             return
         if inputs is not None:
             self.inputs = merge_fields(self.inputs, inputs, "inputs")
         if outputs is not None:
-            if not isinstance(outputs, dict):
-                outputs = {"result": outputs}  # outputs is always an object on the wire
-            self.outputs = merge_fields(self.outputs, outputs, "outputs")
+            # "result", like a traced function's return value (sessions and late updates: "value")
+            self.outputs = merge_fields(self.outputs, outputs, "outputs", "result")
         if config is not None:
             self.config = merge_fields(self.config, config, "config")
         if metadata is not None:
@@ -239,15 +342,15 @@ class Span:
             self.set_error(error)
 
     def set_error(self, error: BaseException | str) -> None:
-        """Mark this event as failed: ``"Type: message"`` for an exception (traceback in metadata)."""
+        """Mark this event as failed: ``"Type: message"`` for an exception (traceback in metadata).
+
+        Never raises, even for an exception whose ``str()`` raises (see ``describe_error``).
+        """
+        self.error = describe_error(error, self.tracer._limits.max_string_length)
         if isinstance(error, BaseException):
-            message = str(error)
-            self.error = f"{type(error).__name__}: {message}" if message else type(error).__name__
-            if error.__traceback__ is not None:
-                trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+            trace = format_traceback(error)
+            if trace is not None:
                 self.metadata = merge_fields(self.metadata, {"traceback": trace}, "metadata")
-        else:
-            self.error = str(error)
 
     def end(self) -> None:
         """End the event now (idempotent). Called for you by decorators and ``with`` blocks."""

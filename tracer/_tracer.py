@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -24,13 +24,15 @@ from ._errors import ConfigError, logger, report_internal_error
 from ._ids import format_id, new_id, parse_uuid
 from ._pipeline import BatchProcessor, Processor, Stats, SyncProcessor, register_exit_hook
 from ._record import make_update
-from ._span import Session, Span, merge_fields
+from ._span import Session, Span, as_fields, describe_error, merge_fields, safe_str
 from .exporters._base import Exporter, as_exporter_list
 
 __all__ = ["SessionScope", "SpanScope", "Tracer", "trace_with"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+Y = TypeVar("Y")
+S = TypeVar("S")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -211,9 +213,11 @@ class Tracer:
         # Deterministic per session id, so every process that sees this session decides the same way.
         sampled = rate >= 1.0 or (rate > 0.0 and int(sid.replace("-", "")[-8:], 16) / 0xFFFFFFFF < rate)
         session = Session(self, sid, session_name, self.config.source, sampled)
-        session.inputs = dict(inputs) if inputs else None
-        session.metadata = dict(metadata) if metadata else None
-        session.user_properties = dict(user_properties) if user_properties else None
+        session.inputs = dict(as_fields(inputs, "inputs")) if inputs is not None else None
+        session.metadata = dict(as_fields(metadata, "metadata")) if metadata is not None else None
+        session.user_properties = (
+            dict(as_fields(user_properties, "user_properties")) if user_properties is not None else None
+        )
         return session
 
     # -- hot path -------------------------------------------------------------------------------
@@ -246,20 +250,18 @@ class Tracer:
     def _enqueue_update(self, event_id: str, session: Session, fields: Mapping[str, Any]) -> None:
         """Queue a ``PUT /events``-style change: never ``inputs`` (folded into metadata), objects only."""
         payload: dict[str, bytes] = {}
-        metadata = dict(fields["metadata"]) if fields.get("metadata") is not None else {}
+        metadata = dict(as_fields(fields["metadata"], "metadata")) if fields.get("metadata") is not None else {}
         if fields.get("inputs") is not None:
             metadata["inputs"] = fields["inputs"]
         if fields.get("error") is not None:
-            metadata["error"] = str(fields["error"])
+            metadata["error"] = describe_error(fields["error"], self._limits.max_string_length)
         for name in _schema.ENRICHABLE:
             if name == "metadata":
                 continue  # built above, with inputs and error folded in
             value = fields.get(name)
             if value is None:
                 continue
-            if name == "outputs" and not isinstance(value, Mapping):
-                value = {"value": value}
-            payload[name] = snapshot(dict(value), self._limits)
+            payload[name] = snapshot(as_fields(value, name), self._limits)
         if metadata:
             payload["metadata"] = snapshot(metadata, self._limits)
         if payload:
@@ -312,7 +314,13 @@ class Tracer:
         config: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> SpanScope:
-        """``with tracer.span("name") as s:`` (or ``async with``) records one event for the block."""
+        """``with tracer.span("name") as s:`` (or ``async with``) records one event for the block.
+
+        A bad ``event_type`` raises ``ValueError`` here, before anything starts (a programming
+        error, like a bad decorator argument); other bad arguments never raise (see ``as_fields``).
+        """
+        if type(event_name) is not str:
+            event_name = safe_str(event_name)  # the wire schema wants a string
         return SpanScope(self, event_name, validate_event_type(event_type), inputs, config, metadata)
 
     def session(
@@ -397,14 +405,28 @@ class Tracer:
             for name in _schema.BUCKETS:
                 value = fields[name]
                 if value is not None:
-                    if name == "outputs" and not isinstance(value, Mapping):
-                        value = {"value": value}
                     setattr(session, name, merge_fields(getattr(session, name), value, name))
             session.version += 1
         self._enqueue_update(session.session_id, session, fields)
 
-    def bind_context(self, fn: Callable[P, R]) -> Callable[P, R]:
-        """Wrap *fn* to run under the current span and session, wherever it is called."""
+    @overload
+    def bind_context(self, fn: Generator[Y, S, R]) -> Generator[Y, S, R]: ...
+
+    @overload
+    def bind_context(self, fn: AsyncGenerator[Y, S]) -> AsyncGenerator[Y, S]: ...
+
+    @overload
+    def bind_context(self, fn: Iterator[Y]) -> Iterator[Y]: ...
+
+    @overload
+    def bind_context(self, fn: AsyncIterator[Y]) -> AsyncIterator[Y]: ...
+
+    @overload
+    def bind_context(self, fn: Callable[P, R]) -> Callable[P, R]: ...
+
+    def bind_context(self, fn: Any) -> Any:
+        """Make *fn* (a function, or a generator, async generator or other iterator) run under the
+        current span and session, wherever it is called or iterated."""
         return bind_context(fn)
 
     def flush(self, timeout: float = 5.0) -> bool:
@@ -517,21 +539,27 @@ class SpanScope:
     def __enter__(self) -> Span:
         tracer = self._tracer
         event_name, event_type, inputs, config, metadata = self._args
-        span = None if tracer._disabled else tracer._start(event_name, event_type)
-        if span is None:
-            # Disabled or not sampled: hand out a detached span that is never exported.
+        # Everything that can fail is done before the span becomes current: a bad argument is
+        # recorded as best it can be (see as_fields), and the context is changed last.
+        try:
+            span = None if tracer._disabled else tracer._start(event_name, event_type)
+            if span is None:
+                # Disabled or not sampled: hand out a detached span that is never exported.
+                span = _detached_span(tracer, event_name, event_type)
+            if inputs is not None and tracer._capture_content:
+                span.inputs = dict(as_fields(inputs, "inputs"))
+            if config is not None:
+                span.config = dict(as_fields(config, "config"))
+            if metadata is not None:
+                span.metadata = dict(as_fields(metadata, "metadata"))
+        except Exception as exc:
+            report_internal_error("starting a span block", exc)
             span = _detached_span(tracer, event_name, event_type)
-        else:
+        if span.tracer is tracer:
+            self._span = span
             self._previous = current_span_var.get()
             current_span_var.set(span)
-            self._span = span
-        if inputs is not None and tracer._capture_content:
-            span.inputs = dict(inputs)
-        if config is not None:
-            span.config = dict(config)
-        if metadata is not None:
-            span.metadata = dict(metadata)
-        if self._span is None:
+        else:
             span.ended = True  # detached: updates are kept locally, end() does nothing
         return span
 
@@ -546,9 +574,11 @@ class SpanScope:
             return
         current_span_var.set(self._previous)
         try:
-            if exc is not None:
-                span.set_error(exc)
-            span.end()
+            try:
+                if exc is not None:
+                    span.set_error(exc)
+            finally:
+                span.end()  # whatever happened above: a span left open would be lost for good
         except Exception as internal:
             report_internal_error("ending a span block", internal)
 
@@ -579,6 +609,7 @@ class _DetachedTracer:
     """Stands in for a tracer behind spans that are not recorded (disabled or sampled out)."""
 
     _open_spans: dict[int, Span] = _Discard()
+    _limits = Limits()
 
     def _late_update(self, span: Span, fields: Mapping[str, Any]) -> None:
         pass

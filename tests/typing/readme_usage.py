@@ -6,6 +6,9 @@ Never run by pytest (it would write a local store); it only has to type-check.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+
+from starlette.responses import StreamingResponse
 
 import tracer
 from tracer.testing import CapturedEvents
@@ -56,6 +59,16 @@ def test_answer_is_traced() -> None:
 def test_with_fixture(tracer_events: CapturedEvents) -> None:
     answer("capital of France?")
     assert "generate" in tracer_events.names()
+
+
+@tracer.trace
+async def answer_stream(question: str) -> AsyncIterator[str]:
+    yield "Paris"
+
+
+@tracer.trace
+async def chat(question: str) -> StreamingResponse:
+    return StreamingResponse(tracer.bind_context(answer_stream(question)))  # answer_stream: traced
 
 
 class PrintIds(tracer.Exporter):
