@@ -24,8 +24,9 @@ from ._default import (
     trace,
 )
 from ._errors import ConfigError
+from ._scopes import SessionScope, SpanScope
 from ._span import Session, Span
-from ._tracer import SessionScope, SpanScope, Tracer
+from ._tracer import Tracer
 from ._version import __version__
 from .exporters import Batch, ConsoleExporter, Exporter, ExportResult, InMemoryExporter, JSONLExporter
 from .integrations import instrument, uninstrument

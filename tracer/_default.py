@@ -11,8 +11,9 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
+from ._scopes import SessionScope, SpanScope
 from ._span import Span
-from ._tracer import SessionScope, SpanScope, Tracer, trace_with
+from ._tracer import Tracer, trace_with
 from .exporters._base import Exporter
 
 __all__ = [

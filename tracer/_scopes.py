@@ -1,0 +1,156 @@
+"""The context managers behind ``tracer.span()`` and ``tracer.session()``, and the detached span
+handed out when nothing is recorded (tracing disabled, session sampled out)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from ._capture import Limits
+from ._context import current_session_var, current_span_var
+from ._errors import report_internal_error
+from ._span import Session, Span, as_fields
+
+if TYPE_CHECKING:
+    from ._tracer import Tracer
+
+__all__ = ["SessionScope", "SpanScope"]
+
+
+class SpanScope:
+    """The context manager behind ``tracer.span()``; yields the ``Span`` handle."""
+
+    __slots__ = ("_args", "_previous", "_span", "_tracer")
+
+    def __init__(
+        self,
+        tracer: Tracer,
+        event_name: str,
+        event_type: str | None,
+        inputs: Mapping[str, Any] | None,
+        config: Mapping[str, Any] | None,
+        metadata: Mapping[str, Any] | None,
+    ) -> None:
+        self._tracer = tracer
+        self._args = (event_name, event_type, inputs, config, metadata)
+        self._span: Span | None = None
+        self._previous: Span | None = None
+
+    def __enter__(self) -> Span:
+        tracer = self._tracer
+        event_name, event_type, inputs, config, metadata = self._args
+        # Everything that can fail is done before the span becomes current: a bad argument is
+        # recorded as best it can be (see as_fields), and the context is changed last.
+        try:
+            span = None if tracer._disabled else tracer._start(event_name, event_type)
+            if span is None:
+                # Disabled or not sampled: hand out a detached span that is never exported.
+                span = _detached_span(tracer, event_name, event_type)
+            if inputs is not None and tracer._capture_content:
+                span.inputs = dict(as_fields(inputs, "inputs"))
+            if config is not None:
+                span.config = dict(as_fields(config, "config"))
+            if metadata is not None:
+                span.metadata = dict(as_fields(metadata, "metadata"))
+        except Exception as exc:
+            report_internal_error("starting a span block", exc)
+            span = _detached_span(tracer, event_name, event_type)
+        if span.tracer is tracer:
+            self._span = span
+            self._previous = current_span_var.get()
+            current_span_var.set(span)
+        else:
+            span.ended = True  # detached: updates are kept locally, end() does nothing
+        return span
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        span = self._span
+        if span is None:
+            return
+        current_span_var.set(self._previous)
+        try:
+            try:
+                if exc is not None:
+                    span.set_error(exc)
+            finally:
+                span.end()  # whatever happened above: a span left open would be lost for good
+        except Exception as internal:
+            report_internal_error("ending a span block", internal)
+
+    async def __aenter__(self) -> Span:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+class _Discard(dict[int, Span]):
+    """An ``_open_spans`` that keeps nothing (for spans that are not recorded)."""
+
+    def __setitem__(self, key: int, value: Span) -> None:
+        pass
+
+
+class _DetachedTracer:
+    """Stands in for a tracer behind spans that are not recorded (disabled or sampled out)."""
+
+    _open_spans: dict[int, Span] = _Discard()
+    _limits = Limits()
+
+    def _late_update(self, span: Span, fields: Mapping[str, Any]) -> None:
+        pass
+
+
+def _detached_span(tracer: Tracer, event_name: str, event_type: str | None) -> Span:
+    span = Span(_DetachedTracer(), tracer._default_session, None, event_name, event_type)  # type: ignore[arg-type]
+    span.parent_int = None
+    return span
+
+
+class SessionScope:
+    """The context manager behind ``tracer.session()``; yields the ``Session``."""
+
+    __slots__ = ("_previous_session", "_previous_span", "session")
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._previous_session: Session | None = None
+        self._previous_span: Span | None = None
+
+    def __enter__(self) -> Session:
+        self._previous_session = current_session_var.get()
+        self._previous_span = current_span_var.get()
+        current_session_var.set(self.session)
+        current_span_var.set(None)  # events in a new session are its roots
+        return self.session
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        current_session_var.set(self._previous_session)
+        current_span_var.set(self._previous_span)
+
+    async def __aenter__(self) -> Session:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
