@@ -141,3 +141,37 @@ def test_forked_child_sends_its_own_events_once(tmp_path: Path) -> None:
     for event in events:
         by_who[event["inputs"]["who"]] = by_who.get(event["inputs"]["who"], 0) + 1
     assert by_who == {"parent-before-fork": 50, "child": 20, "parent-after-fork": 10}
+
+
+def test_one_exit_handler_ends_every_tracers_open_work_in_phases(tmp_path: Path) -> None:
+    """Two tracers, each with a suspended generator inside an open span: the generators' spans end
+    first (phase 2), so the open spans (phase 3) still list them as children; both queues drain."""
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    done = _run(
+        f"""
+        import tracer
+        tracers = [tracer.Tracer(exporter=tracer.JSONLExporter(path), flush_interval=60, first_flush_interval=60)
+                   for path in ({str(first)!r}, {str(second)!r})]
+        KEEP = []
+        for t in tracers:
+            @t.trace
+            def ticks():
+                while True:
+                    yield "tick"
+
+            scope = t.span("request")
+            scope.__enter__()  # never exited: open at exit
+            stream = ticks()
+            next(stream)
+            KEEP.append((scope, stream))
+        """,
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    for path in (first, second):
+        events = {event["event_name"]: event for event in _events(path)}
+        request = events["request"]
+        (ticks,) = [event for name, event in events.items() if name.endswith("ticks")]
+        assert ticks["metadata"]["end_reason"] == request["metadata"]["end_reason"] == "process_exit"
+        assert ticks["parent_id"] == request["event_id"]
+        assert request["children_ids"] == [ticks["event_id"]]

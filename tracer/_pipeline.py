@@ -9,7 +9,6 @@ events are the ones a user is looking at, and the app never waits.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import collections
 import contextvars
 import os
@@ -17,7 +16,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 from . import _clock as clock
 from ._encode import Encoder
@@ -512,8 +511,3 @@ def _call_weak(method: weakref.WeakMethod[Callable[[], None]]) -> None:
     bound = method()
     if bound is not None:
         bound()
-
-
-def register_exit_hook(hook: Callable[[], Any]) -> None:
-    """Run *hook* at interpreter exit (while daemon threads still run, so the worker can drain)."""
-    atexit.register(hook)

@@ -7,7 +7,7 @@ import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar, overload
 
-from . import _schema
+from . import _lifecycle, _schema
 from ._capture import Limits, Sanitizer, snapshot
 from ._config import Config, resolve_config
 from ._context import (
@@ -21,7 +21,7 @@ from ._decorators import TraceSpec, make_decorator, validate_event_type
 from ._encode import Encoder
 from ._errors import ConfigError, logger, report_internal_error
 from ._ids import format_id, new_id, parse_uuid
-from ._pipeline import BatchProcessor, Processor, Stats, SyncProcessor, register_exit_hook
+from ._pipeline import BatchProcessor, Processor, Stats, SyncProcessor
 from ._record import make_update
 from ._scopes import SessionScope, SpanScope
 from ._span import Session, Span, as_fields, describe_error, merge_fields, safe_str
@@ -59,7 +59,6 @@ class Tracer:
         self._open_generators: weakref.WeakKeyDictionary[Span, Callable[[Span, str], None]] = (
             weakref.WeakKeyDictionary()
         )
-        self._exit_hook_installed = False
         # True for the tracer behind the module-level API (see _default): the only one whose
         # configuration changes process-wide state.
         self._is_default = False
@@ -143,9 +142,7 @@ class Tracer:
             logger.setLevel("DEBUG")
         if self._is_default:
             self._apply_process_settings()
-        if not self._exit_hook_installed:
-            self._exit_hook_installed = True
-            register_exit_hook(_ExitHook(self))
+        _lifecycle.register(self)  # open spans ended and the queue drained at exit
         return self
 
     def _apply_process_settings(self) -> None:
@@ -468,32 +465,18 @@ class Tracer:
                 "last_error": stats.last_error,
             }
 
-    def _at_exit(self) -> None:
+    def _end_open_generators(self) -> None:
+        """End the spans of generators suspended mid-iteration (at exit, see ``_lifecycle``)."""
         for span, finish in list(self._open_generators.items()):
             if not span.ended:
                 finish(span, "process_exit")
-        # Spans open anywhere else (a daemon thread inside `with tracer.span()`, a task never
-        # awaited to the end): innermost first, so that parents still list their children.
+
+    def _end_open_spans(self) -> None:
+        """End every span still open, innermost first, so that parents still list their children."""
         for span in sorted(list(self._open_spans.values()), key=_span_order, reverse=True):
             if not span.ended:
                 span.update(metadata={"ended_early": True, "end_reason": "process_exit"})
                 span.end()
-        self.shutdown(self.config.exit_timeout)
-
-
-class _ExitHook:
-    """Calls ``Tracer._at_exit`` without keeping the tracer alive just for the hook."""
-
-    def __init__(self, tracer: Tracer) -> None:
-        self._ref = weakref.ref(tracer)
-
-    def __call__(self) -> None:
-        tracer = self._ref()
-        if tracer is not None:
-            try:
-                tracer._at_exit()
-            except Exception as exc:
-                report_internal_error("the exit hook", exc)
 
 
 def trace_with(

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tracer.integrations import _stream
+from tracer import _lifecycle
 from tracer.integrations._llm import Call, begin
 from tracer.integrations._stream import StreamRecorder, traced_async_stream, traced_manager, traced_stream
 from tracer.testing import CapturedEvents
@@ -188,7 +188,7 @@ def test_async_iteration_and_close(events: CapturedEvents, kind: type[Any]) -> N
 def test_open_streams_end_at_interpreter_exit(events: CapturedEvents) -> None:
     stream = traced_stream(Chained(["a", "b"]), recorder())
     next(stream)
-    _stream._finish_open_streams()  # what the exit handler does
+    _lifecycle.finish_open_streams()  # what the exit handler does first
     event = only_model_event(events)
     assert event["metadata"]["end_reason"] == "process_exit"
     assert event["outputs"] == {"content": "a"}

@@ -20,7 +20,6 @@ few calls (one recorder per stream, holding the call's state and what the chunks
 
 from __future__ import annotations
 
-import atexit
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from types import AsyncGeneratorType, GeneratorType, TracebackType
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import wrapt
 
+from .. import _lifecycle
 from .._errors import report_internal_error
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ class StreamRecorder:
         self.headers = getattr(response, "headers", None)
         self.header = request_id_header
         if track and self.call.owned:
-            _track(self)
+            _lifecycle.track(self)  # ended at exit (process_exit) if still open
 
     def add(self, item: Any) -> None:
         buffer = self.buffer
@@ -249,7 +249,7 @@ class StreamRecorder:
         if self.done:
             return
         self.done = True
-        _open.discard(self)
+        _lifecycle.untrack(self)
         try:
             self.ended()
         except Exception as exc:
@@ -295,30 +295,6 @@ def _prime(agen: AsyncIterator[Any]) -> None:
 
 def _nothing() -> Any:
     raise StopIteration
-
-
-# Streams still open, ended at interpreter exit ("process_exit") with what they received so far.
-# A plain set (a recorder references neither its stream nor its proxy, so garbage collection of an
-# abandoned stream still ends its event); the exit handler is registered on first use, after the
-# tracer's own, so it runs first (atexit is last-in, first-out) while the pipeline still delivers.
-_open: set[StreamRecorder] = set()
-_exit_handler_registered = False
-
-
-def _track(recorder: StreamRecorder) -> None:
-    global _exit_handler_registered
-    _open.add(recorder)
-    if not _exit_handler_registered:
-        _exit_handler_registered = True
-        atexit.register(_finish_open_streams)
-
-
-def _finish_open_streams() -> None:
-    for recorder in list(_open):
-        try:
-            recorder.finish("process_exit")
-        except Exception as exc:
-            report_internal_error("ending open streams at exit", exc)
 
 
 def _early_reason(error: BaseException) -> str:
