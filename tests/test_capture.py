@@ -221,7 +221,7 @@ def test_secrets_are_scrubbed_by_key_and_by_shape(rec: Recorder) -> None:
     assert result["text"] == f"my key is {REDACTED} ok"
     assert result["anthropic"] == REDACTED and result["aws"] == REDACTED
     assert result["github"] == REDACTED and result["jwt"] == REDACTED
-    assert result["header"] == REDACTED
+    assert result["header"] == f"Bearer {REDACTED}"  # the scheme is kept, the credential replaced
     assert result["harmless"] == "a normal sentence about keys and tokens"
 
 

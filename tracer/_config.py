@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -28,7 +29,7 @@ class Setting:
     name: str
     env: tuple[str, ...]
     default: Any
-    kind: str  # "str" | "bool" | "float" | "int" | "url" | "rate" | "object" | "names"
+    kind: str  # "str" | "bool" | "float" | "int" | "url" | "rate" | "object" | "names" | "keys" | "patterns"
     help: str
     minimum: float | None = None
 
@@ -55,6 +56,8 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("sample_rate", ("TRACER_SAMPLE_RATE",), 1.0, "rate", "Fraction of sessions recorded (0.0–1.0)."),
     Setting("capture_content", ("TRACER_CAPTURE_CONTENT",), True, "bool", "Record inputs and outputs at all."),
     Setting("scrub", ("TRACER_SCRUB",), True, "bool", "Redact secret-looking keys and values."),
+    Setting("scrub_keys", ("TRACER_SCRUB_KEYS",), (), "keys", "More key names to redact; a name starting with ! is never redacted by key (env: comma-separated)."),
+    Setting("scrub_patterns", ("TRACER_SCRUB_PATTERNS",), (), "patterns", "More regexes to redact in every string (env: one per line)."),
     Setting("mask", (), None, "object", "A function run on every event dict before export: return it (changed) or None to drop it."),
     Setting("max_string_length", ("TRACER_MAX_STRING_LENGTH",), 32 * 1024, "int", "Longer strings keep head and tail.", 16),
     Setting("max_depth", ("TRACER_MAX_DEPTH",), 10, "int", "Deeper nesting is cut with a marker.", 1),
@@ -92,6 +95,8 @@ class Config:
     sample_rate: float
     capture_content: bool
     scrub: bool
+    scrub_keys: tuple[str, ...]
+    scrub_patterns: tuple[str, ...]
     mask: Callable[[dict[str, Any]], dict[str, Any] | None] | None
     max_string_length: int
     max_depth: int
@@ -127,6 +132,8 @@ def _parse(setting: Setting, value: Any, env_name: str | None) -> Any:
         raise ConfigError(f"{where} must not be None")
     if kind == "names":
         return _parse_names(value, where)
+    if kind in ("keys", "patterns"):
+        return _parse_scrub_list(kind, value, where)
     if kind == "object":
         if not callable(value):
             raise ConfigError(f"{where} must be a callable taking an event dict, got {type(value).__name__}")
@@ -186,6 +193,31 @@ def _parse_names(value: Any, where: str) -> bool | tuple[str, ...]:
     if unknown:
         raise ConfigError(f"{where} names unknown integration(s) {unknown!r}; known: {', '.join(KNOWN_INTEGRATIONS)}")
     return tuple(sorted(set(names)))
+
+
+def _parse_scrub_list(kind: str, value: Any, where: str) -> tuple[str, ...]:
+    """``scrub_keys`` (a list, or names separated by commas) and ``scrub_patterns`` (a list, or
+    one regex per line: a newline is the one separator a regex never needs unescaped)."""
+    if isinstance(value, str):
+        items: list[Any] = value.split("," if kind == "keys" else "\n")
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise ConfigError(f"{where} must be a list of strings, got {type(value).__name__}")
+    result: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigError(f"{where} must hold strings only, got {type(item).__name__}")
+        text = item.strip() if kind == "keys" or isinstance(value, str) else item
+        if not text or text == "!":
+            continue
+        if kind == "patterns":
+            try:
+                re.compile(text)
+            except re.error as exc:
+                raise ConfigError(f"{where} holds an invalid regular expression {text!r}: {exc}") from None
+        result.append(text)
+    return tuple(result)
 
 
 def _to_int(value: Any) -> int:

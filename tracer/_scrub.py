@@ -1,69 +1,586 @@
-"""Deciding what is a secret and redacting it (interim: the previous rules behind the new interface)."""
+"""Deciding what is a secret, and redacting it.
+
+Two questions, answered on the worker thread only:
+
+- ``is_secret_key(key)``: do the *words* of a key name a secret? Keys are split into words on
+  camelCase, snake_case, kebab-case, SCREAMING_CASE, spaces and dots (``accessToken``,
+  ``DB_PASS``, ``X-Api-Key``); a key that only *describes* a secret (``private_key_path``,
+  ``has_api_key``, ``password_min_length``, ``next_page_token``, ``secretary``) is not one.
+  The capture code redacts the whole value under a secret key.
+- ``scrub_text(text)``: where in a string is a credential? Value shapes are ported from the rules
+  of gitleaks' default rule set (rule ids cited below), plus passwords inside URLs and connection
+  strings and ``name=value`` / ``name: value`` assignments whose name is a secret key. Each
+  secret is replaced in place; what surrounds it (a URL's scheme, user and host, the rest of a
+  sentence) is kept.
+
+Keys that *locate* a secret rather than hold one (``DATABASE_URL``, ``dsn``,
+``connection_string``) are not secret keys: their value is kept and ``scrub_text`` replaces the
+password inside it (``postgres://app:[REDACTED]@db/prod``, ``...;Password=[REDACTED];``).
+
+``may_hold_secret`` / ``hinted`` are the cheap pre-filter over serialized JSON: one regex search
+over the lower-cased bytes for keywords derived from the same word tables and rule keywords (a
+key this module calls secret always contains one; a unit test checks that on generated keys),
+plus one ``bytes.translate`` for 40-character base64 runs (AWS secret keys have no prefix).
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import bisect
 import itertools
 import re
-from collections.abc import Sequence
+import string
+from collections.abc import Callable, Sequence
 from typing import Final
 
 __all__ = ["REDACTED", "Scrubber"]
 
 REDACTED: Final = "[REDACTED]"
 
-_SECRET_KEY: Final = (
-    r"password|passwd|passphrase|secret|api_?key|access_?key|private_?key|authorization"
-    r"|cookie|credential|session_?key|(?:^|_)token$|(?:^|_)auth$|(?:^|_)pwd$|^x_api_key$"
-)
-_SECRET_VALUE: Final = (
-    r"\bsk-(?:ant-|proj-)?[A-Za-z0-9_\-]{16,}"
-    r"|\bAKIA[0-9A-Z]{16}\b"
-    r"|\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})"
-    r"|\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"
-    r"|\b[Bb]earer\s+[A-Za-z0-9._~+/=\-]{8,}"
-)
-_NEEDLES: Final = (
-    b"pass", b"secret", b"key", b"auth", b"cookie", b"credential", b'token"', b"pwd",
-    b"sk-", b"akia", b"gh", b"eyj", b"bearer",
+# -- key words ------------------------------------------------------------------------------------
+
+# A key naming one of these words holds a secret (unless it only describes one, see below).
+_SECRET_WORDS: Final = frozenset(
+    {
+        "password", "passwords", "passwd", "passphrase", "passcode", "pwd", "secret", "secrets",
+        "credential", "credentials", "creds", "cookie", "cookies", "authorization", "auth",
+        "apikey", "accesskey", "secretkey", "privatekey", "signature", "jwt", "bearer",
+    }
 )  # fmt: skip
+
+# Glued spellings (``dbpassword``, ``authtoken``, ``clientsecret``) end with one of these.
+# Not 'pass' (bypass, compass) nor 'cookie' (fortunecookie): too many ordinary words end so.
+_GLUED_SUFFIXES: Final = (
+    "password", "passwd", "passphrase", "secret", "token", "apikey", "accesskey", "secretkey",
+    "privatekey", "credentials", "credential", "pwd",
+)  # fmt: skip
+
+# 'key' is a secret only after one of these (api key, access key, openai key...): a bare 'key',
+# 'primary_key', 'cache_key', 'sort_key' or 'public_key' is not.
+_KEY_MODIFIERS: Final = frozenset(
+    {
+        "api", "access", "secret", "private", "session", "account", "signing", "sign", "encryption",
+        "encrypt", "decryption", "master", "client", "auth", "shared", "license", "licence",
+        "subscription", "service", "admin", "app", "application", "root", "ssh", "gpg", "pgp",
+        "webhook", "deploy", "storage", "consumer", "hmac", "aes", "rsa", "jwt", "crypto", "cipher",
+        "partner", "developer",
+        # providers an LLM app holds keys for ('OPENAI_KEY', 'anthropicKey')
+        "openai", "anthropic", "cohere", "mistral", "groq", "gemini", "google", "azure", "aws",
+        "stripe", "sendgrid", "twilio", "pinecone", "langsmith", "langchain", "huggingface", "hf",
+        "replicate", "together", "fireworks", "perplexity", "voyage", "deepseek", "xai", "serpapi",
+        "tavily", "wandb", "honeyhive", "elevenlabs", "slack", "github", "gitlab", "jina",
+        "weaviate", "qdrant", "supabase", "firebase", "openrouter", "anyscale", "algolia", "mapbox",
+    }
+)  # fmt: skip
+
+# 'token' is a secret unless the word before says it is a text token or a page cursor
+# (``next_page_token``, ``eos_token``, ``max_token``); plural 'tokens' (``max_tokens``,
+# ``prompt_tokens``: every model event has them) is never a secret word.
+_TOKEN_NOT_SECRET: Final = frozenset(
+    {
+        "page", "next", "prev", "previous", "continuation", "cursor", "pagination", "sync", "start",
+        "end", "stop", "eos", "bos", "pad", "padding", "unk", "unknown", "sep", "cls", "mask",
+        "special", "input", "output", "prompt", "completion", "reasoning", "cached", "cache",
+        "total", "max", "min", "num", "first", "last", "bpe", "vocab", "word", "chat", "image",
+        "audio", "text", "thinking", "generated", "sample", "decoder", "encoder", "bad",
+    }
+)  # fmt: skip
+
+# 'pass' is a secret only as the key's last word (``DB_PASS``, ``smtp_pass``), and not after these
+# (``first_pass``); ``pass@1`` (an eval metric) ends with '1'.
+_PASS_NOT_SECRET: Final = frozenset(
+    {"first", "second", "third", "final", "single", "multi", "one", "two", "forward", "backward", "boarding"}
+)
+
+# A key whose first word is one of these asks or counts something about a secret: ``has_api_key``,
+# ``is_secret``, ``use_auth``, ``max_password_age``.
+_DESCRIBING_FIRST: Final = frozenset(
+    {
+        "has", "have", "had", "is", "are", "was", "were", "use", "uses", "using", "should", "must",
+        "need", "needs", "require", "requires", "enable", "enabled", "disable", "disabled", "allow",
+        "allowed", "show", "hide", "can", "did", "does", "do", "supports", "support", "want", "with",
+        "without", "no", "num", "number", "count", "n", "min", "max", "total", "check", "validate",
+        "verify",
+    }
+)  # fmt: skip
+
+# A key whose last word is one of these describes a secret rather than holding it:
+# ``private_key_path``, ``secret_name``, ``password_min_length``, ``api_key_configured``,
+# ``token_count``, ``cookie_consent``, ``auth_type``, ``api_key_id``.
+_DESCRIBING_LAST: Final = frozenset(
+    {
+        "path", "paths", "file", "files", "filename", "filepath", "dir", "directory", "folder",
+        "name", "names", "length", "len", "size", "count", "counts", "num", "number", "configured",
+        "enabled", "disabled", "enable", "set", "present", "exists", "exist", "required", "provided",
+        "supplied", "missing", "valid", "validated", "invalid", "id", "ids", "type", "types", "kind",
+        "format", "url", "uri", "endpoint", "endpoints", "env", "var", "variable", "field", "fields",
+        "policy", "policies", "rule", "rules", "strength", "min", "max", "minimum", "maximum",
+        "expiry", "expires", "expiration", "expired", "ttl", "lifetime", "timeout", "age",
+        "changed", "updated", "created", "rotated", "rotation", "version", "versions", "location",
+        "source", "provider", "providers", "prompt", "label", "placeholder", "description", "desc",
+        "help", "hint", "error", "errors", "message", "status", "mode", "method", "methods",
+        "scheme", "strategy", "scope", "scopes", "limit", "limits", "usage", "used", "consent",
+        "banner", "domain", "samesite", "secure", "httponly", "flag", "flags", "option", "options",
+        "index", "idx", "position", "offset", "budget", "price", "cost", "ratio", "rate", "percent",
+        "pct", "threshold", "bytes", "chars", "characters", "digits", "entropy", "algorithm",
+        "algo", "prefix", "suffix", "last4", "redacted", "masked", "manager", "arn", "ref",
+        "reference", "store", "vault", "rotate",
+    }
+)  # fmt: skip
+
+# Split points: an acronym before a capitalized word (APIKey -> API Key), a capitalized or lower
+# word, an all-caps run, digits. Everything else (_ - . space @ /) separates words.
+_WORD: Final = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+_KEY_CACHE_LIMIT: Final = 8192
+
+
+def key_words(key: str) -> list[str]:
+    """The lower-cased words of *key*, glued secret words split off (``dbpassword`` -> db password)."""
+    words: list[str] = []
+    for word in _WORD.findall(key):
+        word = word.lower()
+        if word not in _SECRET_WORDS:
+            for suffix in _GLUED_SUFFIXES:
+                if word.endswith(suffix) and len(word) > len(suffix):
+                    words.append(word[: -len(suffix)])
+                    word = suffix
+                    break
+            else:
+                for head in ("password", "passwd", "secret", "token"):
+                    if word.startswith(head) and word[len(head) :] in _DESCRIBING_LAST:
+                        words.append(head)
+                        word = word[len(head) :]
+                        break
+        words.append(word)
+    return words
+
+
+def _names_secret(words: Sequence[str]) -> bool:
+    """True if *words* (a key's, lower-cased) name a secret; describing keys are not checked here."""
+    last = len(words) - 1
+    for index, word in enumerate(words):
+        before = words[index - 1] if index else ""
+        if word in _SECRET_WORDS:
+            return True
+        if word == "token" and before not in _TOKEN_NOT_SECRET:
+            return True
+        if word == "key" and before in _KEY_MODIFIERS:
+            return True
+        if word == "pass" and index == last and before not in _PASS_NOT_SECRET:
+            return True
+        if word == "sig" and index == last:  # Azure SAS signature (the 'sig' query parameter)
+            return True
+    return False
+
+
+def _describes(words: Sequence[str]) -> bool:
+    if words[0] in _DESCRIBING_FIRST:
+        return True
+    last = words[-1]
+    if last in _DESCRIBING_LAST:
+        # 'secret_id' is HashiCorp Vault's AppRole secret; other '*_id's are identifiers.
+        return not (last == "id" and len(words) > 1 and words[-2] == "secret")
+    return False
+
+
+# -- value shapes ---------------------------------------------------------------------------------
+
+_Check = Callable[[str], bool]
+
+
+class _Rule:
+    """One value shape: a *needle* (lower-case regex for the pre-filter) and the pattern itself.
+
+    ``group`` names the part replaced by ``[REDACTED]`` (0: the whole match); ``check`` rejects
+    matches that only look like the shape (prose after "Basic", a git SHA).
+    """
+
+    __slots__ = ("check", "group", "name", "needle", "pattern")
+
+    def __init__(self, name: str, needle: str, pattern: str, group: int | str = 0, check: _Check | None = None) -> None:
+        self.name = name
+        self.needle = needle
+        self.pattern = re.compile(pattern)
+        self.group = group
+        self.check = check
+
+    def sub(self, text: str) -> str:
+        group, check = self.group, self.check
+
+        def replace(match: re.Match[str]) -> str:
+            secret = match.group(group)
+            if not secret or secret.startswith(REDACTED) or (check is not None and not check(secret)):
+                return match.group(0)
+            if group == 0:
+                return REDACTED
+            start, end = match.span(group)
+            offset = match.start()
+            whole = match.group(0)
+            return whole[: start - offset] + REDACTED + whole[end - offset :]
+
+        return self.pattern.sub(replace, text)
+
+
+def _has_classes(text: str, *classes: str) -> bool:
+    return all(any(char in cls for char in text) for cls in classes)
+
+
+def _mixed_case_and_digit(text: str) -> bool:
+    return _has_classes(text, string.ascii_lowercase, string.ascii_uppercase, string.digits)
+
+
+def _letter_and_digit(text: str) -> bool:
+    return _has_classes(text, string.ascii_letters, string.digits)
+
+
+def _openai_style(text: str) -> bool:
+    # A typed prefix is proof enough; after a bare "sk-" (also "sk-learn-...") a key has digits.
+    return text.startswith(("sk-proj-", "sk-ant-", "sk-svcacct-", "sk-admin-")) or _letter_and_digit(text)
+
+
+def _opaque_credential(text: str) -> bool:
+    # After "Bearer": prose ("the bearer of this letter", "bearer instruments") is one short
+    # lower-case word; a token has digits, mixed case, punctuation, or is long.
+    return (
+        len(text) >= 16
+        or any(char in "._~+/=-" for char in text)
+        or _has_classes(text, string.digits)
+        or _has_classes(text, string.ascii_lowercase, string.ascii_uppercase)
+    )
+
+
+def _basic_credentials(text: str) -> bool:
+    # After "Basic": base64 of "user:password" (prose after "basic" never decodes to that).
+    try:
+        decoded = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return b":" in decoded and all(32 <= byte < 127 for byte in decoded)
+
+
+_NOT_SECRET_VALUES: Final = frozenset({"null", "none", "true", "false", "nil", "undefined", "redacted", "***", "xxx"})
+
+
+def _assigned_value(text: str) -> bool:
+    low = text.lower()
+    if low in _NOT_SECRET_VALUES or low.startswith(("[redacted", "<", "${", "{{", "%(", "$(")):
+        return False
+    return not all(char == "*" or char == "x" for char in low)
+
+
+# Boundaries: a credential is not the tail of a longer token.
+_B: Final = r"(?<![A-Za-z0-9_\-])"
+_E: Final = r"(?![A-Za-z0-9_\-])"
+
+# Value rules, from gitleaks' config/gitleaks.toml (rule ids in comments); lengths are kept
+# lenient upward where providers have grown their formats. Possessive quantifiers (Python 3.11)
+# and bounded repeats keep every pattern linear on hostile input (tested on 1 MB strings).
+_RULES: Final[tuple[_Rule, ...]] = (
+    # openai-api-key (sk-, sk-proj-, sk-svcacct-, sk-admin-), anthropic-api-key / -admin-api-key
+    # (sk-ant-api03-, sk-ant-admin01-), DeepSeek (sk- + 32 hex)
+    _Rule("sk", r"(?<![a-z0-9])sk-[a-z0-9]", _B + r"sk-[A-Za-z0-9][A-Za-z0-9_\-]{19,300}+", check=_openai_style),
+    # stripe-access-token (sk_/rk_ live/test/prod), Stripe webhook secrets (whsec_)
+    _Rule(
+        "stripe",
+        r"[rs]k_(?:live|test|prod)_|whsec_",
+        _B + r"(?:[rs]k_(?:live|test|prod)_[A-Za-z0-9]{10,247}+|whsec_[A-Za-z0-9+/=]{24,}+)",
+    ),
+    # aws-access-token (AKIA, ASIA, ABIA, ACCA, A3T.)
+    _Rule(
+        "aws-id",
+        r"(?<![a-z0-9])(?:akia|asia|abia|acca|a3t[a-z0-9])[a-z0-9]{16}",
+        r"\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b",
+    ),
+    # github-pat, github-oauth, github-app-token, github-refresh-token, github-fine-grained-pat
+    _Rule(
+        "github",
+        r"gh[pousr]_[a-z0-9]{30}|github_pat_",
+        _B + r"(?:gh[pousr]_[A-Za-z0-9]{36,251}+|github_pat_[A-Za-z0-9_]{60,255}+)",
+    ),
+    # gitlab-pat (+ routable), gitlab-deploy-token, -ptt, -runner-authentication-token, -cicd-job-token...
+    _Rule(
+        "gitlab",
+        r"gl(?:pat|dt|ptt|rt|cbt|oas|ft|imt|soat|agent|ffct)-",
+        _B + r"gl(?:pat|dt|ptt|rt|cbt|oas|ft|imt|soat|agent|ffct)-[A-Za-z0-9_\-.]{20,300}+",
+    ),
+    # slack-bot-token, -user-token, -app-token, -legacy-*, -config-*; slack-webhook-url (path kept out)
+    _Rule("slack", r"xox[abposre]-|xapp-", _B + r"(?:xox[abposre]|xapp)-[A-Za-z0-9\-.]{10,250}+"),
+    _Rule(
+        "slack-webhook",
+        r"hooks\.slack\.com/",
+        r"hooks\.slack\.com/(?:services|workflows|triggers)/([A-Za-z0-9+/_\-]{20,200}+)",
+        group=1,
+    ),
+    # gcp-api-key
+    _Rule("google", r"aiza[a-z0-9_\-]{30}", _B + r"AIza[A-Za-z0-9_\-]{35}" + _E),
+    # huggingface-access-token, huggingface-organization-api-token
+    _Rule(
+        "huggingface",
+        r"(?<![a-z0-9])hf_[a-z0-9]{30}|api_org_[a-z]{30}",
+        _B + r"(?:hf_[A-Za-z0-9]{34,40}|api_org_[A-Za-z]{34})" + _E,
+    ),
+    # private-key (PEM: RSA, EC, DSA, OPENSSH, ENCRYPTED, PGP ... PRIVATE KEY [BLOCK]); a block cut
+    # short (no END line, e.g. by the string length limit) is redacted to its end.
+    _Rule(
+        "private-key",
+        r"-----begin",
+        r"-----BEGIN[ A-Z0-9_\-]{0,100}?PRIVATE KEY(?: BLOCK)?-----(?:[^\-]++|-(?!----))*+"
+        r"(?:-----END[ A-Z0-9_\-]{0,100}?PRIVATE KEY(?: BLOCK)?-----)?",
+    ),
+    # jwt (header and payload are base64url JSON: 'ey'), signature optional (unsigned tokens)
+    _Rule(
+        "jwt",
+        r"ey[a-z0-9_\-]{10}[a-z0-9_\-]*\.ey",
+        _B + r"ey[A-Za-z0-9_\-]{10,}+\.ey[A-Za-z0-9_\-/]{10,}+(?:\.[A-Za-z0-9_\-/+=]++)?",
+    ),
+    # curl-auth-header (Authorization: Basic / Bearer) wherever the scheme word appears
+    _Rule(
+        "basic",
+        r"basic\s+[a-z0-9+/]{6}",
+        r"(?i:\bbasic)\s++([A-Za-z0-9+/]{6,4096}+={0,2})(?![A-Za-z0-9+/=])",
+        group=1,
+        check=_basic_credentials,
+    ),
+    _Rule(
+        "bearer",
+        r"bearer\s+[a-z0-9._~+/\-]{8}",
+        r"(?i:\bbearer)\s++([A-Za-z0-9._~+/\-]{8,4096}+=*)",
+        group=1,
+        check=_opaque_credential,
+    ),
+    # twilio-api-key
+    _Rule("twilio", r"(?<![a-z0-9])sk[0-9a-f]{32}", r"\bSK[0-9a-fA-F]{32}\b"),
+    # sendgrid-api-token
+    _Rule("sendgrid", r"(?<![a-z0-9])sg\.[a-z0-9_\-]{16}", _B + r"SG\.[A-Za-z0-9_\-]{16,}+\.[A-Za-z0-9_\-]{16,}+"),
+    # npm-access-token
+    _Rule("npm", r"npm_[a-z0-9]{36}", _B + r"npm_[A-Za-z0-9]{36}" + _E),
+    # pypi-upload-token
+    _Rule("pypi", r"pypi-ageichlwas5vcmc", r"pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_\-]{50,}+"),
+    # databricks-api-token
+    _Rule("databricks", r"dapi[a-f0-9]{32}", _B + r"dapi[a-f0-9]{32}(?:-\d)?" + _E),
+    # digitalocean-pat / -access-token / -refresh-token
+    _Rule("digitalocean", r"do[opr]_v1_", _B + r"do[opr]_v1_[a-f0-9]{64}" + _E),
+    # shopify-access-token / -custom-access-token / -private-app-access-token / -shared-secret
+    _Rule("shopify", r"shp(?:at|ca|pa|ss)_", _B + r"shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}" + _E),
+    # vault-service-token (hvs.), vault-batch-token (hvb.)
+    _Rule("vault", r"hv[sb]\.", _B + r"hv[sb]\.[A-Za-z0-9_\-]{90,300}+"),
+    # azure-ad-client-secret
+    _Rule(
+        "azure-ad",
+        r"[0-9]q~",
+        r"(?<![A-Za-z0-9_~.\-])[A-Za-z0-9_~.]{3}[0-9]Q~[A-Za-z0-9_~.\-]{31,34}(?![A-Za-z0-9_~.\-])",
+    ),
+    # Providers without a gitleaks rule yet, by their documented prefixes: Groq (gsk_), Perplexity
+    # (pplx-), Replicate (r8_), xAI (xai-), LangSmith (lsv2_pt_ / lsv2_sk_), Pinecone (pcsk_),
+    # Tavily (tvly-).
+    _Rule(
+        "llm-providers",
+        r"gsk_|pplx-|r8_|xai-|lsv2_|pcsk_|tvly-",
+        _B + r"(?:gsk_[A-Za-z0-9]{40,}+|pplx-[A-Za-z0-9]{32,}+|r8_[A-Za-z0-9]{30,}+|xai-[A-Za-z0-9]{40,}+"
+        r"|lsv2_(?:pt|sk)_[a-f0-9]{32}_[a-f0-9]{10}|pcsk_[A-Za-z0-9_]{40,}+|tvly-[A-Za-z0-9\-]{20,}+)",
+    ),
+    # Passwords in URLs (scheme://user:password@host): the password only, scheme, user and host kept.
+    _Rule(
+        "url-password",
+        r"://[^\s/?#@\"\\]{0,256}:[^\s/?#@\"\\]{1,256}@",
+        r"(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]{0,30}+://[^\s:/?#@\"'<>\\]{0,256}+:([^\s/?#@\"'<>\\]{1,256}+)@",
+        group=1,
+    ),
+)
+
+# AWS secret access keys (40 base64 characters, no prefix): gitleaks only finds them next to an AWS
+# keyword; here any exactly-40-character run with upper, lower and digits counts (git SHAs are
+# lower-case hex, longer base64 runs such as images are not exactly 40).
+_AWS_SECRET: Final = _Rule(
+    "aws-secret", "", r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])", check=_mixed_case_and_digit
+)
+_RUN_CHARS: Final = (string.ascii_letters + string.digits + "/+").encode()
+_RUN_TABLE: Final = bytes(ord("a") if byte in _RUN_CHARS else ord(" ") for byte in range(256))
+_RUN: Final = b"a" * 40
+
+# name=value / name: value / "name": "value" in text (env files, query strings, connection strings,
+# headers, JSON or dict reprs inside a string). The value is redacted when the name is a secret key
+# (gitleaks' generic-api-key rule, with this module's key matching instead of its keyword list).
+# The name is bounded and possessive so that no input makes the search quadratic.
+_ASSIGNMENT: Final = re.compile(
+    r"(?<![A-Za-z0-9_])(?P<name>[A-Za-z_][A-Za-z0-9_.\-]{0,80}+)(?:\\?[\"'])?[ \t]*+(?:=>|:=|=|:)[ \t]*+"
+    r"(?:\\?[\"'](?P<quoted>[^\"'\\\r\n]{1,512}+)"
+    r"|(?P<bare>(?i:(?:bearer|basic|token|digest)[ \t]++)?[^\s\"'\\&;,<>]{1,512}+))"
+)
+
+
+def _word_alternation(words: Sequence[str]) -> str:
+    return "|".join(re.escape(word) for word in sorted(words, key=len, reverse=True))
+
+
+def _key_needles() -> str:
+    """Lower-case regex matching the JSON text of every key ``_names_secret`` accepts.
+
+    Built from the same tables: a test checks the correspondence on generated keys.
+    """
+    separators = r"[\s_.\-]?"
+    return "|".join(
+        (
+            r"passw|passphrase|passcode|pwd|secret|cred|cookie|jwt|bearer|apikey|accesskey|privatekey",
+            r"auth(?!or|ent)",  # auth, authorization, authToken (not author, authentication)
+            r"signature|sig(?:[\\\"']|\s*[=:])",  # 'sig' as a key's last word
+            r"pass(?:[\\\"']|\s*[=:])",  # 'pass' as a key's last word
+            r"token(?!s|iz)",  # token but not tokens / tokenizer
+            rf"(?:{_word_alternation(sorted(_KEY_MODIFIERS))}){separators}key",
+        )
+    )
+
+
+def _compile_extra(patterns: Sequence[str]) -> tuple[re.Pattern[str], ...]:
+    return tuple(re.compile(pattern) for pattern in patterns)
 
 
 class Scrubber:
+    """Decides which keys and which parts of strings are secrets, and redacts them.
+
+    *extra_keys*: key names to redact as well (matched by words, like the built-in ones, so
+    ``"ssn"`` also covers ``userSSN``); a name starting with ``!`` is never redacted by key
+    (``"!session_key"``). *extra_patterns*: regexes whose matches are redacted in every string
+    (the first group only, if the pattern has groups).
+    """
+
+    __slots__ = ("_extra", "_extra_keys", "_keys", "_needles", "_not_keys", "_rules_by_group", "_trigger")
+
     def __init__(self, extra_keys: Sequence[str] = (), extra_patterns: Sequence[str] = ()) -> None:
-        self._keys = re.compile("|".join([_SECRET_KEY, *map(re.escape, extra_keys)]))
-        self._values = re.compile("|".join([_SECRET_VALUE, *extra_patterns]))
-        self._cache: dict[str, bool] = {}
+        added: list[tuple[str, ...]] = []
+        removed: set[tuple[str, ...]] = set()
+        for name in extra_keys:
+            text = name.strip()
+            if text.startswith("!"):
+                words = tuple(key_words(text[1:]))
+                if words:
+                    removed.add(words)
+            else:
+                words = tuple(key_words(text))
+                if words:
+                    added.append(words)
+        self._extra_keys = tuple(added)
+        self._not_keys = frozenset(removed)
+        self._extra = _compile_extra(extra_patterns)
+        self._keys: dict[str, bool] = {}
+        needles = [_key_needles()] + [f"(?:{rule.needle})" for rule in _RULES]
+        # An added key's longest word occurs in the lower-cased text of every key it matches.
+        needles += [re.escape(max(words, key=len)) for words in added]
+        self._needles = re.compile("|".join(needles).encode())
+        # The same needles on a lower-cased string pick the rules to run on it.
+        assignment = "|".join([_key_needles()] + [re.escape(max(words, key=len)) for words in added])
+        rules = "|".join(f"(?P<r{index}>{rule.needle})" for index, rule in enumerate(_RULES))
+        self._trigger = re.compile(f"{rules}|(?P<assign>{assignment})")
+        self._rules_by_group = {f"r{index}": rule for index, rule in enumerate(_RULES)}
+
+    # -- keys ---------------------------------------------------------------------------------------
 
     def is_secret_key(self, key: str) -> bool:
-        found = self._cache.get(key)
-        if found is None:
-            if len(self._cache) > 4096:
-                self._cache.clear()
-            found = self._cache[key] = bool(self._keys.search(key.lower().replace("-", "_").replace(" ", "_")))
-        return found
+        """True if the value under *key* is a secret (to redact whole). Cached per key string."""
+        cached = self._keys.get(key)
+        if cached is None:
+            cached = self._decide(key)
+            if len(self._keys) >= _KEY_CACHE_LIMIT:
+                self._keys.clear()
+            self._keys[key] = cached
+        return cached
+
+    def _decide(self, key: str) -> bool:
+        words = key_words(key)
+        if not words:
+            return False
+        if key in ("PWD", "OLDPWD"):  # the shell's working directories (os.environ), not passwords
+            return False
+        if tuple(words) in self._not_keys:
+            return False
+        if _describes(words):
+            return False
+        if _names_secret(words):
+            return True
+        count = len(words)
+        for extra in self._extra_keys:
+            size = len(extra)
+            if any(tuple(words[start : start + size]) == extra for start in range(count - size + 1)):
+                return True
+        return False
+
+    # -- strings ------------------------------------------------------------------------------------
 
     def scrub_text(self, text: str) -> str:
-        return self._values.sub(REDACTED, text)
+        """*text* with every credential in it replaced by ``[REDACTED]``; the same object if none."""
+        original = text
+        groups = {match.lastgroup for match in self._trigger.finditer(text.lower())}
+        if groups:
+            for name in groups:
+                rule = self._rules_by_group.get(name or "")
+                if rule is not None:
+                    text = rule.sub(text)
+            if "assign" in groups:
+                text = _ASSIGNMENT.sub(self._replace_assignment, text)
+        if len(text) >= 40 and _RUN in text.encode("utf-8", "replace").translate(_RUN_TABLE):
+            text = _AWS_SECRET.sub(text)
+        for pattern in self._extra:
+            text = pattern.sub(_replace_extra, text)
+        return original if text == original else text
+
+    def _replace_assignment(self, match: re.Match[str]) -> str:
+        group = "quoted" if match.group("quoted") is not None else "bare"
+        value = match.group(group)
+        if not self.is_secret_key(match.group("name")) or not _assigned_value(value):
+            return match.group(0)
+        start, end = match.span(group)
+        offset = match.start()
+        whole = match.group(0)
+        return whole[: start - offset] + REDACTED + whole[end - offset :]
+
+    # -- serialized JSON ----------------------------------------------------------------------------
 
     def may_hold_secret(self, data: bytes) -> bool:
-        low = data.lower()
-        return any(needle in low for needle in _NEEDLES)
+        """Conservative pre-filter: False means *data* certainly holds no secret key or value."""
+        if self._extra:
+            return True  # a user's regex has no keyword to look for: every value is checked
+        if self._needles.search(data.lower()) is not None:
+            return True
+        return len(data) >= 40 and _RUN in data.translate(_RUN_TABLE)
 
     def hinted(self, chunks: list[bytes]) -> set[int]:
-        joined = b"\x00".join(chunks).lower()
+        """Indexes of *chunks* that may hold a secret, found in one pass over all of them.
+
+        False positives are fine (the walk decides); a chunk with a secret is never missed.
+        """
+        if not chunks:
+            return set()
+        if self._extra:
+            return set(range(len(chunks)))
+        joined = b"\x00".join(chunks)
         found: set[int] = set()
         starts: list[int] | None = None
-        for needle in _NEEDLES:
-            position = joined.find(needle)
-            if position < 0:
+        for text, search in (
+            (joined.lower(), self._needles.search),
+            (joined.translate(_RUN_TABLE), _run_search),
+        ):
+            match = search(text, 0)
+            if match is None:
                 continue
             if starts is None:
                 starts = list(itertools.accumulate((len(chunk) + 1 for chunk in chunks[:-1]), initial=0))
-            while position >= 0:
-                index = bisect.bisect_right(starts, position) - 1
+            while match is not None:
+                index = bisect.bisect_right(starts, match.start()) - 1
                 found.add(index)
                 if index + 1 >= len(starts):
                     break
-                position = joined.find(needle, starts[index + 1])
+                match = search(text, starts[index + 1])
         return found
+
+
+_run_search: Final = re.compile(re.escape(_RUN)).search
+
+
+def _replace_extra(match: re.Match[str]) -> str:
+    if match.re.groups and match.group(1) is not None:
+        start, end = match.span(1)
+        offset = match.start()
+        whole = match.group(0)
+        return whole[: start - offset] + REDACTED + whole[end - offset :]
+    return REDACTED

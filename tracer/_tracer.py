@@ -105,6 +105,8 @@ class Tracer:
             max_items=config.max_items,
             max_event_bytes=config.max_event_bytes,
             scrub=config.scrub,
+            scrub_keys=config.scrub_keys,
+            scrub_patterns=config.scrub_patterns,
         )
         sanitizer = Sanitizer(limits)
         stats = Stats()
