@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (a data file: credential shapes and sample values read best on one line each)
 """A corpus for measuring secret scrubbing end to end (synthetic data only, never real credentials).
 
 - ``credentials()``: correctly shaped, random credentials of 36 kinds (right prefixes, lengths,
@@ -18,6 +19,7 @@ only, so it also measures other versions of the library.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import json
 import random
@@ -80,7 +82,11 @@ def _pem(rng: random.Random, label: str) -> Credential:
 
 def _jwt(rng: random.Random) -> str:
     header = _b64url(b'{"alg":"HS256","typ":"JWT"}')
-    claims = {"sub": _pick(rng, string.digits, 10), "name": "Test User", "iat": rng.randrange(1_600_000_000, 1_800_000_000)}
+    claims = {
+        "sub": _pick(rng, string.digits, 10),
+        "name": "Test User",
+        "iat": rng.randrange(1_600_000_000, 1_800_000_000),
+    }
     payload = _b64url(json.dumps(claims).encode())
     signature = _b64url(bytes(rng.randrange(256) for _ in range(32)))
     return f"{header}.{payload}.{signature}"
@@ -100,8 +106,14 @@ def credentials(seed: int) -> list[Credential]:
     jwt = _jwt(rng)
     creds = [
         Credential("openai-legacy", t := "sk-" + _mixed(rng, ALNUM, 20) + "T3BlbkFJ" + _mixed(rng, ALNUM, 20), (t,)),
-        Credential("openai-project", t := "sk-proj-" + _mixed(rng, URLSAFE, 58) + "T3BlbkFJ" + _mixed(rng, URLSAFE, 58), (t,)),
-        Credential("openai-svcacct", t := "sk-svcacct-" + _mixed(rng, URLSAFE, 74) + "T3BlbkFJ" + _mixed(rng, URLSAFE, 74), (t,)),
+        Credential(
+            "openai-project", t := "sk-proj-" + _mixed(rng, URLSAFE, 58) + "T3BlbkFJ" + _mixed(rng, URLSAFE, 58), (t,)
+        ),
+        Credential(
+            "openai-svcacct",
+            t := "sk-svcacct-" + _mixed(rng, URLSAFE, 74) + "T3BlbkFJ" + _mixed(rng, URLSAFE, 74),
+            (t,),
+        ),
         Credential("anthropic", t := "sk-ant-api03-" + _mixed(rng, URLSAFE, 93) + "AA", (t,)),
         Credential("anthropic-admin", t := "sk-ant-admin01-" + _mixed(rng, URLSAFE, 93) + "AA", (t,)),
         Credential("aws-access-key-id", t := "AKIA" + _pick(rng, UPPER_ALNUM, 16), (t,)),
@@ -110,7 +122,9 @@ def credentials(seed: int) -> list[Credential]:
         Credential("github-pat", t := "ghp_" + _mixed(rng, ALNUM, 36), (t,)),
         Credential("github-oauth", t := "gho_" + _mixed(rng, ALNUM, 36), (t,)),
         Credential("github-app", t := "ghs_" + _mixed(rng, ALNUM, 36), (t,)),
-        Credential("github-fine-grained", t := "github_pat_" + _mixed(rng, ALNUM, 22) + "_" + _mixed(rng, ALNUM, 59), (t,)),
+        Credential(
+            "github-fine-grained", t := "github_pat_" + _mixed(rng, ALNUM, 22) + "_" + _mixed(rng, ALNUM, 59), (t,)
+        ),
         Credential("gitlab-pat", t := "glpat-" + _mixed(rng, URLSAFE, 20), (t,)),
         Credential(
             "slack-bot",
@@ -119,7 +133,8 @@ def credentials(seed: int) -> list[Credential]:
         ),
         Credential(
             "slack-user",
-            t := f"xoxp-{_pick(rng, string.digits, 12)}-{_pick(rng, string.digits, 12)}-{_pick(rng, string.digits, 13)}-{_pick(rng, HEX, 32)}",
+            t
+            := f"xoxp-{_pick(rng, string.digits, 12)}-{_pick(rng, string.digits, 12)}-{_pick(rng, string.digits, 13)}-{_pick(rng, HEX, 32)}",
             (t,),
         ),
         Credential(
@@ -149,7 +164,11 @@ def credentials(seed: int) -> list[Credential]:
             (sas_sig_q, sas_sig),
         ),
         Credential("postgres-url", f"postgres://app_user:{pw[0]}@db.internal.example:5432/prod", (pw[0],)),
-        Credential("mongodb-srv-url", f"mongodb+srv://reporting:{pw[1]}@cluster0.ab1cd.mongodb.net/analytics?retryWrites=true", (pw[1],)),
+        Credential(
+            "mongodb-srv-url",
+            f"mongodb+srv://reporting:{pw[1]}@cluster0.ab1cd.mongodb.net/analytics?retryWrites=true",
+            (pw[1],),
+        ),
         Credential("redis-url", f"rediss://default:{pw[2]}@cache.internal.example:6380/0", (pw[2],)),
         Credential(
             "adonet-connection-string",
@@ -215,10 +234,8 @@ def _raise(message: str) -> None:
 
 
 def _in_exception(t: Tracer, carrier: str) -> None:
-    try:
+    with contextlib.suppress(ValueError):
         _call(t, _raise, f"connection failed using {carrier}")
-    except ValueError:
-        pass
 
 
 def _in_nested_exception(t: Tracer, carrier: str) -> None:
@@ -228,10 +245,8 @@ def _in_nested_exception(t: Tracer, carrier: str) -> None:
         except KeyError as exc:
             raise RuntimeError("lookup failed") from exc
 
-    try:
+    with contextlib.suppress(RuntimeError):
         _call(t, inner)
-    except RuntimeError:
-        pass
 
 
 def _enrich(**fields: Any) -> Callable[[Tracer, str], None]:
@@ -287,9 +302,15 @@ PLACEMENTS: tuple[Placement, ...] = (
     Placement("chained-exception-traceback", _in_nested_exception),
     Placement("metadata-enrich-span", _enrich(metadata="note")),
     Placement("config-feedback-metrics", _enrich(config="endpoint", feedback="comment", user_properties="profile")),
-    Placement("url-query-string", lambda t, c: _call(t, _echo, url=f"https://api.example.com/v1/search?q=llm&api_key={c}&page=2")),
+    Placement(
+        "url-query-string",
+        lambda t, c: _call(t, _echo, url=f"https://api.example.com/v1/search?q=llm&api_key={c}&page=2"),
+    ),
     Placement("authorization-header", lambda t, c: _call(t, _echo, headers={"Authorization": _header(c)})),
-    Placement("http-request-text", lambda t, c: _call(t, _echo, f"POST /v1/chat HTTP/1.1\r\nHost: api\r\nAuthorization: {_header(c)}\r\n\r\n")),
+    Placement(
+        "http-request-text",
+        lambda t, c: _call(t, _echo, f"POST /v1/chat HTTP/1.1\r\nHost: api\r\nAuthorization: {_header(c)}\r\n\r\n"),
+    ),
     Placement("json-in-string", lambda t, c: _call(t, _echo, body=json.dumps({"settings": {"value": c}}))),
     Placement("json-in-json-string", lambda t, c: _call(t, _echo, body=json.dumps(json.dumps({"value": c})))),
     Placement("dict-repr-in-string", lambda t, c: _call(t, _echo, log=str({"value": c, "n": 1}))),
@@ -300,7 +321,9 @@ PLACEMENTS: tuple[Placement, ...] = (
     Placement("late-update", _late_update),
     Placement("event-name", _event_name),
     Placement("mask-hook-output", lambda t, c: _call(t, _echo, note=c), needs="mask"),
-    Placement("background-pipeline", lambda t, c: _call(t, _echo, f"token for the job: {c}", {"value": c}), needs="batch"),
+    Placement(
+        "background-pipeline", lambda t, c: _call(t, _echo, f"token for the job: {c}", {"value": c}), needs="batch"
+    ),
 )
 
 
@@ -322,7 +345,12 @@ class Tracers:
         tracers = {
             "plain": Tracer(project="scrub", source="test", exporter=exporters["plain"], batch=False, **options),
             "mask": Tracer(
-                project="scrub", source="test", exporter=exporters["mask"], batch=False, mask=_mask_adding_copy, **options
+                project="scrub",
+                source="test",
+                exporter=exporters["mask"],
+                batch=False,
+                mask=_mask_adding_copy,
+                **options,
             ),
             "batch": Tracer(project="scrub", source="test", exporter=exporters["batch"], batch=True, **options),
         }
@@ -473,7 +501,7 @@ def _benign_values(rng: random.Random) -> Iterator[str]:
     for index in range(10):
         blob = base64.b64encode(bytes(rng.randrange(256) for _ in range(300 + index))).decode()
         yield f"data:image/png;base64,{png_head}{blob}"
-    for index in range(10):
+    for _ in range(10):
         yield f"chatcmpl-{_mixed(rng, ALNUM, 29)}"
         yield f"msg_01{_mixed(rng, ALNUM, 22)}"
         yield f"file-{_mixed(rng, ALNUM, 24)}"
