@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -298,6 +299,13 @@ json_values = st.recursive(
 )
 
 
+@pytest.fixture(scope="module")
+def tracers() -> Iterator[Tracers]:
+    opened = Tracers.open()
+    yield opened
+    opened.close()
+
+
 @settings(max_examples=150, deadline=None)
 @given(
     value=json_values,
@@ -305,10 +313,11 @@ json_values = st.recursive(
     index=st.integers(0, len(PLANTED) - 1),
     where=st.sampled_from(["argument", "output", "metadata", "error", "late", "session"]),
 )
-def test_a_planted_secret_never_reaches_the_wire(value: Any, path: list[int], index: int, where: str) -> None:
+def test_a_planted_secret_never_reaches_the_wire(
+    tracers: Tracers, value: Any, path: list[int], index: int, where: str
+) -> None:
     credential = PLANTED[index]
     planted = _plant(value, path, credential.carrier)
-    tracers = _TRACERS
     exporter = tracers.exporters["plain"]
     t = tracers.tracers["plain"]
     exporter.clear()
@@ -331,6 +340,3 @@ def test_a_planted_secret_never_reaches_the_wire(value: Any, path: list[int], in
             pass
     assert t.flush(5.0)
     assert leaks(b"\n".join(exporter.wire), credential) == [], (credential.kind, planted)
-
-
-_TRACERS = Tracers.open()
