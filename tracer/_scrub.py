@@ -17,10 +17,12 @@ Keys that *locate* a secret rather than hold one (``DATABASE_URL``, ``dsn``,
 ``connection_string``) are not secret keys: their value is kept and ``scrub_text`` replaces the
 password inside it (``postgres://app:[REDACTED]@db/prod``, ``...;Password=[REDACTED];``).
 
-``may_hold_secret`` / ``hinted`` are the cheap pre-filter over serialized JSON: one regex search
-over the lower-cased bytes for keywords derived from the same word tables and rule keywords (a
-key this module calls secret always contains one; a unit test checks that on generated keys),
-plus one ``bytes.translate`` for 40-character base64 runs (AWS secret keys have no prefix).
+``may_hold_secret`` / ``hinted`` are the cheap pre-filter over serialized JSON, so that most
+values are never decoded: a search of the lower-cased bytes for each keyword (the key words and
+the rules' prefixes, each a regex that starts with a literal), a look at the few 'key's for a
+modifier before them, and one ``bytes.translate`` for 40-character base64 runs (AWS secret keys
+have no prefix). A key this module calls secret always contains a keyword: a unit test checks
+that on generated keys.
 """
 
 from __future__ import annotations
