@@ -211,6 +211,15 @@ HOSTILE = [
     "hooks.slack.com/services/" + "a" * MB,
     "AKIA" * (MB // 4),
     '"password": "' * (MB // 13),
+    "ey" * (MB // 2),
+    "key" * (MB // 3),
+    "api key " * (MB // 8),
+    "pass" + " " * MB,
+    "password" + " " * MB + "x",
+    "sk-" * (MB // 3),
+    "SG." * (MB // 3),
+    "a." * (MB // 2),
+    "(" * MB,
 ]
 
 
