@@ -166,7 +166,10 @@ def _names_secret(words: Sequence[str]) -> bool:
         if word in _SECRET_WORDS:
             return True
         if word == "token" and before not in _TOKEN_NOT_SECRET:
-            return True
+            after = words[index + 1] if index < last else ""
+            # 'tokenS', 'tokenIzer' read lower-cased (as the pre-filter does) are 'tokens', 'tokenizer'
+            if after != "s" and not after.startswith("iz"):
+                return True
         if word == "key" and before in _KEY_MODIFIERS:
             return True
         if word == "pass" and index == last and before not in _PASS_NOT_SECRET:
@@ -405,11 +408,11 @@ _RULES: Final[tuple[_Rule, ...]] = (
     ),
 )
 
+_RULE_NEEDLES: Final = tuple(needle for rule in _RULES for needle in rule.needles)
+
 # AWS secret access keys (40 base64 characters, no prefix): gitleaks only finds them next to an AWS
 # keyword; here any exactly-40-character run with upper, lower and digits counts (git SHAs are
 # lower-case hex, longer base64 runs such as images are not exactly 40).
-_RULE_NEEDLES: Final = tuple(needle for rule in _RULES for needle in rule.needles)
-
 _AWS_SECRET: Final = _Rule(
     "aws-secret", (), r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])", check=_mixed_case_and_digit
 )
@@ -420,7 +423,7 @@ _RUN: Final = b"a" * 40
 # name=value / name: value / "name": "value" in text (env files, query strings, connection strings,
 # headers, JSON or dict reprs inside a string). The value is redacted when the name is a secret key
 # (gitleaks' generic-api-key rule, with this module's key matching instead of its keyword list).
-# The name is bounded and possessive so that no input makes the search quadratic.
+# The name's length is bounded so that no input makes the search quadratic.
 _NAME_SEPARATOR: Final = re.compile(
     r"(?<![A-Za-z0-9_])(?P<name>[A-Za-z_][A-Za-z0-9_.\-]{0,80})(?:\\?[\"'])?[ \t]{0,8}(?:=>|:=|=|:)[ \t]{0,8}"
 )
@@ -438,20 +441,25 @@ _CODE_REFERENCE: Final = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+\[?")
 # _RULES). A key is secret only if its lower-cased text contains one of them, or a 'key' right
 # after a modifier (checked by ``_has_modified_key``): a test checks this on generated keys.
 _KEY_NEEDLES: Final = (
-    r"pass(?:w|phrase|code|[\\\"']|[ \t]{0,8}[=:])",  # password..., or 'pass' as a key's last word
+    r"pass(?:w|phrase|code|(?![a-z]))",  # password..., or 'pass' ending a word (DB_PASS, dbPass)
     "pwd",
     "secret",
     "cred",
     "cookie",
     "jwt",
     "bearer",
-    r"auth(?!or|ent)",  # auth, authorization, authToken (not author, authentication)
-    r"sig(?:nature|[\\\"']|[ \t]{0,8}[=:])",  # signature, or 'sig' as a key's last word
-    r"token(?!s|iz)",  # token, not tokens / tokenizer: every model event has max_tokens
+    "authoriz",
+    r"auth(?!or|ent)",  # auth, authToken (not author, authentication)
+    r"sig(?:nature|(?![a-z]))",  # signature, or 'sig' ending a word (sig, sasSig)
+    r"token(?!s(?![a-z])|iz)",  # token, tokenString; not tokens: every model event has max_tokens
 )
 _MODIFIERS: Final = frozenset(word.encode() for word in _KEY_MODIFIERS)
 _MODIFIER_SIZES: Final = sorted({len(word) for word in _MODIFIERS})
-_KEY_SEPARATORS: Final = frozenset(b" _.-\t")
+_ALNUM: Final = frozenset((string.ascii_lowercase + string.digits).encode())
+
+
+def _is_hex(data: bytes) -> bool:
+    return all(byte in b"0123456789abcdef" for byte in data)
 
 
 def _has_modified_key(low: bytes, start: int = 0, end: int | None = None) -> int:
@@ -465,8 +473,15 @@ def _has_modified_key(low: bytes, start: int = 0, end: int | None = None) -> int
     position = find(b"key", start, end)
     while position >= 0:
         stop = position
-        if stop and low[stop - 1] in _KEY_SEPARATORS:
-            stop -= 1
+        while stop:  # key_words splits on any other character; in JSON it may be an escape
+            if low[stop - 1] not in _ALNUM:
+                stop -= 1
+            elif stop >= 2 and low[stop - 2] == 0x5C:  # \n, \t...
+                stop -= 2
+            elif stop >= 6 and low[stop - 6 : stop - 4] == b"\\u" and _is_hex(low[stop - 4 : stop]):
+                stop -= 6
+            else:
+                break
         for size in _MODIFIER_SIZES:
             if size <= stop and low[stop - size : stop] in _MODIFIERS:
                 return position

@@ -123,22 +123,28 @@ WORDS = [
     "api", "key", "access", "token", "tokens", "secret", "password", "pass", "pwd", "auth", "cookie", "private",
     "session", "client", "max", "next", "page", "has", "path", "name", "count", "db", "user", "openai", "id",
     "sig", "signature", "creds", "first", "prompt", "x", "1", "url", "value", "is", "config",
+    "authorization", "author", "string", "s", "izer", "apikey", "hash", "tokens", "passphrase", "bearer",
 ]  # fmt: skip
 
 
 @st.composite
 def keys(draw: st.DrawFn) -> str:
     words = draw(st.lists(st.sampled_from(WORDS), min_size=1, max_size=4))
-    style = draw(st.sampled_from(["snake", "camel", "screaming", "kebab", "space", "dot", "glued", "pascal"]))
+    style = draw(st.sampled_from(["snake", "camel", "screaming", "kebab", "space", "dot", "glued", "pascal", "odd"]))
     if style == "camel":
         return words[0] + "".join(word.capitalize() for word in words[1:])
     if style == "pascal":
         return "".join(word.capitalize() for word in words)
+    if style == "odd":  # any other separators, runs of them, punctuation around
+        separator = draw(st.sampled_from(["@", "/", ":", "__", " - ", "é", "$"]))
+        return (
+            draw(st.sampled_from(["", "_", "$"])) + separator.join(words) + draw(st.sampled_from(["", "!", "_", " "]))
+        )
     joined = {"snake": "_", "screaming": "_", "kebab": "-", "space": " ", "dot": ".", "glued": ""}[style].join(words)
     return joined.upper() if style == "screaming" else joined
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(keys())
 def test_every_secret_key_passes_the_byte_prefilter(key: str) -> None:
     # The pre-filter may only say "nothing here" when is_secret_key would find nothing.
