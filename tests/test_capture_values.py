@@ -359,8 +359,11 @@ leaves = (
     st.none()
     | st.booleans()
     | st.integers()
-    | st.floats()
+    | st.integers(min_value=2**63)
+    | st.integers(max_value=-(2**63) - 1)  # past 64 bits
+    | st.floats()  # NaN and infinities included
     | st.text()
+    | st.builds(lambda head, tail: head + "\ud800" + tail, st.text(max_size=5), st.text(max_size=5))  # lone surrogate
     | st.binary(max_size=20)
     | st.builds(RaisingRepr)
     | st.builds(RaisingIter)
