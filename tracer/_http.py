@@ -1,6 +1,7 @@
 """The library's only HTTP code: one reused ``httpx.Client``, retries with backoff, a circuit breaker.
 
-It runs on the delivery worker thread (or inline with ``batch=False``), never on a traced call.
+It runs on the delivery worker thread and the exporter's sender threads (or inline with
+``batch=False``), never on a traced call; one client is shared by several threads at once.
 A request body is built and compressed once by the caller; every retry resends the same bytes.
 
 - Retried: HTTP 408, 429, 500, 502, 503, 504, connection errors and timeouts, with exponential
@@ -228,6 +229,15 @@ class HttpClient:
     def can_try_before(self, deadline: float) -> bool:
         """False when nothing can be tried before *deadline* (circuit open, interrupted): don't build a body."""
         return not self._stop.is_set() and max(self.breaker.ready_at(), time.monotonic()) < deadline
+
+    def back_off(self, attempt: int, deadline: float) -> bool:
+        """Sleep the backoff before retry number *attempt* of a request the caller repeats itself (the
+        part of a batch a partial success did not take). False, at once, if that retry could not start
+        before *deadline*; False when interrupted."""
+        delay = self.policy.backoff(attempt)
+        if self._stop.is_set() or time.monotonic() + delay >= deadline:
+            return False
+        return not self._stop.wait(delay)
 
     def interrupt(self) -> None:
         """End current and future waits at once; no further attempts are made."""

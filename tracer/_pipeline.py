@@ -124,7 +124,7 @@ class Processor:
         """Encode *items* and hand them to every exporter; count the outcome. Never raises."""
         batch = self._encode(items)
         if batch is not None:
-            self._export(batch)
+            self._export_all([batch])
 
     def _encode(self, items: list[Item]) -> Batch | None:
         """The batch for *items*, or None if nothing is left to send (failures are counted)."""
@@ -140,38 +140,53 @@ class Processor:
             self.stats.drop("masked", masked)
         return batch if batch.encoded or batch.updates else None
 
-    def _export(self, batch: Batch) -> None:
+    def _export_all(self, batches: list[Batch]) -> None:
+        """Hand *batches* to every exporter at once (an exporter may send them side by side); count
+        each batch's outcome as the exporter that lost the most of it reports."""
+        if not batches:
+            return
         stats = self.stats
         token = suppressed.set(True)
         try:
-            worst: ExportResult | None = None
-            updates_failed = 0  # as for events: the exporter that lost the most decides
-            for exporter in self.exporters:
-                result = self._export_one(exporter, batch)
-                if worst is None or result.failed > worst.failed:
-                    worst = result
-                updates_failed = max(updates_failed, result.updates_failed)
-            if worst is None:  # no exporter configured: nothing to deliver to, nothing lost
+            results = [self._export_one(exporter, batches) for exporter in self.exporters]
+            if not results:  # no exporter configured: nothing to deliver to, nothing lost
                 return
-            with stats.lock:
-                stats.sent += len(batch.encoded) - min(worst.failed, len(batch.encoded))
-                stats.updates_sent += len(batch.updates) - min(updates_failed, len(batch.updates))
-            if worst.failed:
-                stats.drop(worst.reason if worst.reason in DROP_REASONS else "export_failed", worst.failed)
+            for index, batch in enumerate(batches):
+                worst: ExportResult | None = None
+                updates_failed = 0  # as for events: the exporter that lost the most decides
+                for per_exporter in results:
+                    result = per_exporter[index]
+                    if worst is None or result.failed > worst.failed:
+                        worst = result
+                    updates_failed = max(updates_failed, result.updates_failed)
+                assert worst is not None
+                with stats.lock:
+                    stats.sent += len(batch.encoded) - min(worst.failed, len(batch.encoded))
+                    stats.updates_sent += len(batch.updates) - min(updates_failed, len(batch.updates))
+                if worst.failed:
+                    stats.drop(worst.reason if worst.reason in DROP_REASONS else "export_failed", worst.failed)
         finally:
             suppressed.reset(token)
 
-    def _export_one(self, exporter: Exporter, batch: Batch) -> ExportResult:
+    def _export_one(self, exporter: Exporter, batches: list[Batch]) -> list[ExportResult]:
         try:
-            return normalize_result(exporter.export(batch), len(batch), len(batch.updates))
+            send = getattr(exporter, "export_batches", None)
+            results = send(batches) if callable(send) else [exporter.export(batch) for batch in batches]
+            if len(results) != len(batches):
+                raise ValueError(f"export_batches returned {len(results)} results for {len(batches)} batches")
+            return [
+                normalize_result(result, len(batch), len(batch.updates))
+                for result, batch in zip(results, batches, strict=True)
+            ]
         except Exception as exc:
             warn_once(
                 f"export:{type(exporter).__name__}", "tracer: exporter %s failed: %r", type(exporter).__name__, exc
             )
             self.stats.last_error = f"{type(exporter).__name__}: {exc!r}"
-            return ExportResult(
-                delivered=0, failed=len(batch), reason="export_failed", updates_failed=len(batch.updates)
-            )
+            return [
+                ExportResult(delivered=0, failed=len(batch), reason="export_failed", updates_failed=len(batch.updates))
+                for batch in batches
+            ]
 
     def _flush_result(self) -> bool:
         """True if nothing was lost since the previous flush."""
@@ -375,8 +390,10 @@ class BatchProcessor(Processor):
         ``_PASSES_PER_TURN`` passes: other tracers' queues get their turn in between.
         """
         clock.resync()
-        max_items = _BATCHES_PER_PASS * self._max_batch_size
-        max_bytes = _BATCHES_PER_PASS * self._max_batch_bytes
+        # Enough batches per pass for every exporter to fill its requests in flight.
+        per_pass = max(_BATCHES_PER_PASS, *(getattr(exporter, "max_in_flight", 1) for exporter in self.exporters))
+        max_items = per_pass * self._max_batch_size
+        max_bytes = per_pass * self._max_batch_bytes
         for _ in range(_PASSES_PER_TURN):
             if self._abandon:
                 self._drop_leftovers()
@@ -405,8 +422,7 @@ class BatchProcessor(Processor):
                     if batch is not None:
                         batches.append(batch)
                 del items  # the spans are encoded now: let them go before the (slow) I/O
-                for batch in batches:
-                    self._export(batch)
+                self._export_all(batches)
             finally:
                 self._batches_sent += 1
                 with self._progress:

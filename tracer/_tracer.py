@@ -186,6 +186,7 @@ class Tracer:
                     config.server_url,
                     gzip=config.gzip,
                     export_timeout=config.export_timeout,
+                    max_in_flight=config.max_in_flight,
                     project=config.project,
                 )
             )

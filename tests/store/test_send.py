@@ -52,6 +52,8 @@ def test_sends_the_stored_wire_events_once(store: TraceStore, collector: Collect
 
 def test_a_partial_success_is_resumed_without_duplicates(store: TraceStore, collector: Collector) -> None:
     collector.partial(fail=1)  # the first batch: all but its last event are created (HTTP 500 + event_ids)
+    # ... and the exporter's re-send of that last event is refused: it stays unsent for this run.
+    collector.fail(400, path="/events/batch", body={"message": "events[0].inputs must be an object"})
     first = send_store(store, "k", collector.url)
     assert not first.ok and (first.events_sent, first.events_failed) == (4, 1)
     assert "1 event(s)" in first.error() or "created" in first.error()

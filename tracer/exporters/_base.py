@@ -67,6 +67,11 @@ class ExportResult:
     failed: int = 0
     reason: str | None = None
     updates_failed: int = 0
+    # Indexes into batch.encoded / batch.updates of what was not delivered for a transient reason
+    # (backend unreachable, 5xx/429/408 after the retries, export deadline, circuit open): the pipeline
+    # may keep them and offer them again later instead of counting them lost. Also counted in failed / updates_failed.
+    retry_events: tuple[int, ...] = ()
+    retry_updates: tuple[int, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -82,9 +87,19 @@ class Exporter:
 
     #: Name used in logs and ``stats()``.
     name: str = "exporter"
+    #: Batches this exporter sends at once in ``export_batches``; the pipeline hands it at least that many.
+    max_in_flight: int = 1
 
     def export(self, batch: Batch) -> ExportResult | bool | None:
         raise NotImplementedError
+
+    def export_batches(self, batches: list[Batch]) -> list[ExportResult | bool | None]:
+        """Export several batches, one result per batch in the same order (raising: all lost).
+
+        The default sends them one by one with ``export``; an exporter that can have several
+        requests in flight overrides it.
+        """
+        return [self.export(batch) for batch in batches]
 
     def interrupt(self) -> None:
         """Give up on waits in progress (retry backoff) so ``export`` returns soon.

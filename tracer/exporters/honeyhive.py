@@ -1,28 +1,44 @@
 """``HoneyHiveExporter``: sends events to a HoneyHive-compatible events API.
 
-Per export call (one batch), in order:
+Per ``export_batches`` call (the few batches one worker pass took), in order:
 
-1. one ``POST /events/batch`` per session, body ``{"events": [...], "is_single_session": true,
-   "session_properties": {...}}``, assembled from the already-encoded event bytes (never re-encoded);
-2. one ``PUT /events`` per late update (``event_id`` plus the changed buckets; never ``inputs``,
-   ``outputs`` always an object).
+1. one ``POST /events/batch`` per session and batch, body ``{"events": [...], "is_single_session":
+   true, "session_properties": {...}}``, assembled from the already-encoded event bytes (never
+   re-encoded); up to ``max_in_flight`` of them at once, on a few sender threads;
+2. then, once those are answered, the late updates: ``PUT /events`` (``event_id`` plus the changed
+   buckets; never ``inputs``, ``outputs`` always an object), or ``POST /session/start`` for a session
+   the server does not have yet. Updates of one event go one after the other, in order.
 
-Outcomes: a ``413`` splits the events in half and sends each half (a single event still too large is
-dropped as ``too_large``); a ``500`` carrying ``event_ids`` and ``errors`` is a partial success (only
-the events missing from ``event_ids`` are lost, nothing is resent); any other 4xx is not retried, is
-logged once per status and its events are counted as ``rejected``; retryable failures that outlast
-the retries or the ``export_timeout`` deadline are counted as ``export_failed``.
+Outcomes of an events request:
 
-The exporter's own requests are never traced: they run with ``tracer._pipeline.suppressed`` set.
+- 2xx: delivered. A ``500`` (or 2xx) carrying ``event_ids`` and ``errors`` is a partial success:
+  the acknowledged events are delivered, the others are sent again (alone, after the usual backoff,
+  within the deadline); those still refused after ``max_attempts`` sends are counted ``rejected``.
+- ``413``: the events are split in half and each half sent (an event still too large alone is
+  dropped as ``too_large``).
+- A ``400``/``422`` or a ``500`` that outlasted the retries: the offending events are isolated.
+  A ``400`` naming ``events[N]`` drops that event at once; otherwise the group is bisected (halves
+  sent, failing halves split again, down to single events). Only events refused on their own are
+  counted ``rejected``. Bounded: at most ``4 × bit_length(n) + 4`` extra requests for a group of n,
+  and none more once ``_BLIND_PROBES`` of them all failed (a server failing every request, not
+  some events: the rest keeps the group's outcome).
+- Other 4xx: refused as a whole, not retried, counted ``rejected``, logged once per status.
+- 408/429/5xx after the retries, connection failures, the deadline, an open circuit: counted
+  ``export_failed`` and listed in ``ExportResult.retry_events`` (the pipeline may offer them again).
+
+The exporter's own requests are never traced: they run with ``tracer._pipeline.suppressed`` set,
+on the calling thread and in the sender threads.
 """
 
 from __future__ import annotations
 
 import collections
+import functools
 import gzip as gzip_module
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import httpx
@@ -33,6 +49,7 @@ from .._http import RETRY_STATUSES, HttpClient, HttpResult, RetryPolicy
 from .._schema import ENRICHABLE, UPDATE_FIELDS
 from .._version import __version__
 from ._base import Batch, Exporter, ExportResult
+from ._senders import SenderPool
 
 if TYPE_CHECKING:
     from .._pipeline import Stats
@@ -40,37 +57,97 @@ if TYPE_CHECKING:
 __all__ = ["HoneyHiveExporter"]
 
 # Level 1: measured 1.0 µs per event against 2.4 µs at level 6, for a ratio of 19.8 against 22.4
-# on event JSON (bench/throughput.py); compression runs on the one worker thread.
+# on event JSON (bench/throughput.py); compression runs on the thread that sends.
 _GZIP_LEVEL: Final = 1
 _MESSAGE_CHARS: Final = 300
 _CIRCUIT_OPEN: Final = "not sent: circuit open after repeated connection failures"
+_INTERRUPTED: Final = "not sent: the exporter was interrupted (shutdown ran out of time)"
 _UPDATE_FIELDS: Final = UPDATE_FIELDS
+# Statuses that may be about some events of a batch rather than the batch: worth isolating them.
+_ISOLATED_REFUSALS: Final = frozenset({400, 422})
+# Isolation requests that may all fail before concluding that the server fails every request (not
+# some events): with at most 2 bad events among the halves and quarters tried first, one succeeds.
+_BLIND_PROBES: Final = 4
+# "events[49].inputs must be an object": the event a 400 is about.
+_NAMED_EVENT: Final = re.compile(r"\bevents\[(\d+)\]")
+# Defaults of the settings of the same names, kept here for the exporter used on its own.
+_DEFAULT_MAX_IN_FLIGHT: Final = 8
 
 
-class _Outcome:
-    """Tally of one export call."""
+class _Tally:
+    """What became of one batch (or of one part of it, merged into the batch's tally)."""
 
-    __slots__ = ("delivered", "lost", "updates_failed")
+    __slots__ = ("delivered", "lost", "retry_events", "retry_updates", "updates_failed")
 
     def __init__(self) -> None:
         self.delivered = 0
         self.lost: collections.Counter[str] = collections.Counter()
+        self.retry_events: list[int] = []
         self.updates_failed = 0
+        self.retry_updates: list[int] = []
+
+    def fail(self, reason: str, indexes: Sequence[int], retry: bool) -> None:
+        self.lost[reason] += len(indexes)
+        if retry:
+            self.retry_events.extend(indexes)
+
+    def merge(self, other: _Tally) -> None:
+        self.delivered += other.delivered
+        self.lost.update(other.lost)
+        self.retry_events.extend(other.retry_events)
 
     def result(self) -> ExportResult:
         failed = sum(self.lost.values())
-        if not failed:
-            return ExportResult(delivered=self.delivered, updates_failed=self.updates_failed)
         # ExportResult carries one reason: the one that cost the most events.
-        reason = self.lost.most_common(1)[0][0]
-        return ExportResult(delivered=self.delivered, failed=failed, reason=reason, updates_failed=self.updates_failed)
+        reason = self.lost.most_common(1)[0][0] if failed else None
+        return ExportResult(
+            delivered=self.delivered,
+            failed=failed,
+            reason=reason,
+            updates_failed=self.updates_failed,
+            retry_events=tuple(sorted(self.retry_events)),
+            retry_updates=tuple(sorted(self.retry_updates)),
+        )
+
+
+class _Isolation:
+    """Requests spent isolating bad events in one session's events, against the bound."""
+
+    __slots__ = ("budget", "partial_rounds", "requests", "successes")
+
+    def __init__(self, count: int) -> None:
+        self.budget = 4 * count.bit_length() + 4
+        self.requests = 0
+        self.successes = 0
+        self.partial_rounds = 0
+
+    def blind(self) -> bool:
+        """True once enough isolation requests all failed: the server fails everything."""
+        return self.successes == 0 and self.requests >= _BLIND_PROBES
+
+    def can_split(self) -> bool:
+        return self.requests + 2 <= self.budget and not self.blind()
+
+
+class _Job:
+    """The events of one session in one batch: one ``POST /events/batch`` (more if split)."""
+
+    __slots__ = ("batch", "indexes", "properties", "raws", "session_id")
+
+    def __init__(self, batch: int, session_id: str, indexes: Sequence[int], raws: list[bytes], properties: bytes):
+        self.batch = batch
+        self.session_id = session_id
+        self.indexes = indexes
+        self.raws = raws
+        self.properties = properties
 
 
 class HoneyHiveExporter(Exporter):
     """Ships batches to ``{server_url}/events/batch`` and ``PUT {server_url}/events``.
 
-    - ``timeout``: seconds one HTTP attempt may take; ``export_timeout``: seconds one batch may take
-      in total, retries included.
+    - ``timeout``: seconds one HTTP attempt may take; ``export_timeout``: seconds one
+      ``export``/``export_batches`` call may take in total, retries included.
+    - ``max_in_flight``: requests sent at once (1: all on the calling thread, one at a time).
     - ``base_delay`` / ``max_delay`` / ``max_attempts``: exponential backoff with full jitter;
       ``max_retry_after`` caps a server's ``Retry-After``.
     - ``breaker_threshold`` / ``breaker_cooldown``: after that many consecutive connection failures,
@@ -88,6 +165,7 @@ class HoneyHiveExporter(Exporter):
         gzip: bool = True,
         timeout: float = 10.0,
         export_timeout: float = 30.0,
+        max_in_flight: int = _DEFAULT_MAX_IN_FLIGHT,
         base_delay: float = 0.5,
         max_delay: float = 30.0,
         max_retry_after: float = 60.0,
@@ -103,6 +181,8 @@ class HoneyHiveExporter(Exporter):
             raise ConfigError(f"HoneyHiveExporter server_url must be an http:// or https:// URL, got {server_url!r}")
         if not export_timeout > 0:
             raise ConfigError(f"HoneyHiveExporter export_timeout must be positive, got {export_timeout!r}")
+        if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or max_in_flight < 1:
+            raise ConfigError(f"HoneyHiveExporter max_in_flight must be a whole number >= 1, got {max_in_flight!r}")
         try:
             policy = RetryPolicy(
                 base_delay=base_delay,
@@ -117,6 +197,7 @@ class HoneyHiveExporter(Exporter):
         self.server_url = server_url.strip().rstrip("/")
         self.gzip = gzip
         self.export_timeout = export_timeout
+        self.max_in_flight = max_in_flight
         self._batch_url = f"{self.server_url}/events/batch"
         self._events_url = f"{self.server_url}/events"
         self._session_start_url = f"{self.server_url}/session/start"
@@ -124,6 +205,7 @@ class HoneyHiveExporter(Exporter):
         # Sessions the server already has (created by a batch or by /session/start). A session
         # update for any other session creates it instead: a PUT would find nothing to update.
         self._known_sessions: set[str] = set()
+        self._sessions_lock = threading.Lock()
         headers = {
             "Authorization": f"Bearer {api_key.strip()}",
             "Content-Type": "application/json",
@@ -138,6 +220,9 @@ class HoneyHiveExporter(Exporter):
         self._log_lock = threading.Lock()
         self._logged: set[str] = set()
         self._unreachable_logged = False
+        self._senders: SenderPool | None = None  # created on the first export with several requests
+        self._senders_lock = threading.Lock()
+        self._interrupted = False
 
     def __repr__(self) -> str:  # never shows the key
         return f"HoneyHiveExporter(server_url={self.server_url!r}, gzip={self.gzip})"
@@ -149,57 +234,301 @@ class HoneyHiveExporter(Exporter):
         self._stats = stats
 
     def export(self, batch: Batch) -> ExportResult:
+        return self._export_suppressed([batch])[0]
+
+    def export_batches(self, batches: list[Batch]) -> list[ExportResult | bool | None]:
+        return list(self._export_suppressed(batches))
+
+    def interrupt(self) -> None:
+        """Stop waiting (between retries, and for requests in flight): the current export returns soon."""
+        self._interrupted = True
+        self._http.interrupt()
+        with self._senders_lock:
+            senders = self._senders
+        if senders is not None:
+            senders.interrupt()
+
+    def shutdown(self) -> None:
+        self._interrupted = True
+        self._http.close()
+        with self._senders_lock:
+            senders, self._senders = self._senders, None
+        if senders is not None:
+            senders.close()
+
+    # -- sending ----------------------------------------------------------------------------------
+
+    def _export_suppressed(self, batches: list[Batch]) -> list[ExportResult]:
         from .._pipeline import suppressed  # imported here: the pipeline module imports the exporters
 
         token = suppressed.set(True)
         try:
-            return self._export(batch)
+            return self._export(batches)
         finally:
             suppressed.reset(token)
 
-    def interrupt(self) -> None:
-        """Stop waiting between retries (the current export gives up at its next wait)."""
-        self._http.interrupt()
-
-    def shutdown(self) -> None:
-        self._http.close()
-
-    # -- sending ----------------------------------------------------------------------------------
-
-    def _export(self, batch: Batch) -> ExportResult:
+    def _export(self, batches: list[Batch]) -> list[ExportResult]:
         deadline = time.monotonic() + self.export_timeout
-        outcome = _Outcome()
-        session_ids = batch.session_ids
-        by_session: dict[str, list[bytes]] = {}
-        if session_ids and session_ids.count(session_ids[0]) == len(session_ids):  # one session: no regrouping
-            by_session[session_ids[0]] = batch.encoded
-        else:
-            for raw, session_id in zip(batch.encoded, session_ids, strict=True):
-                by_session.setdefault(session_id, []).append(raw)
-        for session_id, events in by_session.items():
-            properties = batch.sessions.get(session_id) or {"session_id": session_id}
-            delivered_before = outcome.delivered
-            self._send_events(events, orjson.dumps(properties), deadline, outcome)
-            if outcome.delivered > delivered_before:
-                self._remember_session(session_id)
-        for update in batch.updates:
-            session_id = update["event_id"]
-            if session_id in batch.sessions and session_id not in self._known_sessions:
-                # An update of a session the server has not seen: create it with all its properties
-                # (they already include this update) instead of a PUT that would find nothing.
-                sent = self._start_session(batch.sessions[session_id], deadline)
+        tallies = [_Tally() for _ in batches]
+        # 1. The events, every session of every batch side by side.
+        jobs = [job for index, batch in enumerate(batches) for job in self._jobs(index, batch)]
+        outcomes = self._run([functools.partial(self._send_job, job, deadline) for job in jobs])
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            if outcome is None:  # interrupted before it ended: nothing known about it
+                tallies[job.batch].fail("export_failed", job.indexes, retry=True)
+                self._set_last_error(f"honeyhive: {_INTERRUPTED}")
             else:
-                sent = self._send_update(update, deadline)
-            if not sent:
-                outcome.updates_failed += 1
-        return outcome.result()
+                tallies[job.batch].merge(outcome)
+        # 2. Then the updates, which may refer to those events and sessions; one event's in order.
+        by_event: dict[str, list[tuple[int, int]]] = {}
+        for index, batch in enumerate(batches):
+            for position, update in enumerate(batch.updates):
+                by_event.setdefault(str(update.get("event_id")), []).append((index, position))
+        chains = list(by_event.values())
+        results = self._run([functools.partial(self._send_updates, batches, chain, deadline) for chain in chains])
+        stats = self._stats
+        for chain, result in zip(chains, results, strict=True):
+            for done, (index, position) in enumerate(chain):
+                # None: interrupted before this update's turn, which is a transient failure
+                reason = result[done] if result is not None else "export_failed"
+                if reason is None:
+                    continue
+                tallies[index].updates_failed += 1
+                if reason == "export_failed":
+                    tallies[index].retry_updates.append(position)
+                if stats is not None:
+                    stats.drop(reason)
+        return [tally.result() for tally in tallies]
+
+    def _jobs(self, index: int, batch: Batch) -> list[_Job]:
+        """One job per session of *batch* (the usual batch has a single session: no regrouping)."""
+        session_ids = batch.session_ids
+        if not session_ids:
+            return []
+        if session_ids.count(session_ids[0]) == len(session_ids):
+            groups: dict[str, tuple[Sequence[int], list[bytes]]] = {
+                session_ids[0]: (range(len(session_ids)), batch.encoded)
+            }
+        else:
+            grouped: dict[str, tuple[list[int], list[bytes]]] = {}
+            for position, (raw, session_id) in enumerate(zip(batch.encoded, session_ids, strict=True)):
+                indexes, raws = grouped.setdefault(session_id, ([], []))
+                indexes.append(position)
+                raws.append(raw)
+            groups = dict(grouped)
+        return [
+            _Job(
+                index,
+                session_id,
+                indexes,
+                raws,
+                orjson.dumps(batch.sessions.get(session_id) or {"session_id": session_id}),
+            )
+            for session_id, (indexes, raws) in groups.items()
+        ]
+
+    def _run(self, tasks: list[Callable[[], Any]]) -> list[Any]:
+        """Run *tasks*: here, one by one, with ``max_in_flight == 1``; else on the sender threads
+        (this thread only waits, so that ``interrupt()`` ends the wait even while a request hangs)."""
+        if not tasks:
+            return []
+        if self.max_in_flight == 1:
+            return [task() for task in tasks]
+        with self._senders_lock:
+            senders = self._senders
+            if senders is None:
+                senders = self._senders = SenderPool(self.max_in_flight, "tracer-sender", _suppress_in_thread)
+                if self._interrupted:
+                    senders.interrupt()
+        return senders.run_all(tasks)
+
+    def _send_job(self, job: _Job, deadline: float) -> _Tally:
+        tally = _Tally()
+        isolation = _Isolation(len(job.raws))
+        self._send_events(job.indexes, job.raws, job.properties, deadline, tally, isolation, isolating=False)
+        if tally.delivered:
+            self._remember_session(job.session_id)
+        return tally
 
     def _remember_session(self, session_id: str) -> None:
-        if len(self._known_sessions) >= 100_000:  # bounded: forgetting only costs a redundant /session/start
-            self._known_sessions.clear()
-        self._known_sessions.add(session_id)
+        with self._sessions_lock:
+            if len(self._known_sessions) >= 100_000:  # bounded: forgetting only costs a redundant /session/start
+                self._known_sessions.clear()
+            self._known_sessions.add(session_id)
 
-    def _start_session(self, properties: dict[str, Any], deadline: float) -> bool:
+    def _send_events(
+        self,
+        indexes: Sequence[int],
+        events: list[bytes],
+        properties: bytes,
+        deadline: float,
+        tally: _Tally,
+        isolation: _Isolation,
+        isolating: bool,
+        probe: bool = False,
+    ) -> HttpResult | None:
+        """Deliver *events* (at *indexes* of their batch); record what became of each in *tally*.
+
+        *isolating*: this request is part of isolating bad events, where a 500 is known to persist
+        for the group it came from (so it is not retried). *probe*: a 400/422/500 for all of these
+        events is returned instead of isolated here (the caller tries the sibling part first).
+        """
+        count = len(events)
+        if not self._http.can_try_before(deadline):  # backend known down: don't even build the body
+            skipped = self._skipped()
+            self._count_request(skipped)
+            self._note_failure("POST /events/batch", skipped, count)
+            tally.fail("export_failed", indexes, retry=True)
+            return None
+        body = b"".join(
+            (b'{"events":[', b",".join(events), b'],"is_single_session":true,"session_properties":', properties, b"}")
+        )
+        final = _is_partial_or_500 if isolating else _is_partial_success
+        result = self._send("POST", self._batch_url, body, deadline, final=final)
+        if isolating:
+            isolation.requests += 1
+        status = result.status
+        created = _partial_ids(result) if result.ok or status == 500 else None
+        if result.ok and created is None:
+            tally.delivered += count
+            isolation.successes += 1
+            self._recovered()
+            return None
+        if created is not None:
+            self._recovered()
+            self._partial(indexes, events, properties, deadline, tally, isolation, isolating, result, created)
+            return None
+        if status == 413:
+            if count == 1:
+                tally.fail("too_large", indexes, retry=False)
+                self._log_once(
+                    "413",
+                    "tracer: HoneyHive refused an event as too large (HTTP 413) even when sent alone; it is "
+                    "dropped. Lower max_event_bytes to trim events further (logged once).",
+                )
+                self._set_last_error("honeyhive: an event was too large for the server (HTTP 413)")
+                return None
+            half = count // 2
+            self._send_events(indexes[:half], events[:half], properties, deadline, tally, isolation, isolating)
+            self._send_events(indexes[half:], events[half:], properties, deadline, tally, isolation, isolating)
+            return None
+        if status == 500 or status in _ISOLATED_REFUSALS:
+            if probe:
+                return result
+            self._isolate(indexes, events, properties, deadline, tally, isolation, result)
+            return None
+        rejected = _is_rejection(status)
+        self._note_failure("POST /events/batch", result, count)
+        tally.fail("rejected" if rejected else "export_failed", indexes, retry=not rejected)
+        return None
+
+    def _partial(
+        self,
+        indexes: Sequence[int],
+        events: list[bytes],
+        properties: bytes,
+        deadline: float,
+        tally: _Tally,
+        isolation: _Isolation,
+        isolating: bool,
+        result: HttpResult,
+        created: list[str],
+    ) -> None:
+        """A partial success: the acknowledged events are delivered; the others are sent again, alone,
+        after the usual backoff (a 500 is a server-side failure), up to ``max_attempts`` sends."""
+        missing = _unacknowledged(events, created)
+        if missing is None:  # the server's ids are not ours: count by number (nothing can be re-sent)
+            delivered = min(len(created), len(events))
+            tally.delivered += delivered
+            if delivered < len(events):
+                self._note_partial(result, delivered, len(events))
+                tally.fail("rejected", indexes[delivered:], retry=False)
+            return
+        if len(missing) < len(events):
+            tally.delivered += len(events) - len(missing)
+            isolation.successes += 1
+        if not missing:
+            return
+        missing_indexes = [indexes[position] for position in missing]
+        isolation.partial_rounds += 1
+        if isolation.partial_rounds >= self._http.policy.max_attempts:
+            self._note_partial(result, len(events) - len(missing), len(events))
+            tally.fail("rejected", missing_indexes, retry=False)
+            return
+        if not self._http.back_off(isolation.partial_rounds, deadline):
+            # Out of time (or shut down) before the events were refused max_attempts times: they may
+            # well be taken later.
+            self._note_partial(result, len(events) - len(missing), len(events))
+            tally.fail("export_failed", missing_indexes, retry=True)
+            return
+        missing_events = [events[position] for position in missing]
+        self._send_events(missing_indexes, missing_events, properties, deadline, tally, isolation, isolating)
+
+    def _isolate(
+        self,
+        indexes: Sequence[int],
+        events: list[bytes],
+        properties: bytes,
+        deadline: float,
+        tally: _Tally,
+        isolation: _Isolation,
+        result: HttpResult,
+    ) -> None:
+        """*events* got a 400/422, or a 500 that persisted: find the events the server refuses, deliver the rest."""
+        count = len(events)
+        refusal = result.status != 500
+        named = _named_event(result, count) if refusal and count > 1 else None
+        if named is not None and isolation.requests < isolation.budget:
+            # The server says which event it refuses: drop that one, send the others again.
+            self._refused(result, 1)
+            tally.fail("rejected", [indexes[named]], retry=False)
+            rest = [position for position in range(count) if position != named]
+            rest_indexes = [indexes[position] for position in rest]
+            rest_events = [events[position] for position in rest]
+            self._send_events(rest_indexes, rest_events, properties, deadline, tally, isolation, isolating=True)
+            return
+        if count > 1 and isolation.can_split():
+            # Both halves first, then deeper: a failing half is split only after its sibling was
+            # tried, so that a server failing every request is recognised after _BLIND_PROBES requests.
+            half = count // 2
+            failed: list[tuple[Sequence[int], list[bytes], HttpResult]] = []
+            for part_indexes, part_events in ((indexes[:half], events[:half]), (indexes[half:], events[half:])):
+                answer = self._send_events(
+                    part_indexes, part_events, properties, deadline, tally, isolation, isolating=True, probe=True
+                )
+                if answer is not None:
+                    failed.append((part_indexes, part_events, answer))
+            for part_indexes, part_events, answer in failed:
+                self._isolate(part_indexes, part_events, properties, deadline, tally, isolation, answer)
+            return
+        if refusal or (count == 1 and isolation.successes):
+            # Refused on its own (a 400 beyond the isolation bound is a refusal all the same).
+            self._refused(result, count)
+            tally.fail("rejected", indexes, retry=False)
+            return
+        # A 500 that no smaller request avoided (or the bound was reached): a failure of the server.
+        self._note_failure("POST /events/batch", result, count)
+        tally.fail("export_failed", indexes, retry=True)
+
+    def _send_updates(self, batches: list[Batch], chain: list[tuple[int, int]], deadline: float) -> list[str | None]:
+        """The updates of one event (or session), in order. For each: None if delivered, else the
+        reason it was lost (``rejected`` or ``export_failed``)."""
+        outcomes: list[str | None] = []
+        for index, position in chain:
+            batch = batches[index]
+            update = batch.updates[position]
+            session_id = update["event_id"]
+            with self._sessions_lock:
+                known = session_id in self._known_sessions
+            if session_id in batch.sessions and not known:
+                # An update of a session the server has not seen: create it with all its properties
+                # (they already include this update) instead of a PUT that would find nothing.
+                outcomes.append(self._start_session(batch.sessions[session_id], deadline))
+            else:
+                outcomes.append(self._send_update(update, deadline))
+        return outcomes
+
+    def _start_session(self, properties: dict[str, Any], deadline: float) -> str | None:
         session = {"project": self.project, **properties}
         if not self._http.can_try_before(deadline):
             result = self._skipped()
@@ -209,69 +538,11 @@ class HoneyHiveExporter(Exporter):
             if result.ok:
                 self._recovered()
                 self._remember_session(str(properties.get("session_id")))
-                return True
+                return None
         self._note_failure("POST /session/start", result, 0)
-        stats = self._stats
-        if stats is not None:
-            stats.drop("rejected" if _is_rejection(result.status) else "export_failed")
-        return False
+        return "rejected" if _is_rejection(result.status) else "export_failed"
 
-    def _send_events(self, events: list[bytes], properties: bytes, deadline: float, outcome: _Outcome) -> None:
-        count = len(events)
-        if not self._http.can_try_before(deadline):  # backend known down: don't even build the body
-            skipped = self._skipped()
-            self._count_request(skipped)
-            self._note_failure("POST /events/batch", skipped, count)
-            outcome.lost["export_failed"] += count
-            return
-        body = b"".join(
-            (b'{"events":[', b",".join(events), b'],"is_single_session":true,"session_properties":', properties, b"}")
-        )
-        result = self._send("POST", self._batch_url, body, deadline, final=_is_partial_success)
-        status = result.status
-        if result.ok or status == 500:
-            created = _partial_ids(result)
-            if created is None and result.ok:
-                outcome.delivered += count
-                self._recovered()
-                return
-            if created is not None:
-                delivered = _count_created(events, created)
-                outcome.delivered += delivered
-                if delivered < count:
-                    outcome.lost["rejected"] += count - delivered
-                    message = _server_message(result)
-                    self._log_once(
-                        "partial",
-                        "tracer: HoneyHive created %d of %d events; the others are dropped. Server errors: %s "
-                        "(logged once)",
-                        delivered,
-                        count,
-                        message,
-                    )
-                    self._set_last_error(
-                        f"honeyhive: POST /events/batch created {delivered} of {count} events: {message}"
-                    )
-                return
-        if status == 413:
-            if count == 1:
-                outcome.lost["too_large"] += 1
-                self._log_once(
-                    "413",
-                    "tracer: HoneyHive refused an event as too large (HTTP 413) even when sent alone; it is "
-                    "dropped. Lower max_event_bytes to trim events further (logged once).",
-                )
-                self._set_last_error("honeyhive: an event was too large for the server (HTTP 413)")
-                return
-            half = count // 2
-            self._send_events(events[:half], properties, deadline, outcome)
-            self._send_events(events[half:], properties, deadline, outcome)
-            return
-        reason = "rejected" if _is_rejection(status) else "export_failed"
-        self._note_failure("POST /events/batch", result, count)
-        outcome.lost[reason] += count
-
-    def _send_update(self, update: dict[str, Any], deadline: float) -> bool:
+    def _send_update(self, update: dict[str, Any], deadline: float) -> str | None:
         body = _update_body(update)
         if not self._http.can_try_before(deadline):
             result = self._skipped()
@@ -280,12 +551,9 @@ class HoneyHiveExporter(Exporter):
             result = self._send("PUT", self._events_url, orjson.dumps(body), deadline)
             if result.ok:
                 self._recovered()
-                return True
+                return None
         self._note_failure("PUT /events", result, 0)
-        stats = self._stats
-        if stats is not None:
-            stats.drop("rejected" if _is_rejection(result.status) else "export_failed")
-        return False
+        return "rejected" if _is_rejection(result.status) else "export_failed"
 
     def _send(
         self,
@@ -321,7 +589,9 @@ class HoneyHiveExporter(Exporter):
         """The result of a request not even tried."""
         if self._http.breaker.is_open():
             return HttpResult(None, error=_CIRCUIT_OPEN)
-        return HttpResult(None, error="not sent: export deadline used up (or the exporter was shut down)")
+        if self._interrupted:
+            return HttpResult(None, error=_INTERRUPTED)
+        return HttpResult(None, error="not sent: export deadline used up")
 
     def _count_request(self, result: HttpResult) -> None:
         stats = self._stats
@@ -350,8 +620,10 @@ class HoneyHiveExporter(Exporter):
             self._set_last_error(text)
             if not result.attempts and result.error != _CIRCUIT_OPEN:
                 return  # not tried: the batch's deadline was used up by an earlier, already reported failure
-            if not self._unreachable_logged:
+            with self._log_lock:  # several senders may fail at once: one line per outage
+                first = not self._unreachable_logged
                 self._unreachable_logged = True
+            if first:
                 logger.warning(
                     "tracer: cannot reach HoneyHive at %s (%s); %s dropped, more will be while it stays "
                     "unreachable (see tracer.stats(); logged once per outage)",
@@ -390,6 +662,33 @@ class HoneyHiveExporter(Exporter):
                 lost,
             )
 
+    def _refused(self, result: HttpResult, count: int) -> None:
+        """Record (and log once per status) events the server refused on their own, the rest delivered."""
+        status = result.status
+        message = _server_message(result)
+        self._set_last_error(f"honeyhive: HTTP {status} from POST /events/batch refused {count} event(s): {message}")
+        self._log_once(
+            f"refused:{status}",
+            "tracer: HoneyHive refused %d event(s) of a batch on their own (HTTP %s: %s); they are dropped, "
+            "the other events were sent (see tracer.stats(); logged once per status).",
+            count,
+            status,
+            message,
+        )
+
+    def _note_partial(self, result: HttpResult, delivered: int, count: int) -> None:
+        """Record (and log once) events a partial success left out, after the re-sends."""
+        message = _server_message(result)
+        self._set_last_error(f"honeyhive: POST /events/batch created {delivered} of {count} events: {message}")
+        self._log_once(
+            "partial",
+            "tracer: HoneyHive created %d of %d events; the others, sent again, were still not created and are "
+            "dropped. Server errors: %s (logged once)",
+            delivered,
+            count,
+            message,
+        )
+
     def _log_once(self, key: str, message: str, *args: object, error: bool = False) -> None:
         with self._log_lock:
             if key in self._logged:
@@ -424,20 +723,42 @@ def _partial_ids(result: HttpResult) -> list[str] | None:
     return [item for item in ids if isinstance(item, str)]
 
 
-def _count_created(events: list[bytes], created: list[str]) -> int:
-    """How many of *events* the server reports as created (by id; by count if it used other ids)."""
+def _is_partial_or_500(status: int, body: bytes) -> bool:
+    """While isolating: a partial success, or a 500 already known to persist (neither is retried)."""
+    return status == 500
+
+
+def _unacknowledged(events: list[bytes], created: list[str]) -> list[int] | None:
+    """Positions of the *events* the server did not report as created; None if it reported ids
+    none of which are ours (a server with its own ids: which ones failed cannot be known)."""
     wanted = set(created)
-    matched = 0
-    for raw in events:
+    missing: list[int] = []
+    for position, raw in enumerate(events):
         try:
             event_id = orjson.loads(raw).get("event_id")
         except (orjson.JSONDecodeError, AttributeError):
-            continue
-        if event_id in wanted:
-            matched += 1
-    if matched == 0 and created:
-        return min(len(created), len(events))
-    return matched
+            event_id = None
+        if event_id not in wanted:
+            missing.append(position)
+    if created and len(missing) == len(events):
+        return None
+    return missing
+
+
+def _named_event(result: HttpResult, count: int) -> int | None:
+    """The position of the event a refusal names (``events[N]…``), if within the *count* sent."""
+    found = _NAMED_EVENT.search(_server_message(result))
+    if found is None:
+        return None
+    position = int(found.group(1))
+    return position if position < count else None
+
+
+def _suppress_in_thread() -> None:
+    """Sender threads only send the exporter's requests: never trace them."""
+    from .._pipeline import suppressed
+
+    suppressed.set(True)
 
 
 def _server_message(result: HttpResult) -> str:

@@ -1,0 +1,160 @@
+"""A small pool of daemon threads that run an exporter's blocking requests side by side.
+
+``SenderPool.run_all(tasks)`` runs the tasks (at most ``size`` at once, started in list order) and
+returns their results once all are done, or at once when ``interrupt()`` is called (the tasks still
+running then finish on their own; their results are not awaited: ``None`` in their place).
+
+Why not ``concurrent.futures.ThreadPoolExecutor``: its threads are joined, and new work refused, by
+``threading``'s own shutdown, which runs *before* ``atexit`` hooks, so the tracer's exit hook could
+no longer send anything; and the tracer patches its ``submit`` to carry the caller's span. These
+threads are daemons, started lazily from an empty context, re-created after ``fork()``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import queue
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+__all__ = ["SenderPool"]
+
+T = TypeVar("T")
+
+
+class _Call(Generic[T]):
+    """One ``run_all``: the tasks, the next one to start, their results, what is left."""
+
+    __slots__ = ("done", "errors", "next", "remaining", "results", "tasks")
+
+    def __init__(self, tasks: Sequence[Callable[[], T]]) -> None:
+        self.tasks = tasks
+        self.next = 0
+        self.remaining = len(tasks)
+        self.results: list[T | None] = [None] * len(tasks)
+        self.errors: list[BaseException] = []
+        self.done = threading.Condition(threading.Lock())
+
+    def take(self) -> int:
+        """Index of the next task to start, or -1 when all have started."""
+        with self.done:
+            index = self.next
+            if index >= len(self.tasks):
+                return -1
+            self.next = index + 1
+            return index
+
+    def finish(self, index: int, result: T | None, error: BaseException | None) -> None:
+        with self.done:
+            self.results[index] = result
+            if error is not None:
+                self.errors.append(error)
+            self.remaining -= 1
+            if not self.remaining:
+                self.done.notify_all()
+
+
+class SenderPool:
+    """At most *size* threads named *name*-N; *initializer* runs once in each (e.g. to set a context flag)."""
+
+    def __init__(self, size: int, name: str, initializer: Callable[[], None] | None = None) -> None:
+        self.size = size
+        self._name = name
+        self._initializer = initializer
+        self._stop = threading.Event()
+        self._reset()
+        if hasattr(os, "register_at_fork"):
+            reinit = weakref.WeakMethod(self._reset)
+            os.register_at_fork(after_in_child=lambda: _call_weak(reinit))
+
+    def _reset(self) -> None:
+        # Also the after-fork hook: the parent's threads do not exist in a forked child, and a lock
+        # held by one of them at fork time would stay held forever.
+        self._lock = threading.Lock()
+        self._inbox: queue.SimpleQueue[_Call[Any] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._calls: set[_Call[Any]] = set()
+        self._closed = False
+
+    def run_all(self, tasks: Sequence[Callable[[], T]]) -> list[T | None]:
+        """Run *tasks* on the pool's threads and wait for them (or for ``interrupt()``).
+
+        A task's exception is re-raised here, after all tasks ended.
+        """
+        call: _Call[T] = _Call(tasks)
+        if not tasks or self._stop.is_set():
+            return call.results
+        helpers = min(self.size, len(tasks))
+        with self._lock:
+            if self._closed:
+                return call.results
+            self._calls.add(call)
+            while len(self._threads) < helpers:
+                thread = threading.Thread(
+                    target=self._serve, name=f"{self._name}-{len(self._threads) + 1}", daemon=True
+                )
+                self._threads.append(thread)
+                # An empty context: a sender must not inherit (and keep alive) the caller's span.
+                contextvars.Context().run(thread.start)
+        try:
+            for _ in range(helpers):
+                self._inbox.put(call)
+            with call.done:
+                while call.remaining and not self._stop.is_set():
+                    call.done.wait()
+                if call.errors and not call.remaining:
+                    raise call.errors[0]
+                return list(call.results)
+        finally:
+            with self._lock:
+                self._calls.discard(call)
+
+    def interrupt(self) -> None:
+        """Make every ``run_all`` return now, and every later one return at once (no task run)."""
+        self._stop.set()
+        with self._lock:
+            calls = list(self._calls)
+        for call in calls:
+            with call.done:
+                call.done.notify_all()
+
+    def close(self) -> None:
+        """Interrupt, and let the threads exit once their current task is done."""
+        self.interrupt()
+        with self._lock:
+            self._closed = True
+            threads, self._threads = self._threads, []
+        for _ in threads:
+            self._inbox.put(None)
+
+    def _serve(self) -> None:
+        inbox = self._inbox  # the after-fork reset replaces it: a stale thread keeps the old one
+        if self._initializer is not None:
+            self._initializer()
+        while True:
+            call = inbox.get()
+            if call is None:
+                return
+            while not self._stop.is_set():
+                index = call.take()
+                if index < 0:
+                    break
+                try:
+                    result = call.tasks[index]()
+                except BaseException as exc:  # handed to the caller, which decides
+                    call.finish(index, None, exc)
+                else:
+                    call.finish(index, result, None)
+            else:
+                # Interrupted: the tasks not started are finished as "no result" so nobody waits for them.
+                while (index := call.take()) >= 0:
+                    call.finish(index, None, None)
+
+
+def _call_weak(method: weakref.WeakMethod[Callable[[], None]]) -> None:
+    bound = method()
+    if bound is not None:
+        bound()
