@@ -5,6 +5,11 @@ decompresses gzip, validates bodies against the wire schema, records what it acc
 like HoneyHive. Faults are programmed in a queue: each request takes the first queued fault that
 matches its method and path (``collector.fail(503, retry_after="1")``, ``.reset()``, ``.hang()``…).
 
+Like HoneyHive, a batch with an event whose bucket is not an object is refused with a 400 naming it
+(``events[N].inputs must be an object``), and one holding an integer outside the signed 64-bit range
+fails with a 500 (its storage cannot hold it). ``latency`` delays every answer; ``max_concurrent``
+is the most requests it was handling at once.
+
 Use the ``collector`` fixture (``from tests.collector import collector`` in a conftest).
 """
 
@@ -85,6 +90,7 @@ class Request:
     body: Any = None  # the decoded JSON
     status: int | None = None  # None: no answer (reset / hang)
     fault: str | None = None
+    answered: float | None = None  # time.monotonic() once the answer was written
 
 
 class _Server(ThreadingHTTPServer):
@@ -133,6 +139,17 @@ class _Handler(BaseHTTPRequestHandler):
         request = Request(self.command, path, {k.lower(): v for k, v in self.headers.items()}, raw, time.monotonic())
         with collector.lock:
             collector.requests.append(request)
+            collector.concurrent += 1
+            collector.max_concurrent = max(collector.max_concurrent, collector.concurrent)
+        try:
+            if collector.latency:
+                time.sleep(collector.latency)
+            self._answer(collector, request, path)
+        finally:
+            with collector.lock:
+                collector.concurrent -= 1
+
+    def _answer(self, collector: Collector, request: Request, path: str) -> None:
         fault = collector._take_fault(self.command, path)
         if fault is not None:
             request.fault = fault.kind
@@ -162,6 +179,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
+        request.answered = time.monotonic()
 
     def _reset(self) -> None:
         """Drop the connection without an answer (RST rather than FIN where the OS allows)."""
@@ -202,6 +220,19 @@ def validate_event(event: Any, where: str = "event") -> None:
     _require(event.get("error") is None or isinstance(event["error"], str), f"{where}.error must be a string")
 
 
+def _has_int_beyond_int64(value: Any) -> bool:
+    """An integer HoneyHive's storage cannot hold (it fails the whole batch with a 500)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return not -(2**63) <= value < 2**63
+    if isinstance(value, dict):
+        return any(_has_int_beyond_int64(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_has_int_beyond_int64(item) for item in value)
+    return False
+
+
 class Collector:
     """The fake server. Read ``events``, ``updates``, ``sessions``, ``requests``, ``invalid``."""
 
@@ -220,6 +251,9 @@ class Collector:
         self.max_events_per_request: int | None = None  # more events in one batch → 413
         self.max_body_bytes: int | None = None  # larger decompressed body → 413
         self.accept_gzip = True  # False → 415 on a gzip body
+        self.latency = 0.0  # seconds every request waits before it is handled (a far server)
+        self.concurrent = 0  # requests being handled now
+        self.max_concurrent = 0  # the most at once so far
         self._released = threading.Event()
         self._server = _Server(self)
         host, port = self._server.server_address[:2]
@@ -263,8 +297,8 @@ class Collector:
     def too_large(self, times: int = 1) -> None:
         self.add(*(Fault("too_large", path="/events/batch") for _ in range(times)))
 
-    def partial(self, fail: int = 1) -> None:
-        self.add(Fault("partial", fail=fail, path="/events/batch"))
+    def partial(self, fail: int = 1, times: int = 1) -> None:
+        self.add(*(Fault("partial", fail=fail, path="/events/batch") for _ in range(times)))
 
     def release(self) -> None:
         """End every hang (and slow answer) now, and drop the faults still queued."""
@@ -363,6 +397,8 @@ class Collector:
             _require(not unknown, f"unknown session_properties {sorted(unknown)}")
         for index, event in enumerate(events):
             validate_event(event, f"events[{index}]")
+        if any(_has_int_beyond_int64(event) for event in events):
+            return 500, {"message": "Internal server error", "errorCode": "INTERNAL_SERVER_ERROR"}
         if single:
             sessions = {event["session_id"] for event in events}
             _require(len(sessions) == 1, f"is_single_session with events of {len(sessions)} sessions")

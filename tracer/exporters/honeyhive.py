@@ -441,7 +441,7 @@ class HoneyHiveExporter(Exporter):
             delivered = min(len(created), len(events))
             tally.delivered += delivered
             if delivered < len(events):
-                self._note_partial(result, delivered, len(events))
+                self._note_partial(result, len(events) - delivered, 1)
                 tally.fail("rejected", indexes[delivered:], retry=False)
             return
         if len(missing) < len(events):
@@ -452,13 +452,13 @@ class HoneyHiveExporter(Exporter):
         missing_indexes = [indexes[position] for position in missing]
         isolation.partial_rounds += 1
         if isolation.partial_rounds >= self._http.policy.max_attempts:
-            self._note_partial(result, len(events) - len(missing), len(events))
+            self._note_partial(result, len(missing), isolation.partial_rounds)
             tally.fail("rejected", missing_indexes, retry=False)
             return
         if not self._http.back_off(isolation.partial_rounds, deadline):
             # Out of time (or shut down) before the events were refused max_attempts times: they may
             # well be taken later.
-            self._note_partial(result, len(events) - len(missing), len(events))
+            self._note_partial(result, len(missing), isolation.partial_rounds)
             tally.fail("export_failed", missing_indexes, retry=True)
             return
         missing_events = [events[position] for position in missing]
@@ -676,16 +676,18 @@ class HoneyHiveExporter(Exporter):
             message,
         )
 
-    def _note_partial(self, result: HttpResult, delivered: int, count: int) -> None:
-        """Record (and log once) events a partial success left out, after the re-sends."""
+    def _note_partial(self, result: HttpResult, missing: int, sends: int) -> None:
+        """Record (and log once) the events partial successes left out, after *sends* sends."""
         message = _server_message(result)
-        self._set_last_error(f"honeyhive: POST /events/batch created {delivered} of {count} events: {message}")
+        self._set_last_error(
+            f"honeyhive: POST /events/batch did not create {missing} event(s) (sent {sends} time(s)): {message}"
+        )
         self._log_once(
             "partial",
-            "tracer: HoneyHive created %d of %d events; the others, sent again, were still not created and are "
-            "dropped. Server errors: %s (logged once)",
-            delivered,
-            count,
+            "tracer: HoneyHive did not create %d event(s) of a batch it partly accepted, sent %d time(s); they "
+            "are dropped. Server errors: %s (logged once)",
+            missing,
+            sends,
             message,
         )
 
