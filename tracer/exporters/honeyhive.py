@@ -274,7 +274,9 @@ class HoneyHiveExporter(Exporter):
         jobs = [job for index, batch in enumerate(batches) for job in self._jobs(index, batch)]
         outcomes = self._run([functools.partial(self._send_job, job, deadline) for job in jobs])
         for job, outcome in zip(jobs, outcomes, strict=True):
-            if outcome is None:  # interrupted before it ended: nothing known about it
+            if outcome is None:
+                # Interrupted before it ended: counted whole as not delivered, to be offered again
+                # (a part may have arrived already; event ids make a second copy harmless).
                 tallies[job.batch].fail("export_failed", job.indexes, retry=True)
                 self._set_last_error(f"honeyhive: {_INTERRUPTED}")
             else:
