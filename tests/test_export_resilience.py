@@ -17,6 +17,7 @@ import tracer
 from tracer import Batch, Tracer
 from tracer._pipeline import Stats
 from tracer.exporters import Exporter, ExportResult, HoneyHiveExporter
+from tracer.exporters._senders import SenderPool
 
 from . import test_honeyhive_exporter as _exporter_tests
 from .collector import Collector
@@ -366,3 +367,34 @@ def test_max_in_flight_is_validated_and_read_from_the_environment(
     t = Tracer(api_key="k", server_url=collector.url)
     tracers.append(t)
     assert isinstance(t.exporters[0], HoneyHiveExporter) and t.exporters[0].max_in_flight == 3
+
+
+def test_sender_pool_keeps_fast_tasks_on_the_caller_and_runs_slow_ones_side_by_side() -> None:
+    pool = SenderPool(4, "test-sender", slow_task=0.05)
+    here = threading.current_thread().name
+    lock = threading.Lock()
+    running = [0, 0]  # now, most at once
+
+    def where() -> str:
+        return threading.current_thread().name
+
+    def slow() -> str:
+        with lock:
+            running[0] += 1
+            running[1] = max(running[1], running[0])
+        time.sleep(0.3)  # waiting on a far server
+        with lock:
+            running[0] -= 1
+        return where()
+
+    try:
+        assert pool.run_all([where] * 3) == ["test-sender-1"] * 3  # nothing known yet: one pool thread
+        assert pool.run_all([where] * 3) == [here] * 3  # fast: no thread at all
+        results = pool.run_all([slow] * 5)  # the first runs here, is slow: the 4 others go at once
+        assert results[0] == here and here not in results[1:]
+        assert running[1] == 4
+        running[1] = 0
+        results = pool.run_all([slow] * 4)  # slow last time: all at once from the start
+        assert here not in results and running[1] == 4
+    finally:
+        pool.close()

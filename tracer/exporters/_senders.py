@@ -4,12 +4,18 @@
 returns their results once all are done, or at once when ``interrupt()`` is called (the tasks still
 running then finish on their own; their results are not awaited: ``None`` in their place).
 
-Side by side only when it pays: while tasks finish within ``slow_task`` seconds they run one after
-the other on one thread, and as soon as one takes longer, as many as allowed run at once (and keep
-doing so while the fastest task of a call takes longer than that). A nearby server answers a
-512-event request in about 3 ms, and there the CPU, not the wait, is the limit: eight threads
-contending for the GIL with the app delivered 79,849 events/s against 93,401 one at a time
-(``bench/throughput.py --latency-ms 0``, same run), while 20 ms away they took 63,074 against 18,241.
+Side by side only when it pays. A nearby server answers a 512-event request in about 3 ms, and
+there the CPU, not the wait, is the limit: eight threads contending for the GIL with the app
+delivered 79,849 events/s against 93,401 one at a time (``bench/throughput.py --latency-ms 0``, same
+run), while 20 ms away they took 63,074 against 18,241; and even handing the tasks to one other
+thread cost about 7% at 0 ms (81,300 against 87,300 events/s, mean of three alternating runs). So:
+
+- the first call runs its tasks one at a time on one pool thread, and all at once (up to ``size``)
+  as soon as one has taken longer than ``slow_task`` seconds;
+- after a call whose fastest task took longer than that, the next one starts all at once;
+- after a call whose tasks were fast, the next one runs them on the calling thread itself, one
+  after the other, until one is slow: the rest of that call then goes to the threads, all at once.
+  (A request hanging there is bounded by its own timeout, not by ``interrupt()``.)
 
 Why not ``concurrent.futures.ThreadPoolExecutor``: its threads are joined, and new work refused, by
 ``threading``'s own shutdown, which runs *before* ``atexit`` hooks, so the tracer's exit hook could
@@ -27,11 +33,15 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 __all__ = ["SenderPool"]
 
 T = TypeVar("T")
+
+_UNKNOWN: Final = 0  # no call finished yet
+_FAST: Final = 1  # every task of the last call finished within slow_task
+_SLOW: Final = 2  # even the fastest did not
 
 
 class _Call(Generic[T]):
@@ -88,7 +98,7 @@ class SenderPool:
         self._name = name
         self._initializer = initializer
         self._stop = threading.Event()
-        self._wide = False  # the last call's tasks were slow: start the next one at full width
+        self._pace = _UNKNOWN  # how fast the last call's tasks were: where and how wide to run the next
         self._reset()
         if hasattr(os, "register_at_fork"):
             reinit = weakref.WeakMethod(self._reset)
@@ -104,15 +114,25 @@ class SenderPool:
         self._closed = False
 
     def run_all(self, tasks: Sequence[Callable[[], T]]) -> list[T | None]:
-        """Run *tasks* on the pool's threads and wait for them (or for ``interrupt()``).
+        """Run *tasks* and wait for them (or for ``interrupt()``). A task's exception is re-raised here."""
+        if self._pace != _FAST or self._stop.is_set():
+            return self._on_threads(tasks, wide=self._pace == _SLOW)
+        results: list[T | None] = []
+        for index, task in enumerate(tasks):
+            began = time.monotonic()
+            results.append(task())
+            if time.monotonic() - began > self.slow_task:
+                self._pace = _SLOW  # the server is far (or slow) now: the rest side by side
+                return results + self._on_threads(tasks[index + 1 :], wide=True)
+        return results
 
-        A task's exception is re-raised here, after all tasks ended.
-        """
+    def _on_threads(self, tasks: Sequence[Callable[[], T]], wide: bool) -> list[T | None]:
+        """Run *tasks* on the pool's threads: all at once if *wide*, else one at a time until one is slow."""
         call: _Call[T] = _Call(tasks)
         if not tasks or self._stop.is_set():
             return call.results
         full = min(self.size, len(tasks))
-        width = full if self._wide else 1
+        width = full if wide else 1
         with self._lock:
             if self._closed:
                 return call.results
@@ -131,7 +151,7 @@ class SenderPool:
                     width = full
             with call.done:
                 if not call.remaining:
-                    self._wide = call.fastest > self.slow_task
+                    self._pace = _SLOW if call.fastest > self.slow_task else _FAST
                     if call.errors:
                         raise call.errors[0]
                 return list(call.results)
