@@ -73,7 +73,7 @@ _NAMED_EVENT: Final = re.compile(r"\bevents\[(\d+)\]")
 # Default of the setting of the same name (kept here for the exporter used on its own). A server 20 ms
 # away took 3.0-3.7x more events/s with 8 in flight than with one (bench/throughput.py --latency-ms
 # 20); 16 added 5-16% more, but doubles the connections to the backend and, while requests wait,
-# the threads that take the GIL from the app (its spans cost 5-35% more during the burst).
+# the threads that take the GIL from the app (its spans cost 3-60% more during the burst, 5 runs).
 _DEFAULT_MAX_IN_FLIGHT: Final = 8
 
 
