@@ -15,7 +15,8 @@ Daemon threads, the delivery worker among them, still run while ``atexit`` handl
 Fork (``os.register_at_fork``, ``after_in_child``), each where the state lives: the id generator
 draws new process keys (``_ids``), the worker forgets the parent's thread (``_worker``), each
 ``BatchProcessor`` starts with an empty queue and zeroed counters (the parent's events are the
-parent's to send), each ``HttpClient`` drops the parent's connections and locks (``_http``), and a
+parent's to send), each ``HttpClient`` drops the parent's connections and locks (``_http``), each
+exporter ``SenderPool`` forgets the parent's sender threads (``exporters._senders``), and a
 ``TraceStore`` reopens its connection in the child (``store``).
 """
 
