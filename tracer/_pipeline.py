@@ -152,14 +152,9 @@ class Processor:
             if not results:  # no exporter configured: nothing to deliver to, nothing lost
                 return
             for index, batch in enumerate(batches):
-                worst: ExportResult | None = None
-                updates_failed = 0  # as for events: the exporter that lost the most decides
-                for per_exporter in results:
-                    result = per_exporter[index]
-                    if worst is None or result.failed > worst.failed:
-                        worst = result
-                    updates_failed = max(updates_failed, result.updates_failed)
-                assert worst is not None
+                outcomes = [per_exporter[index] for per_exporter in results]
+                worst = max(outcomes, key=lambda result: result.failed)  # the first of the worst
+                updates_failed = max(result.updates_failed for result in outcomes)  # likewise for updates
                 with stats.lock:
                     stats.sent += len(batch.encoded) - min(worst.failed, len(batch.encoded))
                     stats.updates_sent += len(batch.updates) - min(updates_failed, len(batch.updates))
