@@ -4,10 +4,15 @@ successes completed, several requests in flight, what may be offered again (``re
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -398,3 +403,39 @@ def test_sender_pool_keeps_fast_tasks_on_the_caller_and_runs_slow_ones_side_by_s
         assert here not in results and running[1] == 4
     finally:
         pool.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")
+def test_a_forked_child_sends_side_by_side_with_its_own_sender_threads(collector: Collector, tmp_path: Any) -> None:
+    collector.latency = 0.05  # slow enough for the parent's requests to go side by side on its threads
+    script = tmp_path / "fork_app.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import os, sys, threading
+            sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
+            from tests.test_honeyhive_exporter import make_batch
+            from tracer.exporters import HoneyHiveExporter
+
+            exporter = HoneyHiveExporter("k", {collector.url!r}, max_in_flight=4, base_delay=0.01)
+            assert all(r.ok for r in exporter.export_batches([make_batch(3) for _ in range(4)]))
+            senders = [t for t in threading.enumerate() if t.name.startswith("tracer-sender")]
+            assert len(senders) == 4, senders
+            pid = os.fork()
+            if pid == 0:  # the parent's sender threads do not exist here
+                ok = all(r.ok for r in exporter.export_batches([make_batch(2) for _ in range(4)]))
+                os._exit(0 if ok else 3)
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0
+            assert all(r.ok for r in exporter.export_batches([make_batch(1) for _ in range(4)]))
+            exporter.shutdown()
+            print("OK")
+            """
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRACER_", "HH_"))}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0 and done.stdout.strip() == "OK", done.stderr
+    received = Counter(collector.event_ids())
+    assert len(received) == 4 * 3 + 4 * 2 + 4 * 1 and set(received.values()) == {1}
+    assert collector.max_concurrent >= 2
