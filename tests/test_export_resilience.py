@@ -154,6 +154,21 @@ def test_a_server_failing_every_request_is_not_bisected_to_the_end(collector: Co
     assert (result.failed, result.reason, len(result.retry_events)) == (512, "export_failed", 512)
 
 
+def test_with_no_time_left_to_isolate_the_batch_keeps_the_answer_it_got(collector: Collector, direct: Any) -> None:
+    collector.fail(500, times=10)
+    collector.latency = 0.3
+    stats = Stats()
+    exporter = direct(max_in_flight=1, max_attempts=1)
+    exporter.bind_stats(stats)
+    stop = threading.Timer(0.1, exporter.interrupt)  # shutdown runs out of time while the 500 is on its way
+    stop.start()
+    result = exporter.export(make_batch(4))
+    stop.join()
+    assert (result.failed, result.reason, result.retry_events) == (4, "export_failed", (0, 1, 2, 3))
+    assert len(collector.requests) == 1 and stats.failed_requests == 1  # no request counted that was not sent
+    assert stats.last_error is not None and "HTTP 500" in stats.last_error
+
+
 # -- partial success ------------------------------------------------------------------------------
 
 

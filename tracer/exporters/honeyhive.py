@@ -62,6 +62,8 @@ _GZIP_LEVEL: Final = 1
 _MESSAGE_CHARS: Final = 300
 _CIRCUIT_OPEN: Final = "not sent: circuit open after repeated connection failures"
 _INTERRUPTED: Final = "not sent: the exporter was interrupted (shutdown ran out of time)"
+# What a part of a group being isolated gets when no request can be tried any more.
+_NOT_TRIED: Final = HttpResult(None, error="not tried")
 _UPDATE_FIELDS: Final = UPDATE_FIELDS
 # Statuses that may be about some events of a batch rather than the batch: worth isolating them.
 _ISOLATED_REFUSALS: Final = frozenset({400, 422})
@@ -380,6 +382,8 @@ class HoneyHiveExporter(Exporter):
         """
         count = len(events)
         if not self._http.can_try_before(deadline):  # backend known down: don't even build the body
+            if probe:
+                return _NOT_TRIED  # the caller keeps the answer the whole group got
             skipped = self._skipped()
             self._count_request(skipped)
             self._note_failure("POST /events/batch", skipped, count)
@@ -482,7 +486,9 @@ class HoneyHiveExporter(Exporter):
         """*events* got a 400/422, or a 500 that persisted: find the events the server refuses, deliver the rest."""
         count = len(events)
         refusal = result.status != 500
-        named = _named_event(result, count) if refusal and count > 1 else None
+        # Out of time (or interrupted): the events keep the answer they got, as a group.
+        time_left = self._http.can_try_before(deadline)
+        named = _named_event(result, count) if refusal and count > 1 and time_left else None
         if named is not None and isolation.requests < isolation.budget:
             # The server says which event it refuses: drop that one, send the others again.
             self._refused(result, 1)
@@ -492,7 +498,7 @@ class HoneyHiveExporter(Exporter):
             rest_events = [events[position] for position in rest]
             self._send_events(rest_indexes, rest_events, properties, deadline, tally, isolation, isolating=True)
             return
-        if count > 1 and isolation.can_split():
+        if count > 1 and time_left and isolation.can_split():
             # Both halves first, then deeper: a failing half is split only after its sibling was
             # tried, so that a server failing every request is recognised after _BLIND_PROBES requests.
             half = count // 2
@@ -502,13 +508,16 @@ class HoneyHiveExporter(Exporter):
                     part_indexes, part_events, properties, deadline, tally, isolation, isolating=True, probe=True
                 )
                 if answer is not None:
-                    failed.append((part_indexes, part_events, answer))
+                    failed.append((part_indexes, part_events, result if answer is _NOT_TRIED else answer))
             for part_indexes, part_events, answer in failed:
                 self._isolate(part_indexes, part_events, properties, deadline, tally, isolation, answer)
             return
         if refusal or (count == 1 and isolation.successes):
-            # Refused on its own (a 400 beyond the isolation bound is a refusal all the same).
-            self._refused(result, count)
+            # Refused on its own (a 400 beyond the isolation bound, or the deadline, is a refusal all the same).
+            if count == 1:
+                self._refused(result, count)
+            else:
+                self._note_failure("POST /events/batch", result, count)
             tally.fail("rejected", indexes, retry=False)
             return
         # A 500 that no smaller request avoided (or the bound was reached): a failure of the server.
