@@ -25,8 +25,16 @@ Variants:
   burst that outruns it. ``max_queue`` / ``q MiB`` in the table are the settings used.
 - ``tracer-serial``: ``tracer`` with ``max_in_flight=1``: one request at a time, as before several
   requests could be in flight (the reference point for the latency runs).
-- ``tracer-default-queue``: the same with the default bounds (2,048 events, 64 MiB): shows what a
-  burst at full speed loses with the defaults (counted in ``dropped``).
+- ``tracer-default-queue``: the same with the default bounds (1,000,000 events, 64 MiB) and the
+  spool on: shows what a burst at full speed does with the defaults (spilled to the spool past half
+  the byte bound when that is cheaper than sending; dropped, and counted, at the bound).
+- ``tracer-outage`` (not in the default list: it takes about a minute): the default settings (spool
+  on, in a temporary directory) while the app traces at ``--outage-rate`` events/s (default 3,000)
+  for 2 s, then the sink goes down (connection refused) for ``--outage-seconds`` (default 30), then
+  up again while the app keeps tracing for 5 s; then ``flush()``. Reported in the ``outage:`` line:
+  events created, received (ids counted by the sink), lost, spooled; ``first replay s`` = seconds
+  from the sink's return to the first replayed event; ``drain ev/s`` = events replayed / seconds
+  from the sink's return until the spool is empty; peak RSS growth during the run.
 - ``otel``: opentelemetry-sdk, ``BatchSpanProcessor(max_queue_size=--queue-size)`` with an exporter
   written here that sends OTLP/JSON (orjson, gzip level 6, httpx) to the same sink. The real OTLP
   exporter (``opentelemetry-exporter-otlp``, protobuf) is not a dependency of this project, so this
@@ -56,7 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from overhead import CTX, Q, _chain  # the workload of bench/overhead.py
 from sink import SinkProcess
 
-VARIANTS = ("tracer", "tracer-serial", "tracer-default-queue", "otel")
+VARIANTS = ("tracer", "tracer-serial", "tracer-default-queue", "tracer-outage", "otel")
 DEFAULT_VARIANTS = ("tracer", "tracer-default-queue", "otel")
 # events/s the tracer variant must deliver, by the sink's latency in ms
 TARGETS = {0.0: 100_000, 20.0: 80_000, 100.0: 20_000}
@@ -78,9 +86,12 @@ def _sink_call(control: str, method: str, path: str) -> dict[str, Any]:
 def _tracer_variant(
     url: str, queue_size: int | None, queue_bytes: int | None, max_in_flight: int | None
 ) -> tuple[Callable[[Any], Any], Callable[[], bool], Any]:
+    import tempfile
+
     import tracer
 
-    options: dict[str, Any] = {"gzip": True}
+    # The spool (on by default) in a temporary directory, not the working tree's ./.tracer/.
+    options: dict[str, Any] = {"gzip": True, "spool": tempfile.mkdtemp(prefix="tracer-bench-spool-") + "/spool.db"}
     if max_in_flight is not None:
         options["max_in_flight"] = max_in_flight
     if queue_size is not None:
@@ -179,6 +190,83 @@ def _otel_variant(url: str, queue_size: int) -> tuple[Callable[[Any], Any], Call
     return otel_io, lambda: provider.force_flush(600_000), provider
 
 
+def _rss() -> tuple[int, int]:
+    """VmRSS and VmHWM of this process, in bytes."""
+    values = {}
+    with open("/proc/self/status") as status:
+        for line in status:
+            name, _, rest = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                values[name] = int(rest.split()[0]) * 1024
+    return values["VmRSS"], values["VmHWM"]
+
+
+def run_outage(url: str, control: str, rate: float, outage_s: float) -> dict[str, Any]:
+    """The backend down for *outage_s* while the app traces at *rate* events/s (see the docstring)."""
+    import tempfile
+
+    import tracer
+
+    spool_dir = tempfile.mkdtemp(prefix="tracer-bench-spool-")
+    ours = tracer.Tracer(
+        api_key="k", server_url=url, project="bench", session_name="bench-outage", spool=spool_dir + "/spool.db"
+    )
+    outer, _ = _chain(ours.trace)
+    for _ in range(WARMUP_CALLS):
+        outer(Q, CTX)
+    ours.flush(60)
+    before = ours.stats()
+    _sink_call(control, "POST", "/reset")
+    rss0, _ = _rss()
+    phases = [(2.0, None), (outage_s, "/down"), (5.0, "/up")]
+    calls = 0
+    up_at = first_replay = drained_at = None
+    replayed_at_up = 0
+    started = time.monotonic()
+    for seconds, action in phases:
+        if action is not None:
+            _sink_call(control, "POST", action)
+        if action == "/up":
+            up_at = time.monotonic()
+            replayed_at_up = ours.stats()["replayed"]
+        phase_start = time.monotonic()
+        while time.monotonic() - phase_start < seconds:
+            due = int((time.monotonic() - started) * rate / 3)
+            while calls < due:
+                outer(Q, CTX)
+                calls += 1
+            if up_at is not None:
+                stats = ours.stats()
+                if first_replay is None and stats["replayed"] > replayed_at_up:
+                    first_replay = time.monotonic() - up_at
+                if drained_at is None and stats["spool_backlog"] == 0 and stats["replayed"] > replayed_at_up:
+                    drained_at = time.monotonic() - up_at
+            time.sleep(0.002)
+    flushed = ours.flush(300)
+    if drained_at is None:
+        drained_at = time.monotonic() - (up_at or 0.0)
+    after = ours.stats()
+    _, hwm = _rss()
+    received = _sink_call(control, "GET", "/count")
+    replayed = after["replayed"] - before["replayed"]
+    return {
+        "variant": "tracer-outage",
+        "events": calls * 3,
+        "rate": rate,
+        "outage_s": outage_s,
+        "flush_ok": bool(flushed),
+        "sink": received,
+        "spooled": after["spooled"] - before["spooled"],
+        "replayed": replayed,
+        "dropped": {k: v - before["dropped"][k] for k, v in after["dropped"].items() if v - before["dropped"][k]},
+        "first_replay_s": first_replay,
+        "drain_s": drained_at,
+        "drain_events_per_s": replayed / drained_at if drained_at else 0.0,
+        "peak_rss_growth": hwm - rss0,
+        "max_queue_bytes": ours.config.max_queue_bytes,
+    }
+
+
 def run_child(
     variant: str, url: str, control: str, events: int, queue_size: int, queue_bytes: int, max_in_flight: int | None
 ) -> dict[str, Any]:
@@ -254,12 +342,17 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         help="the sink delays every answer this long; comma-separated for several runs (default 0)",
     )
     parser.add_argument("--max-in-flight", type=int, default=None, help="tracer's max_in_flight (default: its own)")
+    parser.add_argument("--outage-rate", type=float, default=3000.0, help="tracer-outage: events/s traced")
+    parser.add_argument("--outage-seconds", type=float, default=30.0, help="tracer-outage: seconds the sink is down")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--control", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     queue_size = args.queue_size or args.events
+    if args.child == "tracer-outage":
+        print(json.dumps(run_outage(args.url, args.control, args.outage_rate, args.outage_seconds)), flush=True)
+        return []
     if args.child:
         result = run_child(
             args.child, args.url, args.control, args.events, queue_size, args.queue_bytes, args.max_in_flight
@@ -276,6 +369,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 command = [sys.executable, __file__, "--child", variant, "--url", sink.url, "--control", sink.control]
                 command += ["--events", str(args.events), "--queue-size", str(queue_size)]
                 command += ["--queue-bytes", str(args.queue_bytes)]
+                command += ["--outage-rate", str(args.outage_rate), "--outage-seconds", str(args.outage_seconds)]
                 if args.max_in_flight is not None:
                     command += ["--max-in-flight", str(args.max_in_flight)]
                 done = subprocess.run(command, capture_output=True, text=True, env=env, check=False, timeout=1200)
@@ -296,7 +390,20 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         f"{'flush s':>7} {'events/s':>9} {'app us/span':>11} {'cpu us/ev':>9} {'sink us/ev':>10} {'wire MB':>7} "
         f"{'json MB':>7} {'reqs':>5}"
     )
-    print(header)
+    outages = [row for row in results if row["variant"] == "tracer-outage"]
+    results = [row for row in results if row["variant"] != "tracer-outage"]
+    for row in outages:
+        received = row["sink"]["events"]
+        first = "-" if row["first_replay_s"] is None else f"{row['first_replay_s']:.2f}"
+        print(
+            f"outage: {row['outage_s']:g} s down at {row['rate']:,.0f} events/s: created {row['events']:,}, "
+            f"received {received:,}, lost {row['events'] - received:,} (dropped {row['dropped'] or 0}), "
+            f"spooled {row['spooled']:,}, first replay s {first}, drained in {row['drain_s']:.2f} s at "
+            f"{row['drain_events_per_s']:,.0f} ev/s, peak RSS growth {row['peak_rss_growth'] / 2**20:.1f} MiB "
+            f"(budget {row['max_queue_bytes'] / 2**20:.0f} + 20 MiB), flush ok {row['flush_ok']}"
+        )
+    if results:
+        print(header)
     for row in results:
         sink_counts = row["sink"]
         received = sink_counts["otlp_spans"] if row["variant"] == "otel" else sink_counts["events"]
@@ -332,8 +439,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             )
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump(results, handle, indent=2)
-    return results
+            json.dump(results + outages, handle, indent=2)
+    return results + outages
 
 
 if __name__ == "__main__":

@@ -97,11 +97,11 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     collector: Collector
 
-    def __init__(self, collector: Collector) -> None:
+    def __init__(self, collector: Collector, port: int = 0) -> None:
         self.collector = collector
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", port), _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self.connections_lock:
@@ -150,6 +150,11 @@ class _Handler(BaseHTTPRequestHandler):
                 collector.concurrent -= 1
 
     def _answer(self, collector: Collector, request: Request, path: str) -> None:
+        outage = collector.outage_status
+        if outage is not None:  # a whole outage: every request gets this status until recover()
+            request.fault = "outage"
+            self._reply(request, outage, {"message": f"injected outage: HTTP {outage}"})
+            return
         fault = collector._take_fault(self.command, path)
         if fault is not None:
             request.fault = fault.kind
@@ -236,8 +241,9 @@ def _has_int_beyond_int64(value: Any) -> bool:
 class Collector:
     """The fake server. Read ``events``, ``updates``, ``sessions``, ``requests``, ``invalid``."""
 
-    def __init__(self, api_key: str = "k") -> None:
+    def __init__(self, api_key: str = "k", port: int = 0) -> None:
         self.api_key = api_key
+        self.outage_status: int | None = None  # set by outage(): every request answers it
         self.lock = threading.Lock()
         self.requests: list[Request] = []
         self.events: list[dict[str, Any]] = []
@@ -255,7 +261,8 @@ class Collector:
         self.concurrent = 0  # requests being handled now
         self.max_concurrent = 0  # the most at once so far
         self._released = threading.Event()
-        self._server = _Server(self)
+        self._server = _Server(self, port)
+        self.port = int(self._server.server_address[1])
         host, port = self._server.server_address[:2]
         self.url = f"http://{host!s}:{port}"
         self._thread = threading.Thread(
@@ -300,6 +307,13 @@ class Collector:
     def partial(self, fail: int = 1, times: int = 1) -> None:
         self.add(*(Fault("partial", fail=fail, path="/events/batch") for _ in range(times)))
 
+    def outage(self, status: int = 503) -> None:
+        """Answer every request with *status* (no fault queue involved) until ``recover()``."""
+        self.outage_status = status
+
+    def recover(self) -> None:
+        self.outage_status = None
+
     def release(self) -> None:
         """End every hang (and slow answer) now, and drop the faults still queued."""
         with self.lock:
@@ -315,6 +329,10 @@ class Collector:
         return None
 
     # -- reading --------------------------------------------------------------------------------
+
+    def accepted_ids(self) -> set[str]:
+        with self.lock:
+            return {event["event_id"] for event in self.events}
 
     def event_ids(self) -> list[str]:
         with self.lock:

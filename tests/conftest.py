@@ -56,7 +56,13 @@ def batch_rec() -> Iterator[Recorder]:
 
 
 @pytest.fixture(autouse=True)
-def _default_tracer_is_quiet() -> Iterator[None]:
+def _own_spool(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's tracers spool to a file of their own: never the working tree's, never another test's."""
+    monkeypatch.setenv("TRACER_SPOOL", str(tmp_path_factory.mktemp("spool") / "spool.db"))
+
+
+@pytest.fixture(autouse=True)
+def _default_tracer_is_quiet(_own_spool: None) -> Iterator[None]:
     """Module-level API tests get a default tracer that records in memory, reset after each test."""
     tracer.init(exporter=InMemoryExporter(), project="test", source="test", batch=False)
     yield

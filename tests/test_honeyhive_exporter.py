@@ -32,6 +32,8 @@ collector = _collector_module.collector  # the fixture (harmless if conftest.py 
 FAST = {"base_delay": 0.01, "max_delay": 0.05, "timeout": 2.0, "export_timeout": 3.0, "breaker_cooldown": 0.2}
 # Only flush() (or a full batch) sends: one batch per flush, whatever the timing.
 ONE_BATCH = {"flush_interval": 30.0, "first_flush_interval": 30.0}
+# Without a spool: what the exporter could not deliver is counted lost (with one, it is spooled).
+NO_SPOOL = {**ONE_BATCH, "spool": False}
 
 Make = Callable[..., tuple[Tracer, HoneyHiveExporter]]
 
@@ -332,7 +334,7 @@ def test_retry_after_is_capped(collector: Collector, make: Make) -> None:
 
 def test_a_retry_after_beyond_the_deadline_gives_up_at_once(collector: Collector, make: Make) -> None:
     collector.fail(503, retry_after="20")
-    t, _ = make(export_timeout=2.0, tracer_options=ONE_BATCH)
+    t, _ = make(export_timeout=2.0, tracer_options=NO_SPOOL)
     with t.span("one", "tool"):
         pass
     started = time.monotonic()
@@ -347,7 +349,7 @@ def test_persistent_server_errors_are_lost_after_max_attempts(
     collector: Collector, make: Make, caplog: pytest.LogCaptureFixture
 ) -> None:
     collector.fail(500, times=100)
-    t, _ = make(max_attempts=3, tracer_options=ONE_BATCH)
+    t, _ = make(max_attempts=3, tracer_options=NO_SPOOL)
     seen = workload(t)
     assert not t.flush(5.0)
     posts = collector.requests_to("POST", "/events/batch")
@@ -694,7 +696,7 @@ def test_session_enriched_before_its_events_is_created_not_put(collector: Collec
 def test_shutdown_with_a_failing_backend_ends_on_time_and_counts_what_is_left(collector: Collector, make: Make) -> None:
     """Retry waits are interrupted when shutdown's time runs out; queued events are counted, not sent."""
     collector.fail(503, times=1000)
-    t, _ = make(base_delay=5.0, max_delay=5.0, export_timeout=60.0, tracer_options=ONE_BATCH)
+    t, _ = make(base_delay=5.0, max_delay=5.0, export_timeout=60.0, tracer_options=NO_SPOOL)
     for i in range(20):
         with t.span("doomed", inputs={"i": i}):
             pass

@@ -29,7 +29,7 @@ class Setting:
     name: str
     env: tuple[str, ...]
     default: Any
-    kind: str  # "str" | "bool" | "float" | "int" | "url" | "rate" | "object" | "names" | "keys" | "patterns"
+    kind: str  # "str" | "bool" | "float" | "int" | "url" | "rate" | "object" | "names" | "keys" | "patterns" | "spool"
     help: str
     minimum: float | None = None
 
@@ -65,8 +65,10 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("max_event_bytes", ("TRACER_MAX_EVENT_BYTES",), 1024 * 1024, "int", "Size cap of one encoded event.", 4096),
     Setting("propagate_to_threads", ("TRACER_PROPAGATE_TO_THREADS",), True, "bool", "Nest thread and executor work under the submitting span."),
     Setting("batch", ("TRACER_BATCH",), True, "bool", "Ship from a background thread (False: export inline, e.g. serverless)."),
-    Setting("max_queue_size", ("TRACER_MAX_QUEUE_SIZE",), 2048, "int", "Events held in memory before dropping the oldest.", 1),
-    Setting("max_queue_bytes", ("TRACER_MAX_QUEUE_BYTES",), 64 * 1024 * 1024, "int", "Bytes held in memory before dropping the oldest.", 1024),
+    Setting("max_queue_size", ("TRACER_MAX_QUEUE_SIZE",), 1_000_000, "int", "Events held in memory before dropping the oldest (far above what fits in max_queue_bytes: the bytes bound).", 1),
+    Setting("max_queue_bytes", ("TRACER_MAX_QUEUE_BYTES",), 64 * 1024 * 1024, "int", "Bytes held in memory; past half of it the worker spills to the spool, at it the oldest are dropped.", 1024),
+    Setting("spool", ("TRACER_SPOOL",), True, "spool", "On-disk spool (SQLite file) for events the backend cannot take yet; a path, or false to turn it off; default ./.tracer/spool.db."),
+    Setting("max_spool_bytes", ("TRACER_MAX_SPOOL_BYTES",), 1024 * 1024 * 1024, "int", "Size of the spool file before its oldest events are dropped.", 65536),
     Setting("max_batch_size", ("TRACER_MAX_BATCH_SIZE",), 512, "int", "Events per export batch.", 1),
     Setting("max_batch_bytes", ("TRACER_MAX_BATCH_BYTES",), 4 * 1024 * 1024, "int", "Bytes per export batch.", 1024),
     Setting("flush_interval", ("TRACER_FLUSH_INTERVAL",), 1.0, "float", "Seconds a batch may wait before it is sent.", 0.001),
@@ -107,6 +109,8 @@ class Config:
     batch: bool
     max_queue_size: int
     max_queue_bytes: int
+    spool: bool | str
+    max_spool_bytes: int
     max_batch_size: int
     max_batch_bytes: int
     flush_interval: float
@@ -136,6 +140,8 @@ def _parse(setting: Setting, value: Any, env_name: str | None) -> Any:
         return _parse_names(value, where)
     if kind in ("keys", "patterns"):
         return _parse_scrub_list(kind, value, where)
+    if kind == "spool":
+        return _parse_spool(value, where)
     if kind == "object":
         if not callable(value):
             raise ConfigError(f"{where} must be a callable taking an event dict, got {type(value).__name__}")
@@ -220,6 +226,18 @@ def _parse_scrub_list(kind: str, value: Any, where: str) -> tuple[str, ...]:
                 raise ConfigError(f"{where} holds an invalid regular expression {text!r}: {exc}") from None
         result.append(text)
     return tuple(result)
+
+
+def _parse_spool(value: Any, where: str) -> bool | str:
+    """``spool``: true (the default path), false (off), or a file path."""
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, (str, os.PathLike)):
+        raise ConfigError(f"{where} must be a file path, true or false, got {type(value).__name__}")
+    text = os.fspath(value).strip()
+    if text.lower() in _TRUE | _FALSE:
+        return text.lower() in _TRUE
+    return text
 
 
 def _to_int(value: Any) -> int:

@@ -30,8 +30,8 @@ __all__ = ["BUCKETS", "SIZE_ESTIMATE", "Deferred", "resolve"]
 # The span's own fields a Deferred is merged with.
 BUCKETS: Final = _schema.BUCKETS
 
-# Bytes charged against the queue's byte bound for a deferred event, whose size is known only once
-# it is shaped (a typical chat call's request and reply).
+# Bytes charged against the queue's byte bound for a deferred event that cannot say better
+# (``Deferred.charged_size``): a typical chat call's request and reply.
 SIZE_ESTIMATE: Final = 4096
 
 
@@ -47,6 +47,11 @@ class Deferred:
     def shape(self) -> dict[str, Mapping[str, Any] | None]:
         """Bucket name (one of BUCKETS) -> its fields. Runs once, on the worker thread."""
         raise NotImplementedError
+
+    def charged_size(self) -> int:
+        """Bytes this event holds until it is shaped (what the queue's byte bound counts), measured
+        cheaply when its span ends, on the calling thread."""
+        return SIZE_ESTIMATE
 
 
 def resolve(record: DeferredRecord) -> EventRecord:

@@ -13,7 +13,8 @@ A request body is built and compressed once by the caller; every retry resends t
 - Waits end at once when ``interrupt()`` is called (shutdown).
 - httpx's own per-request INFO log lines are filtered out for these requests (not for the app's).
 - After ``breaker_threshold`` consecutive connection failures the circuit opens: no request is tried
-  for ``breaker_cooldown`` seconds (doubling per failed probe, up to ``breaker_max_cooldown``); the
+  for ``breaker_cooldown`` seconds (doubling per failed probe; both capped by ``breaker_max_cooldown``, 1 s,
+  so that delivery resumes within about a second of the backend's return); the
   first request after that is the probe, and any HTTP response closes the circuit again.
 """
 
@@ -74,7 +75,9 @@ class RetryPolicy:
     max_attempts: int = 8
     breaker_threshold: int = 5
     breaker_cooldown: float = 5.0
-    breaker_max_cooldown: float = 60.0
+    # Probing an unreachable backend once a second costs one refused connection per second; a longer
+    # cap (it was 60 s) would keep a spooled backlog waiting that long after the backend is back.
+    breaker_max_cooldown: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("base_delay", "max_delay", "max_retry_after", "breaker_cooldown", "breaker_max_cooldown"):
@@ -150,9 +153,8 @@ class CircuitBreaker:
     def __init__(self, threshold: int, cooldown: float, max_cooldown: float) -> None:
         self._lock = threading.Lock()
         self._threshold = threshold
-        self._initial = cooldown
-        self._max = max(max_cooldown, cooldown)
-        self._cooldown = cooldown
+        self._max = max_cooldown
+        self._initial = self._cooldown = min(cooldown, max_cooldown)
         self.failures = 0
         self.open_until = 0.0
         self.opened = 0  # times the circuit opened (for tests and diagnostics)

@@ -4,18 +4,29 @@ The calling thread only appends to a deque under a short lock. The worker wakes 
 full or old enough (100 ms for the first batches, then ``flush_interval``), encodes it and hands it
 to every exporter. When the queue is full the *oldest* event is dropped and counted: recent
 events are the ones a user is looking at, and the app never waits.
+
+An exporter that can fail transiently (the HoneyHive exporter) may have an on-disk spool
+(``_spool``): what it could not deliver for a transient reason is written there instead of being
+counted lost; while its backend is down, new batches go straight to the spool (one probe a
+second); when the queue is past half its byte bound and writing the spool is cheaper per event
+than sending, the worker spills there too. Spooled events are replayed, oldest first, once the
+backend answers, interleaved with new events: a few batches of backlog per worker turn, then the
+queue again, so fresh events are never held behind a long backlog and the memory queue keeps
+draining (event ids are idempotent and carry their own times, so arrival order does not matter
+to the backend).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import contextvars
 import os
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Final
 
 from . import _clock as clock
@@ -23,6 +34,7 @@ from ._encode import Encoder
 from ._errors import logger, report_internal_error, warn_once
 from ._record import SIZE, Item, SessionRegistry
 from ._span import Session
+from ._spool import Spool, SpoolClaim, SpoolError, SpoolTarget
 from ._worker import worker
 from .exporters._base import Batch, Exporter, ExportResult, normalize_result
 
@@ -37,6 +49,24 @@ _PASSES_PER_TURN: Final = 8  # passes on one queue before the worker turns to ot
 _FAST_BATCHES: Final = 10  # batches sent at first_flush_interval before settling on flush_interval
 # Sessions remembered beyond twice the queue's length before the registry is rebuilt from the queue.
 _SESSIONS_SLACK: Final = 1024
+# Seconds one batch may spend in an exporter's retries when that exporter has a spool: after that
+# the batch is spooled rather than held. At the issue's outage rate (3,000 events/s) 5 s of events
+# is about 12 MiB of queue, a fifth of the default byte bound; a 503 blip shorter than that is
+# still ridden out by the retries without touching the disk.
+_SPOOLED_EXPORT_TIMEOUT: Final = 5.0
+# The same for a probe of a backend that is down: one or two attempts, so that the worker is back
+# to spilling new events quickly and a probe started just before the backend returns ends soon.
+_PROBE_TIMEOUT: Final = 1.0
+# Claims of spooled events replayed per worker turn before the queue gets its turn again (interleaving).
+_REPLAY_CLAIMS_PER_TURN: Final = 2  # of _BATCHES_PER_PASS batches each
+# Weight of the latest measurement in the running cost per event of sending and of spilling.
+_COST_WEIGHT: Final = 0.3
+# Before any spill is measured: seconds per event to encode-decode-insert into SQLite (about
+# 10 µs measured with bench/throughput.py --variants tracer-outage); sending to a local server
+# costs about half that, to one 20 ms away about four times as much.
+_SPILL_COST_GUESS: Final = 10e-6
+_DEFAULT_REPLAY_BATCH: Final = 512  # events per replayed request (BatchProcessor: max_batch_size)
+_DEFAULT_REPLAY_BYTES: Final = 4 * 1024 * 1024
 
 DROP_REASONS: Final = (
     "queue_full",
@@ -46,6 +76,7 @@ DROP_REASONS: Final = (
     "too_large",
     "export_failed",
     "masked",
+    "spool_full",
 )
 
 
@@ -54,6 +85,8 @@ class Stats:
 
     sent: int
     updates_sent: int
+    spooled: int
+    replayed: int
     dropped: dict[str, int]
     retried_requests: int
     failed_requests: int
@@ -67,6 +100,8 @@ class Stats:
         self.lock = threading.Lock()
         self.sent = 0
         self.updates_sent = 0
+        self.spooled = 0  # events written to a spool by this process
+        self.replayed = 0  # events delivered from a spool by this process (whoever spooled them)
         self.dropped = dict.fromkeys(DROP_REASONS, 0)
         self.retried_requests = 0
         self.failed_requests = 0
@@ -83,10 +118,21 @@ class Stats:
 class Processor:
     """Receives ended spans and updates; decides when and how they reach the exporters."""
 
-    def __init__(self, exporters: list[Exporter], encoder: Encoder, stats: Stats) -> None:
+    def __init__(
+        self,
+        exporters: list[Exporter],
+        encoder: Encoder,
+        stats: Stats,
+        spools: Sequence[Spool | None] = (),
+    ) -> None:
         self.exporters = exporters
         self.encoder = encoder
         self.stats = stats
+        # One entry per exporter: its spool and backend state, or None (no spool).
+        self._targets: list[SpoolTarget | None] = [
+            None if spool is None else SpoolTarget(exporter, spool, _SPILL_COST_GUESS)
+            for exporter, spool in zip(exporters, list(spools) + [None] * len(exporters), strict=False)
+        ]
         self._lost_seen = 0
         self._enqueued = 0  # events and updates ever accepted
         self._sessions = SessionRegistry()  # the sessions of queued records
@@ -111,10 +157,26 @@ class Processor:
         for exporter in self.exporters:
             if id(exporter) not in kept:
                 _shutdown_exporter(exporter)
+        for target in self._targets:
+            if target is not None:
+                try:
+                    target.spool.close()
+                except Exception as exc:
+                    warn_once(f"spool-close:{target.spool.path}", "tracer: cannot close the spool: %r", exc)
 
     def queue_size(self) -> tuple[int, int]:
         """Events and bytes waiting in memory now."""
         return (0, 0)
+
+    def spool_backlog(self) -> tuple[int, int]:
+        """Events waiting in the spools and the spool files' bytes in use (as last seen)."""
+        events = size = 0
+        for target in self._targets:
+            if target is not None:
+                waiting, used = target.spool.backlog()
+                events += waiting
+                size += used
+        return events, size
 
     def accepted(self) -> int:
         """Events and updates ever accepted for delivery."""
@@ -140,28 +202,223 @@ class Processor:
             self.stats.drop("masked", masked)
         return batch if batch.encoded or batch.updates else None
 
-    def _export_all(self, batches: list[Batch]) -> None:
-        """Hand *batches* to every exporter at once (an exporter may send them side by side); count
-        each batch's outcome as the exporter that lost the most of it reports."""
+    def _export_all(self, batches: list[Batch], spill: bool = False) -> None:
+        """Hand *batches* to every exporter at once (an exporter may send them side by side), or to
+        its spool (see ``_export_or_spool``), and count each batch's outcome (``_account``)."""
         if not batches:
             return
-        stats = self.stats
         token = suppressed.set(True)
         try:
-            results = [self._export_one(exporter, batches) for exporter in self.exporters]
-            if not results:  # no exporter configured: nothing to deliver to, nothing lost
-                return
+            results = [
+                self._export_or_spool(exporter, target, batches, spill)
+                for exporter, target in zip(self.exporters, self._targets, strict=True)
+            ]
             for index, batch in enumerate(batches):
-                outcomes = [per_exporter[index] for per_exporter in results]
-                worst = max(outcomes, key=lambda result: result.failed)  # the first of the worst
-                updates_failed = max(result.updates_failed for result in outcomes)  # likewise for updates
-                with stats.lock:
-                    stats.sent += len(batch.encoded) - min(worst.failed, len(batch.encoded))
-                    stats.updates_sent += len(batch.updates) - min(updates_failed, len(batch.updates))
-                if worst.failed:
-                    stats.drop(worst.reason if worst.reason in DROP_REASONS else "export_failed", worst.failed)
+                self._account(batch, [per_exporter[index] for per_exporter in results])
         finally:
             suppressed.reset(token)
+
+    def _export_or_spool(
+        self, exporter: Exporter, target: SpoolTarget | None, batches: list[Batch], spill: bool
+    ) -> list[ExportResult]:
+        """Export *batches*; for an exporter with a spool, first decide whether to send them at all.
+
+        Not sent while the backend is down (until the next probe), nor when the worker is behind
+        (*spill*) and spilling costs less per event than sending: the results then ask for every
+        event to be kept (``retry_events``), which ``_account`` writes to the spool.
+        """
+        if target is None:
+            return self._export_one(exporter, batches)
+        now = time.monotonic()
+        behind = spill and target.spill_cost < target.export_cost
+        if behind or not target.may_try(now):
+            return [_not_tried(self.stats, batch, "export_failed") for batch in batches]
+        with _export_deadline(exporter, _PROBE_TIMEOUT if target.down else _SPOOLED_EXPORT_TIMEOUT):
+            results = self._export_one(exporter, batches)
+        elapsed = time.monotonic() - now
+        delivered = sum(result.delivered for result in results)
+        if any(result.retry_events for result in results):
+            target.failed(time.monotonic())
+        elif delivered:
+            target.answered()
+            target.export_cost += _COST_WEIGHT * (elapsed / delivered - target.export_cost)
+        return results
+
+    def _account(self, batch: Batch, results: list[ExportResult]) -> None:
+        """Count what became of *batch* (one result per exporter): sent, spooled, or dropped by reason.
+
+        Events an exporter with a spool could not deliver for a transient reason (``retry_events``)
+        are written to its spool here and counted as ``spooled``, not lost. With several exporters,
+        the one that delivered the least decides the counts.
+        """
+        stats = self.stats
+        count = len(batch.encoded)
+        worst_lost = worst_kept = 0
+        worst_reason: str | None = None
+        updates_failed = 0
+        for target, result in zip(self._targets, results, strict=False):
+            kept = 0
+            if target is not None and (result.retry_events or result.retry_updates):
+                kept, kept_updates = self._spill(target, batch, result.retry_events, result.retry_updates)
+                if kept_updates:
+                    # Exporters count the updates they fail to deliver as dropped themselves; these
+                    # are kept in the spool instead.
+                    stats.drop("export_failed", -kept_updates)
+            lost = max(min(result.failed, count) - kept, 0)
+            if (lost + kept, lost) > (worst_lost + worst_kept, worst_lost):
+                worst_lost, worst_kept, worst_reason = lost, kept, result.reason
+            updates_failed = max(updates_failed, result.updates_failed)
+        if not results:  # no exporter configured: nothing to deliver to, nothing lost
+            return
+        with stats.lock:
+            stats.sent += count - min(worst_lost + worst_kept, count)
+            stats.spooled += worst_kept
+            stats.updates_sent += len(batch.updates) - min(updates_failed, len(batch.updates))
+        if worst_lost:
+            stats.drop(worst_reason if worst_reason in DROP_REASONS else "export_failed", worst_lost)
+
+    def _spill(
+        self, target: SpoolTarget, batch: Batch, indexes: tuple[int, ...], update_indexes: tuple[int, ...]
+    ) -> tuple[int, int]:
+        """Write the events of *batch* at *indexes* and its updates at *update_indexes* to *target*'s
+        spool; returns how many of each it kept."""
+        started = time.monotonic()
+        try:
+            written = target.spool.write(batch, indexes if len(indexes) < len(batch.encoded) else None, update_indexes)
+        except Exception as exc:
+            if not isinstance(exc, (OSError, SpoolError)):
+                report_internal_error("writing the spool", exc)
+            warn_once(f"spool:{target.spool.path}", "tracer: cannot write the spool %s: %s", target.spool.path, exc)
+            self.stats.last_error = f"spool {target.spool.path}: {exc}"
+            return 0, 0
+        if indexes:
+            cost = (time.monotonic() - started) / len(indexes)
+            target.spill_cost += _COST_WEIGHT * (cost - target.spill_cost)
+        target.pending = True
+        if written.dropped_oldest:
+            self.stats.drop("spool_full", written.dropped_oldest)
+            warn_once(
+                "spool_full",
+                "tracer: the spool %s reached max_spool_bytes; its oldest events are dropped (see tracer.stats())",
+                target.spool.path,
+            )
+        # Events already in the spool (same id) were kept before: they count as kept now too.
+        return len(indexes), len(update_indexes)
+
+    def _replay(self) -> bool:
+        """Send a few batches of each spool whose backend may answer; True if more is ready now."""
+        more = False
+        token = suppressed.set(True)
+        try:
+            for target in self._targets:
+                if target is None:
+                    continue
+                if target.pending and target.may_replay(time.monotonic()):
+                    more = self._replay_target(target) or more
+                elif target.untidy and not target.pending:
+                    # The backlog is delivered: reclaim its space, a bounded step per turn.
+                    try:
+                        target.untidy = target.spool.tidy()
+                    except Exception as exc:
+                        self._spool_failed(target, exc)
+                        target.untidy = False
+                    more = more or target.untidy
+        finally:
+            suppressed.reset(token)
+        return more
+
+    def _replay_target(self, target: SpoolTarget) -> bool:
+        spool = target.spool
+        try:
+            if not spool.lease():
+                target.lease_busy(time.monotonic())  # another process replays it: look again later
+                return False
+        except Exception as exc:
+            return self._spool_failed(target, exc)
+        stats = self.stats
+        size = self._replay_batch_size()
+        try:
+            for _ in range(_REPLAY_CLAIMS_PER_TURN):
+                # A few requests' worth per claim: one read and one cursor move per claim.
+                claim = spool.claim(_BATCHES_PER_PASS * size, _BATCHES_PER_PASS * self._replay_batch_bytes())
+                if claim is None:
+                    target.pending = False
+                    return False
+                batch = claim.batch
+                if claim.update_keys:
+                    if not self._replay_updates(target, claim):
+                        return False
+                    continue
+                count = len(batch.encoded)
+                starts = list(range(0, count, size))
+                if target.down:  # a probe: one request's worth; the rest waits for its answer
+                    starts = starts[:1]
+                parts = [
+                    Batch(batch.encoded[start : start + size], batch.session_ids[start : start + size], batch.sessions)
+                    for start in starts
+                ]
+                keep: set[int] = set(range(starts[-1] + size, count)) if target.down else set()
+                with _export_deadline(target.exporter, _PROBE_TIMEOUT if target.down else _SPOOLED_EXPORT_TIMEOUT):
+                    results = self._export_one(target.exporter, parts)  # side by side, if the exporter can
+                for start, part, result in zip(starts, parts, results, strict=True):
+                    retry = result.retry_events
+                    keep.update(start + index for index in retry)
+                    lost = max(min(result.failed, len(part.encoded)) - len(retry), 0)
+                    with stats.lock:
+                        stats.replayed += len(part.encoded) - len(retry) - lost
+                    if lost:
+                        stats.drop(result.reason if result.reason in DROP_REASONS else "export_failed", lost)
+                if any(result.retry_events for result in results):
+                    target.failed(time.monotonic())
+                else:
+                    target.answered()
+                spool.release(claim, frozenset(keep))
+                target.untidy = True
+                if keep:
+                    return False
+            return True
+        except Exception as exc:
+            return self._spool_failed(target, exc)
+        finally:
+            spool.unlease()
+
+    def _replay_updates(self, target: SpoolTarget, claim: SpoolClaim) -> bool:
+        """Send a claim of spooled late updates; False if the backend failed (they stay spooled)."""
+        stats = self.stats
+        with _export_deadline(target.exporter, _PROBE_TIMEOUT if target.down else _SPOOLED_EXPORT_TIMEOUT):
+            (result,) = self._export_one(target.exporter, [claim.batch])
+        retry = frozenset(result.retry_updates)
+        target.spool.release(claim, keep_updates=retry)
+        count = len(claim.batch.updates)
+        with stats.lock:
+            stats.updates_sent += count - min(result.updates_failed, count)
+        if retry:
+            stats.drop("export_failed", -len(retry))  # counted by the exporter, but kept
+            target.failed(time.monotonic())
+            return False
+        target.answered()
+        return True
+
+    def _spool_failed(self, target: SpoolTarget, exc: Exception) -> bool:
+        if not isinstance(exc, (OSError, SpoolError)):
+            report_internal_error("replaying the spool", exc)
+        warn_once(f"spool:{target.spool.path}", "tracer: cannot read the spool %s: %s", target.spool.path, exc)
+        self.stats.last_error = f"spool {target.spool.path}: {exc}"
+        target.lease_busy(time.monotonic())
+        return False
+
+    def _replay_batch_size(self) -> int:
+        return _DEFAULT_REPLAY_BATCH
+
+    def _replay_batch_bytes(self) -> int:
+        return _DEFAULT_REPLAY_BYTES
+
+    def _wait_for_spools(self, deadline: float) -> bool:
+        """True when no spool has a backlog (the synchronous pipeline has none)."""
+        return not self._spool_pending()
+
+    def _spool_pending(self) -> bool:
+        return any(target is not None and target.pending for target in self._targets)
 
     def _export_one(self, exporter: Exporter, batches: list[Batch]) -> list[ExportResult]:
         try:
@@ -233,6 +490,7 @@ class BatchProcessor(Processor):
         encoder: Encoder,
         stats: Stats,
         *,
+        spools: Sequence[Spool | None] = (),
         max_queue_size: int,
         max_queue_bytes: int,
         max_batch_size: int,
@@ -240,9 +498,11 @@ class BatchProcessor(Processor):
         flush_interval: float,
         first_flush_interval: float,
     ) -> None:
-        super().__init__(exporters, encoder, stats)
+        super().__init__(exporters, encoder, stats, spools)
         self._max_queue_size = max_queue_size
         self._max_queue_bytes = max_queue_bytes
+        # Past this many bytes in memory the worker is behind: it may spill to the spools.
+        self._spill_bytes = max_queue_bytes // 2
         self._max_batch_size = max_batch_size
         self._max_batch_bytes = max_batch_bytes
         self._flush_interval = flush_interval
@@ -251,6 +511,9 @@ class BatchProcessor(Processor):
         if hasattr(os, "register_at_fork"):
             reinit = weakref.WeakMethod(self._after_fork_in_child)
             os.register_at_fork(after_in_child=lambda: _call_weak(reinit))
+        if self._spool_pending():
+            # A spool file left by an earlier process: send it from the start, not at first need.
+            self._attach()
 
     def _init_state(self) -> None:
         self._queue: collections.deque[Item] = collections.deque()
@@ -349,10 +612,18 @@ class BatchProcessor(Processor):
     # -- worker thread (the _worker.Client protocol) ----------------------------------------------
 
     def due_at(self) -> float:
-        return 0.0 if self._woken else self._due
+        if self._woken:
+            return 0.0
+        due = self._due
+        for target in self._targets:
+            if target is not None:
+                spool_due = target.due_at()
+                if spool_due is not None and spool_due < due:
+                    due = spool_due
+        return due
 
     def wants_service(self, now: float) -> bool:
-        return self._woken or now >= self._due
+        return self._woken or now >= self.due_at()
 
     def serve(self, now: float) -> bool:
         """One turn of the worker: send what is queued; False once stopped and empty."""
@@ -365,6 +636,8 @@ class BatchProcessor(Processor):
         try:
             if self._drain():
                 self._woken = True  # more is queued: come back right after the other queues' turns
+            if self._replay():
+                self._woken = True  # more backlog ready to send: the queue first, then more of it
         except Exception as exc:  # the worker must survive anything
             report_internal_error("the delivery worker", exc)
         if self._stopping:
@@ -391,10 +664,11 @@ class BatchProcessor(Processor):
         max_bytes = per_pass * self._max_batch_bytes
         for _ in range(_PASSES_PER_TURN):
             if self._abandon:
-                self._drop_leftovers()
+                self._spool_leftovers()
                 return False
             with self._lock:
                 queue = self._queue
+                behind = self._queue_bytes > self._spill_bytes
                 # Everything taken earlier is encoded by now: forget the sessions no queued record needs.
                 if not queue:
                     self._sessions.prune()
@@ -417,7 +691,7 @@ class BatchProcessor(Processor):
                     if batch is not None:
                         batches.append(batch)
                 del items  # the spans are encoded now: let them go before the (slow) I/O
-                self._export_all(batches)
+                self._export_all(batches, spill=behind)
             finally:
                 self._batches_sent += 1
                 with self._progress:
@@ -451,7 +725,20 @@ class BatchProcessor(Processor):
         return self._popped >= target and (inflight == 0 or inflight > target)
 
     def flush(self, timeout: float) -> bool:
-        """Block until everything ended before this call is delivered (or *timeout* passes)."""
+        """Block until everything ended before this call is delivered (or *timeout* passes).
+
+        Events written to a spool are not delivered yet: the flush also waits for the spools'
+        backlogs to be replayed, and returns False if some is left when the time is up.
+        """
+        deadline = time.monotonic() + max(timeout, 0.0)
+        handled = self._flush_queue(timeout)
+        if worker.is_current():
+            return handled
+        return self._wait_for_spools(deadline) and handled
+
+    def _flush_queue(self, timeout: float) -> bool:
+        """Wait until every event queued before this call was sent, spooled or dropped; True if
+        nothing was lost since the previous flush and nothing timed out."""
         with self._lock:
             target = self._enqueued
             if target > self._flush_target:
@@ -474,6 +761,43 @@ class BatchProcessor(Processor):
             self.stats.last_error = self.stats.last_error or f"flush timed out after {timeout:g}s"
         return self._flush_result() and reached
 
+    def _wait_for_spools(self, deadline: float) -> bool:
+        """Wait until no spool of this pipeline has a backlog (replayed by the worker) or *deadline*.
+
+        Gives up early when every backend with a backlog is down and has failed one more attempt
+        (a probe: about a second) since the wait began: an app flushing after each request
+        during an outage is told False at once rather than after its whole timeout.
+        """
+        if not self._spool_pending():
+            return True
+        if not self._attached:
+            self._attach()
+        targets = [target for target in self._targets if target is not None]
+        attempts = [target.attempts for target in targets]
+        while self._spool_pending():
+            remaining = deadline - time.monotonic()
+            if all(
+                not target.pending or (target.down and target.attempts > seen)
+                for target, seen in zip(targets, attempts, strict=True)
+            ):
+                remaining = 0.0
+            if remaining <= 0:
+                waiting, _ = self.spool_backlog()
+                self.stats.last_error = self.stats.last_error or f"{waiting} spooled event(s) not yet delivered"
+                return False
+            self._request_service()
+            time.sleep(min(remaining, 0.02))
+        return True
+
+    def _any_target_down(self) -> bool:
+        return any(target is not None and target.down for target in self._targets)
+
+    def _replay_batch_size(self) -> int:
+        return self._max_batch_size
+
+    def _replay_batch_bytes(self) -> int:
+        return self._max_batch_bytes
+
     async def aflush(self, timeout: float) -> bool:
         """``flush()`` for event loops: waits in a worker thread, never blocking the loop."""
         return await asyncio.get_running_loop().run_in_executor(None, self.flush, timeout)
@@ -484,7 +808,12 @@ class BatchProcessor(Processor):
         If the time runs out (backend down or slow), what is still queued is dropped and counted
         as ``shutdown_timeout``, and exporters are interrupted so that their retry waits end now.
         """
-        delivered = self.flush(timeout) if not self._closed else True
+        deadline = time.monotonic() + max(timeout, 0.0)
+        # Only the queue must be handled: a spooled backlog outlives the process (a later one with
+        # the same spool sends it), so it is replayed only with the time left, if the backend answers.
+        delivered = self._flush_queue(timeout) if not self._closed else True
+        if delivered and not self._closed and self._spool_pending() and not self._any_target_down():
+            self._wait_for_spools(deadline)
         with self._lock:
             self._closed = True
             self._stopping = True
@@ -504,6 +833,37 @@ class BatchProcessor(Processor):
         else:
             logger.warning("tracer: delivery did not finish within %.1fs at shutdown", timeout)
 
+    def _spool_leftovers(self) -> None:
+        """Shutdown ran out of time: write what is queued to the spools without trying to send it
+        (a later process sends it); exporters without a spool get it as usual."""
+        if not any(target is not None for target in self._targets):
+            self._drop_leftovers()
+            return
+        while True:
+            with self._lock:
+                queue = self._queue
+                items = [queue.popleft() for _ in range(min(len(queue), self._max_batch_size))]
+                self._queue_bytes -= sum(item[SIZE] for item in items)
+                self._popped += len(items)
+            if not items:
+                return
+            batch = self._encode(items)
+            if batch is None:
+                continue
+            # Exporters without a spool still get the batch (the local store: a quick write; an
+            # interrupted exporter returns at once).
+            token = suppressed.set(True)
+            try:
+                results = [
+                    self._export_one(exporter, [batch])[0]
+                    if target is None
+                    else _not_tried(self.stats, batch, "shutdown_timeout")
+                    for exporter, target in zip(self.exporters, self._targets, strict=True)
+                ]
+            finally:
+                suppressed.reset(token)
+            self._account(batch, results)
+
     def _drop_leftovers(self) -> None:
         with self._lock:
             leftover = len(self._queue)
@@ -522,3 +882,38 @@ def _call_weak(method: weakref.WeakMethod[Callable[[], None]]) -> None:
     bound = method()
     if bound is not None:
         bound()
+
+
+@contextlib.contextmanager
+def _export_deadline(exporter: Exporter, seconds: float) -> Iterator[None]:
+    """Cap an exporter's ``export_timeout`` (if it has one) during one call, on the worker thread.
+
+    With a spool, a batch the backend will not take is better kept on disk than retried for the
+    exporter's whole ``export_timeout`` while the worker can spill nothing else.
+    """
+    current = getattr(exporter, "export_timeout", None)
+    if not isinstance(current, (int, float)) or current <= seconds:
+        yield
+        return
+    exporter.export_timeout = seconds  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        exporter.export_timeout = current  # type: ignore[attr-defined]
+
+
+def _not_tried(stats: Stats, batch: Batch, reason: str) -> ExportResult:
+    """The result of a batch kept for the spool without being offered to its exporter: every event
+    and update to keep. Its updates are counted as dropped here, like an exporter counts those it
+    fails to deliver (``_account`` takes back the ones it keeps)."""
+    count, updates = len(batch.encoded), len(batch.updates)
+    if updates:
+        stats.drop("export_failed", updates)
+    return ExportResult(
+        delivered=0,
+        failed=count,
+        reason=reason,
+        updates_failed=updates,
+        retry_events=tuple(range(count)),
+        retry_updates=tuple(range(updates)),
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping, Sequence
@@ -25,6 +26,7 @@ from ._pipeline import BatchProcessor, Processor, Stats, SyncProcessor
 from ._record import make_update
 from ._scopes import SessionScope, SpanScope
 from ._span import Session, Span, as_fields, describe_error, merge_fields, safe_str
+from ._spool import Spool
 from .exporters._base import Exporter, as_exporter_list
 
 __all__ = ["Tracer", "trace_with"]
@@ -117,6 +119,7 @@ class Tracer:
                 exporters,
                 encoder,
                 stats,
+                spools=self._spools(config, exporters),
                 max_queue_size=config.max_queue_size,
                 max_queue_bytes=config.max_queue_bytes,
                 max_batch_size=config.max_batch_size,
@@ -199,6 +202,30 @@ class Tracer:
             announce(local.path)
         exporters.append(local)
         return exporters
+
+    def _spools(self, config: Config, exporters: list[Exporter]) -> list[Spool | None]:
+        """A spool for each exporter that can fail transiently (HoneyHive-compatible ones), or None.
+
+        The first gets the ``spool`` path itself (``./.tracer/spool.db`` by default); any other
+        one the same path with its position in the list, so that each spool is replayed only to
+        the exporter that could not deliver it. Files are opened later, on the worker thread.
+        """
+        if config.spool is False:
+            return [None] * len(exporters)
+        from .exporters.honeyhive import HoneyHiveExporter
+        from .store.spool import SQLiteSpool, default_spool_path
+
+        path = default_spool_path(None if config.spool is True else config.spool)
+        spools: list[Spool | None] = []
+        count = 0
+        for exporter in exporters:
+            if not isinstance(exporter, HoneyHiveExporter):
+                spools.append(None)
+                continue
+            root, ext = os.path.splitext(path)
+            spools.append(SQLiteSpool(path if count == 0 else f"{root}-{count}{ext}", config.max_spool_bytes))
+            count += 1
+        return spools
 
     def _new_session(
         self,
@@ -450,6 +477,7 @@ class Tracer:
         stats = self._stats
         processor = self._processor
         size, size_bytes = processor.queue_size()
+        spool_backlog, spool_bytes = processor.spool_backlog()
         accepted = processor.accepted()
         with stats.lock:
             dropped = dict(stats.dropped)
@@ -459,6 +487,10 @@ class Tracer:
                 "queued": accepted,
                 "sent": stats.sent,
                 "updates_sent": stats.updates_sent,
+                "spooled": stats.spooled,
+                "replayed": stats.replayed,
+                "spool_backlog": spool_backlog,
+                "spool_bytes": spool_bytes,
                 "dropped": dropped,
                 "dropped_total": sum(dropped.values()),
                 "retried_requests": stats.retried_requests,

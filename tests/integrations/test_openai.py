@@ -512,3 +512,21 @@ def test_include_stream_usage_with_the_stream_helper(events: CapturedEvents, oai
     event = only_model_event(events)
     assert event["event_name"] == "openai.chat.completions.stream"
     assert event["metadata"]["total_tokens"] == 13
+
+
+def test_a_queued_llm_event_is_charged_the_size_of_its_messages(oai: Any) -> None:
+    """Until the worker shapes it, an LLM event's record holds the call's messages: the queue's
+    byte bound counts them (not a flat estimate), so a backlog of large prompts stays bounded."""
+    exporter = tracer.InMemoryExporter()
+    t = tracer.init(exporter=exporter, project="test", source="test", first_flush_interval=60, flush_interval=60)
+    instrument()
+    oai.chat.completions.create(model="gpt-x", messages=[{"role": "user", "content": "Hi"}])
+    _, small = t.stats()["queue_size"], t.stats()["queue_bytes"]
+    history = [{"role": "user" if i % 2 else "assistant", "content": "x" * 10_000} for i in range(20)]
+    oai.chat.completions.create(model="gpt-x", messages=history)
+    queued, both = t.stats()["queue_size"], t.stats()["queue_bytes"]
+    assert queued == 2 and exporter.events == []  # neither shaped yet
+    large = both - small
+    assert 200_000 <= large < 200_000 + 20_000  # the 200,000 characters of history, plus a bound
+    assert small < 20_000
+    assert tracer.flush(5)

@@ -329,6 +329,12 @@ def export(
     help="Seconds per batch, retries included.",
 )
 @click.option("--no-gzip", is_flag=True, help="Send uncompressed bodies.")
+@click.option(
+    "--spool",
+    "spool_path",
+    metavar="PATH",
+    help="Drain this spool (events a traced program could not deliver yet) instead of a store.",
+)
 @store_option
 def send(
     session_refs: tuple[str, ...],
@@ -338,6 +344,7 @@ def send(
     project: str,
     timeout: float,
     no_gzip: bool,
+    spool_path: str | None,
     store_path: str | None,
 ) -> None:
     """Re-send stored events to HoneyHive (or any compatible server), each at most once.
@@ -351,6 +358,7 @@ def send(
       tracer send --api-key $HH_API_KEY                           # everything, to api.honeyhive.ai
       tracer send last --api-key k --server-url http://127.0.0.1:8787
       TRACER_API_KEY=k TRACER_SERVER_URL=https://hh.example.com tracer send --all
+      tracer send --spool .tracer/spool.db --api-key k   # drain a spool by hand (deletes what was sent)
     """
     from ..store import send_store
 
@@ -358,6 +366,11 @@ def send(
         _fail("give SESSION ids or --all, not both")
     if not api_key or not api_key.strip():
         _fail("--api-key is required (or set TRACER_API_KEY / HH_API_KEY)")
+    if spool_path is not None:
+        if session_refs or all_sessions:
+            _fail("--spool sends the whole spool: give no SESSION and no --all")
+        _send_spool(spool_path, api_key.strip(), server_url, project, timeout, not no_gzip)
+        return
     with _errors(), _open_store(store_path) as store:
         ids = list(dict.fromkeys(store.resolve_session(ref) for ref in session_refs)) if session_refs else None
         stderr = make_console(stderr=True)
@@ -391,6 +404,26 @@ def send(
     if not report.ok:
         unsent = report.events_failed + report.sessions_failed + report.updates_failed
         _fail(f"{unsent} item(s) not sent to {url} (run send again to retry): {report.error()}")
+
+
+def _send_spool(path: str, api_key: str, server_url: str, project: str, timeout: float, gzip: bool) -> None:
+    from ..store.spool import drain_spool
+
+    if not os.path.exists(path):
+        _fail(f"no spool at {_shown(os.path.abspath(path))}")
+    with _errors():
+        report = drain_spool(path, api_key, server_url, project=project, timeout=timeout, gzip=gzip)
+    if report.busy:
+        _fail(f"another process is sending {_shown(report.path)} right now; try again when it is done")
+    if report.events_sent:
+        click.echo(f"tracer: sent {report.events_sent} spooled event(s) to {report.server_url}")
+    elif report.ok:
+        click.echo(f"tracer: nothing to send: the spool {_shown(report.path)} is empty")
+    if not report.ok:
+        _fail(
+            f"{report.events_left} spooled event(s) not sent to {report.server_url} (run send again to retry): "
+            f"{report.error or 'the server did not accept them'}"
+        )
 
 
 @cli.command()
