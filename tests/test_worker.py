@@ -141,3 +141,19 @@ def test_a_new_tracer_gets_its_fast_first_send_while_the_worker_sleeps_for_anoth
     assert not slow_memory.events  # the sleepy tracer keeps its own schedule
     quick.shutdown()
     sleepy.shutdown()
+
+
+def test_a_full_batch_wakes_the_worker_before_the_flush_interval() -> None:
+    """README: the worker wakes when a batch is full, not only when the oldest event is old enough."""
+    memory = tracer.InMemoryExporter()
+    t = tracer.Tracer(exporter=memory, max_batch_size=10, flush_interval=60, first_flush_interval=60, spool=False)
+    try:
+        for i in range(25):
+            with t.span(f"e{i}"):
+                pass
+        deadline = time.monotonic() + 10  # far below the 60 s interval: only the wake-up can send them
+        while len(memory.events) < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(memory.events) >= 20
+    finally:
+        t.shutdown(1.0)

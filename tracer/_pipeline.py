@@ -550,26 +550,26 @@ class BatchProcessor(Processor):
 
     def on_end(self, item: Item, session: Session) -> None:
         # Runs on the app's thread for every event: one short critical section, no allocation.
+        dropped = None  # set once a batch is full: how many of the oldest the bounds dropped
         with self._lock:
             if self._closed:
-                overflow = -1
+                dropped = -1
             else:
                 queue = self._queue
                 queue.append(item)
                 self._sessions.note(session)
                 self._enqueued += 1
                 self._queue_bytes += item[SIZE]
-                overflow = len(queue) >= self._wake_at or self._queue_bytes >= self._wake_bytes
-                if overflow:
-                    overflow = self._make_room()
-        if overflow:
-            self._after_overflow(overflow)
+                if len(queue) >= self._wake_at or self._queue_bytes >= self._wake_bytes:
+                    dropped = self._make_room()
+        if dropped is not None:
+            self._after_overflow(dropped)  # a full batch wakes the worker, with or without drops
         elif not self._attached:
             self._attach()
 
     def _make_room(self) -> int:
         """Called under the lock once the queue reaches a batch or a bound: drop the oldest items
-        over the bounds, and arm the wake-up. Returns the number dropped, or 0 to wake the worker."""
+        over the bounds, and arm the wake-up. Returns the number dropped (the caller wakes the worker)."""
         queue = self._queue
         dropped = 0
         while len(queue) > self._max_queue_size or (self._queue_bytes > self._max_queue_bytes and len(queue) > 1):
