@@ -143,17 +143,30 @@ def test_a_new_tracer_gets_its_fast_first_send_while_the_worker_sleeps_for_anoth
     sleepy.shutdown()
 
 
-def test_a_full_batch_wakes_the_worker_before_the_flush_interval() -> None:
-    """README: the worker wakes when a batch is full, not only when the oldest event is old enough."""
+def test_a_queue_past_a_quarter_of_its_bounds_wakes_the_worker_before_the_flush_interval() -> None:
+    """Below a quarter of the bounds the worker leaves the app alone until the flush interval (60 s
+    here); past it, it is woken at once."""
     memory = tracer.InMemoryExporter()
-    t = tracer.Tracer(exporter=memory, max_batch_size=10, flush_interval=60, first_flush_interval=60, spool=False)
+    t = tracer.Tracer(
+        exporter=memory,
+        max_batch_size=10,
+        max_queue_size=100,
+        flush_interval=60,
+        first_flush_interval=60,
+        spool=False,
+    )
     try:
-        for i in range(25):
+        for i in range(20):
+            with t.span(f"e{i}"):
+                pass
+        time.sleep(0.3)
+        assert memory.events == []  # 20 < 25: nothing may wake the worker yet
+        for i in range(20, 30):
             with t.span(f"e{i}"):
                 pass
         deadline = time.monotonic() + 10  # far below the 60 s interval: only the wake-up can send them
-        while len(memory.events) < 20 and time.monotonic() < deadline:
+        while len(memory.events) < 25 and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert len(memory.events) >= 20
+        assert len(memory.events) >= 25
     finally:
         t.shutdown(1.0)
