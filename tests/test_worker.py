@@ -143,8 +143,8 @@ def test_a_new_tracer_gets_its_fast_first_send_while_the_worker_sleeps_for_anoth
     sleepy.shutdown()
 
 
-def test_a_queue_past_a_quarter_of_its_bounds_wakes_the_worker_before_the_flush_interval() -> None:
-    """Below a quarter of the bounds the worker leaves the app alone until the flush interval (60 s
+def test_a_queue_past_half_its_bounds_wakes_the_worker_before_the_flush_interval() -> None:
+    """Below half the bounds the worker leaves the app alone until the flush interval (60 s
     here); past it, it is woken at once."""
     memory = tracer.InMemoryExporter()
     t = tracer.Tracer(
@@ -156,17 +156,17 @@ def test_a_queue_past_a_quarter_of_its_bounds_wakes_the_worker_before_the_flush_
         spool=False,
     )
     try:
-        for i in range(20):
+        for i in range(40):
             with t.span(f"e{i}"):
                 pass
         time.sleep(0.3)
-        assert memory.events == []  # 20 < 25: nothing may wake the worker yet
-        for i in range(20, 30):
+        assert memory.events == []  # 40 < 50: nothing may wake the worker yet
+        for i in range(40, 60):
             with t.span(f"e{i}"):
                 pass
         deadline = time.monotonic() + 10  # far below the 60 s interval: only the wake-up can send them
-        while len(memory.events) < 25 and time.monotonic() < deadline:
+        while len(memory.events) < 50 and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert len(memory.events) >= 25
+        assert len(memory.events) >= 50
     finally:
         t.shutdown(1.0)

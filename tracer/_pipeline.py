@@ -46,7 +46,7 @@ suppressed: contextvars.ContextVar[bool] = contextvars.ContextVar("tracer.suppre
 _SHUTDOWN_GRACE: Final = 1.0  # seconds an interrupted export gets to return at shutdown
 _BATCHES_PER_PASS: Final = 4  # batches taken from the queue, encoded, then sent, per worker pass
 _PASSES_PER_TURN: Final = 8  # passes on one queue before the worker turns to other tracers' queues
-_WAKE_FRACTION: Final = 4  # the worker is woken early once the queue holds this fraction of its bounds
+_WAKE_FRACTION: Final = 2  # the worker is woken early once the queue holds 1/this of its bounds
 _FAST_BATCHES: Final = 10  # batches sent at first_flush_interval before settling on flush_interval
 # Sessions remembered beyond twice the queue's length before the registry is rebuilt from the queue.
 _SESSIONS_SLACK: Final = 1024
@@ -570,13 +570,14 @@ class BatchProcessor(Processor):
     def _wake_thresholds(self) -> tuple[int, int]:
         """Queue length and bytes that wake the worker before the next age-based send.
 
-        A quarter of the bounds (at least a batch), not one batch: the worker shares the GIL, so
-        every turn it takes in the middle of a burst is time taken from the app. Measured with
-        bench/overhead.py (a 60,000-span burst per repeat): woken at every full batch the calling
-        thread paid 5.7-6.0 µs per span, woken at a quarter of the byte bound 4.7 µs, for the same
-        CPU in all (~6.0 µs, worker included). A burst under a quarter of the bound (16 MiB, about
-        25,000 ordinary events) is left alone until the flush interval; past it, the worker starts
-        well before the bound is reached.
+        Half the bounds (at least a batch; where the spool starts taking what memory cannot),
+        not one batch: the worker shares the GIL, so every turn it takes in the middle of a burst
+        is time taken from the app. Measured with bench/overhead.py (a 60,000-span burst per
+        repeat, 2026-12-05): woken at every full batch the calling thread paid 5.7-6.0 µs per
+        span, at a quarter of the bounds 4.9-5.5, at half 4.0, only at the bound 3.65, for the
+        same CPU in all (~6 µs, the worker included). Below half the bounds (32 MiB, about 50,000
+        ordinary events) a burst is left alone until the flush interval; past it, the worker
+        starts before the bound drops anything.
         """
         return (
             max(self._max_batch_size, self._max_queue_size // _WAKE_FRACTION),
