@@ -20,8 +20,9 @@ import pytest
 
 import tracer
 from tracer import Batch, Tracer
+from tracer._context import suppressed
 from tracer._http import HttpClient, RetryPolicy, parse_retry_after
-from tracer._pipeline import Stats, suppressed
+from tracer._pipeline import Stats
 from tracer.exporters import HoneyHiveExporter
 
 from . import collector as _collector_module

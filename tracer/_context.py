@@ -23,7 +23,9 @@ __all__ = [
     "bind_context",
     "current_session_var",
     "current_span_var",
+    "inside_call",
     "install_thread_propagation",
+    "suppressed",
     "uninstall_thread_propagation",
 ]
 
@@ -34,6 +36,13 @@ S = TypeVar("S")
 
 current_span_var: contextvars.ContextVar[Span | None] = contextvars.ContextVar("tracer.span", default=None)
 current_session_var: contextvars.ContextVar[Session | None] = contextvars.ContextVar("tracer.session", default=None)
+
+# "Don't trace this": set on the worker and sender threads, so that auto-instrumentation never
+# traces the exporters' own HTTP calls.
+suppressed: contextvars.ContextVar[bool] = contextvars.ContextVar("tracer.suppressed", default=False)
+# True while one of the LLM integrations' wrappers runs the client method: a patched layer called
+# by another patched layer (a stream helper calling create, a re-entrant wrapper) records nothing more.
+inside_call: contextvars.ContextVar[bool] = contextvars.ContextVar("tracer.integrations.inside", default=False)
 
 
 @overload

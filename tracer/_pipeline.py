@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import contextvars
 import os
 import threading
 import time
@@ -30,6 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Final
 
 from . import _clock as clock
+from ._context import suppressed
 from ._encode import Encoder
 from ._errors import logger, report_internal_error, warn_once
 from ._record import SIZE, Item, SessionRegistry
@@ -38,10 +38,8 @@ from ._spool import Spool, SpoolClaim, SpoolError, SpoolTarget
 from ._worker import worker
 from .exporters._base import Batch, Exporter, ExportResult, normalize_result
 
-__all__ = ["BatchProcessor", "Processor", "Stats", "SyncProcessor", "suppressed"]
+__all__ = ["BatchProcessor", "Processor", "Stats", "SyncProcessor"]
 
-# Set on the worker thread so that auto-instrumentation never traces the exporter's own calls.
-suppressed: contextvars.ContextVar[bool] = contextvars.ContextVar("tracer.suppressed", default=False)
 
 _SHUTDOWN_GRACE: Final = 1.0  # seconds an interrupted export gets to return at shutdown
 _BATCHES_PER_PASS: Final = 4  # batches taken from the queue, encoded, then sent, per worker pass

@@ -20,7 +20,7 @@ import wrapt
 
 import tracer
 from tracer import integrations
-from tracer._pipeline import suppressed
+from tracer._context import suppressed
 from tracer.integrations import _patch
 from tracer.integrations._patch import Library, Target
 from tracer.testing import CapturedEvents

@@ -26,7 +26,7 @@ Outcomes of an events request:
 - 408/429/5xx after the retries, connection failures, the deadline, an open circuit: counted
   ``export_failed`` and listed in ``ExportResult.retry_events`` (the pipeline may offer them again).
 
-The exporter's own requests are never traced: they run with ``tracer._pipeline.suppressed`` set,
+The exporter's own requests are never traced: they run with ``tracer._context.suppressed`` set,
 on the calling thread and in the sender threads.
 """
 
@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Final
 import httpx
 import orjson
 
+from .._context import suppressed
 from .._errors import ConfigError, logger
 from .._http import RETRY_STATUSES, HttpClient, HttpResult, RetryPolicy
 from .._schema import ENRICHABLE, UPDATE_FIELDS
@@ -264,8 +265,6 @@ class HoneyHiveExporter(Exporter):
     # -- sending ----------------------------------------------------------------------------------
 
     def _export_suppressed(self, batches: list[Batch]) -> list[ExportResult]:
-        from .._pipeline import suppressed  # imported here: the pipeline module imports the exporters
-
         token = suppressed.set(True)
         try:
             return self._export(batches)
@@ -772,8 +771,6 @@ def _named_event(result: HttpResult, count: int) -> int | None:
 
 def _suppress_in_thread() -> None:
     """Sender threads only send the exporter's requests: never trace them."""
-    from .._pipeline import suppressed
-
     suppressed.set(True)
 
 

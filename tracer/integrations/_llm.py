@@ -12,17 +12,15 @@ response ids in ``metadata``, ``metrics.time_to_first_token_ms`` for streams.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .._context import current_session_var, current_span_var
+from .._context import current_session_var, current_span_var, inside_call, suppressed
 from .._default import get_default_tracer
 from .._deferred import Deferred
 from .._errors import report_internal_error
-from .._pipeline import suppressed
 from .._span import Span
 from ._patch import Library, Wrapper, mark
 from ._stream import (
@@ -50,9 +48,6 @@ __all__ = [
 
 _perf_ns = time.perf_counter_ns
 
-# True while one of our wrappers runs the client method: a patched layer called by another
-# patched layer (a stream helper calling create, a re-entrant wrapper) records nothing more.
-inside_call: contextvars.ContextVar[bool] = contextvars.ContextVar("tracer.integrations.inside", default=False)
 
 _SENTINELS: Final = frozenset({"NotGiven", "Omit"})  # openai / anthropic "argument not given" markers
 
