@@ -763,6 +763,8 @@ class BatchProcessor(Processor):
             return self._flush_result()
         deadline = time.monotonic() + max(timeout, 0.0)
         self._request_service()
+        if _no_worker_thread():
+            worker.serve_here(lambda: self._reached(target), deadline)
         with self._progress:
             while not self._reached(target):
                 remaining = deadline - time.monotonic()
@@ -800,7 +802,10 @@ class BatchProcessor(Processor):
                 self.stats.last_error = self.stats.last_error or f"{waiting} spooled event(s) not yet delivered"
                 return False
             self._request_service()
-            time.sleep(min(remaining, 0.02))
+            if _no_worker_thread():
+                worker.serve_here(lambda: not self._spool_pending(), time.monotonic() + min(remaining, 0.02))
+            else:
+                time.sleep(min(remaining, 0.02))
         return True
 
     def _any_target_down(self) -> bool:
@@ -840,7 +845,11 @@ class BatchProcessor(Processor):
         finished = not attached
         if attached and not worker.is_current():
             self._request_service()
-            finished = self._detached.wait(_SHUTDOWN_GRACE if not delivered else max(timeout, _SHUTDOWN_GRACE))
+            grace = _SHUTDOWN_GRACE if not delivered else max(timeout, _SHUTDOWN_GRACE)
+            if _no_worker_thread():
+                worker.serve_here(self._detached.is_set, time.monotonic() + grace)
+                grace = 0.0
+            finished = self._detached.wait(grace)
         self._drop_leftovers()
         if finished:
             self._close_exporters(keep)
@@ -931,3 +940,9 @@ def _not_tried(stats: Stats, batch: Batch, reason: str) -> ExportResult:
         retry_events=tuple(range(count)),
         retry_updates=tuple(range(updates)),
     )
+
+
+def _no_worker_thread() -> bool:
+    """True when the worker thread could not be started (Python 3.12 at interpreter shutdown):
+    the caller then runs the worker's turns itself."""
+    return worker.refused and worker.thread() is None

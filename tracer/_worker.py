@@ -17,6 +17,7 @@ import contextvars
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from ._errors import report_internal_error
@@ -51,6 +52,10 @@ class Worker:
         self._wake = threading.Event()
         self._clients: list[Client] = []
         self._thread: threading.Thread | None = None
+        # Python 3.12 refuses to start threads once the interpreter is shutting down (from atexit
+        # handlers): the exit drain then runs the worker's turns on the exiting thread (serve_here).
+        self.refused = False
+        self._here: threading.Thread | None = None
 
     def attach(self, client: Client) -> None:
         """Serve *client* from now on (starts the thread if needed)."""
@@ -61,15 +66,48 @@ class Worker:
                 self._wake.set()  # it may be asleep until another queue's (later) due time
                 return
             thread = self._thread = threading.Thread(target=self._run, name="tracer-worker", daemon=True)
-        # Start from an empty context: the worker must not inherit (and pin) the caller's span.
-        contextvars.Context().run(thread.start)
+        try:
+            # Start from an empty context: the worker must not inherit (and pin) the caller's span.
+            contextvars.Context().run(thread.start)
+        except RuntimeError:  # "can't create new thread at interpreter shutdown" (Python 3.12)
+            with self._lock:
+                if self._thread is thread:
+                    self._thread = None
+            self.refused = True
+
+    def serve_here(self, done: Callable[[], bool], deadline: float) -> None:
+        """Run the worker's turns on the calling thread until *done()* or *deadline* (monotonic):
+        for the exit drain when no thread could be started (see ``refused``)."""
+        self._here = threading.current_thread()
+        try:
+            while not done() and time.monotonic() < deadline:
+                with self._lock:
+                    clients = list(self._clients)
+                if not clients:
+                    return
+                now = time.monotonic()
+                for client in clients:
+                    try:
+                        alive = client.serve(now)
+                    except Exception as exc:
+                        report_internal_error("the delivery worker", exc)
+                        alive = True
+                    if not alive:
+                        with self._lock:
+                            if client in self._clients:
+                                self._clients.remove(client)
+                if not done():
+                    time.sleep(0.01)  # a backend that is down: its probes are paced by the spool
+        finally:
+            self._here = None
 
     def wake(self) -> None:
         self._wake.set()
 
     def is_current(self) -> bool:
         """True on the worker thread itself (where waiting for the worker would deadlock)."""
-        return threading.current_thread() is self._thread
+        current = threading.current_thread()
+        return current is self._thread or current is self._here
 
     def thread(self) -> threading.Thread | None:
         return self._thread

@@ -138,7 +138,8 @@ class SenderPool:
                 return call.results
             self._calls.add(call)
         try:
-            self._add_helpers(call, width, width)
+            if not self._add_helpers(call, width, width):
+                return [task() for task in tasks]
             while True:
                 with call.done:
                     if not call.remaining or self._stop.is_set():
@@ -159,18 +160,28 @@ class SenderPool:
             with self._lock:
                 self._calls.discard(call)
 
-    def _add_helpers(self, call: _Call[Any], count: int, width: int) -> None:
-        """Let *count* more threads work on *call*, for *width* in all (threads are started as needed)."""
+    def _add_helpers(self, call: _Call[Any], count: int, width: int) -> bool:
+        """Let *count* more threads work on *call*, for *width* in all (threads are started as needed).
+
+        False when there is no thread to work on it: Python 3.12 refuses to start threads at
+        interpreter shutdown (the exit drain), and the caller then runs the tasks itself.
+        """
         with self._lock:
             while len(self._threads) < width:
                 thread = threading.Thread(
                     target=self._serve, name=f"{self._name}-{len(self._threads) + 1}", daemon=True
                 )
+                try:
+                    # An empty context: a sender must not inherit (and keep alive) the caller's span.
+                    contextvars.Context().run(thread.start)
+                except RuntimeError:  # "can't create new thread at interpreter shutdown"
+                    break
                 self._threads.append(thread)
-                # An empty context: a sender must not inherit (and keep alive) the caller's span.
-                contextvars.Context().run(thread.start)
+            if not self._threads:
+                return False
         for _ in range(count):
             self._inbox.put(call)
+        return True
 
     def interrupt(self) -> None:
         """Make every ``run_all`` return now, and every later one return at once (no task run)."""

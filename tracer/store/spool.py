@@ -61,16 +61,17 @@ _CURSOR_SERVER: Final = "spool"
 _CURSOR_KIND: Final = "replayed_through"
 # JSON text per insert statement (see SQLiteSpool.write).
 _STATEMENT_BYTES: Final = 1024 * 1024
-# Sessions' first start and last end over the events just inserted (seq > ?), as the store keeps them.
+# Sessions' first start and last end over the events just inserted (seq > :after), as the store keeps
+# them. A named parameter (bound from a dict): Python 3.12 deprecates numbered ones bound from a sequence.
 _SESSION_TIMES: Final = """
 UPDATE sessions SET
     start_time = min(start_time, coalesce(
-        (SELECT min(e.start_time) FROM events AS e WHERE e.seq > ?1 AND e.session_id = sessions.session_id),
+        (SELECT min(e.start_time) FROM events AS e WHERE e.seq > :after AND e.session_id = sessions.session_id),
         start_time)),
     end_time = max(coalesce(end_time, 0), coalesce(
-        (SELECT max(e.end_time) FROM events AS e WHERE e.seq > ?1 AND e.session_id = sessions.session_id),
+        (SELECT max(e.end_time) FROM events AS e WHERE e.seq > :after AND e.session_id = sessions.session_id),
         0))
-WHERE session_id IN (SELECT session_id FROM events WHERE seq > ?1)
+WHERE session_id IN (SELECT session_id FROM events WHERE seq > :after)
 """
 # The store's events columns, read by SQLite out of each event's JSON text (an array of strings:
 # each ``value`` is the event's exact text, kept as ``raw``). Mirrors ``_events.event_columns``.
@@ -221,7 +222,7 @@ class SQLiteSpool:
                     db.execute(_INSERT_FROM_JSON, (now, chunk))
                 written = db.total_changes - before
                 if written:
-                    db.execute(_SESSION_TIMES, (last_seq,))
+                    db.execute(_SESSION_TIMES, {"after": last_seq})
                 if updates:
                     # Kept as they came (not merged into spooled events or sessions, which may
                     # already be replayed): sent as such once every event spooled before them has been.
