@@ -87,15 +87,7 @@ class Worker:
                     return
                 now = time.monotonic()
                 for client in clients:
-                    try:
-                        alive = client.serve(now)
-                    except Exception as exc:
-                        report_internal_error("the delivery worker", exc)
-                        alive = True
-                    if not alive:
-                        with self._lock:
-                            if client in self._clients:
-                                self._clients.remove(client)
+                    self._serve(client, now)
                 if not done():
                     time.sleep(0.01)  # a backend that is down: its probes are paced by the spool
         finally:
@@ -136,15 +128,19 @@ class Worker:
         now = time.monotonic()
         for client in clients:
             if client.wants_service(now):
-                try:
-                    alive = client.serve(now)
-                except Exception as exc:
-                    report_internal_error("the delivery worker", exc)
-                    alive = True
-                if not alive:
-                    with self._lock:
-                        if client in self._clients:
-                            self._clients.remove(client)
+                self._serve(client, now)
+
+    def _serve(self, client: Client, now: float) -> None:
+        """One turn of *client*; forgotten once it is finished (stopped and empty)."""
+        try:
+            alive = client.serve(now)
+        except Exception as exc:
+            report_internal_error("the delivery worker", exc)
+            alive = True
+        if not alive:
+            with self._lock:
+                if client in self._clients:
+                    self._clients.remove(client)
 
 
 worker = Worker()
