@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import sys
 
 import pytest
 
@@ -402,7 +403,10 @@ def test_exception_whose_str_raises_is_recorded_and_the_span_ends(rec: Recorder)
     assert errors[6:9] == ["NotesRaise: with notes"] * 3
     assert all(e.startswith("ValueError: xxx") and "[truncated" in e for e in errors[9:])
     assert "<exception str() failed>" in events[0]["metadata"]["traceback"]
-    assert "traceback" not in events[6]["metadata"]  # could not be formatted: left out, not fatal
+    if sys.version_info >= (3, 13):  # traceback formats broken __notes__ itself since 3.13
+        assert "Ignored error getting __notes__" in events[6]["metadata"]["traceback"]
+    else:
+        assert "traceback" not in events[6]["metadata"]  # could not be formatted: left out, not fatal
 
 
 def test_many_unprintable_exceptions_leave_nothing_open(rec: Recorder) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,11 @@ def test_events_shaped_on_the_worker_record_each_call_as_it_was_made(oai: Any) -
     assert second["metrics"]["time_to_first_token_ms"] > 0
 
 
+@pytest.mark.skipif(
+    sys.version_info[:3] == (3, 13, 0),
+    reason="CPython 3.13.0 crashes (SIGSEGV, in the garbage collector at exit, in httpx2's close) when an "
+    "openai stream is still open at exit, with or without tracer: reproduced with a plain openai script",
+)
 def test_calls_still_being_shaped_or_streamed_at_exit_are_delivered(server: FakeLLMServer, tmp_path: Path) -> None:
     """The background pipeline, a script that never flushes: a finished call (shaped only at exit)
     and a stream still open when the interpreter exits (ended then, with what it received)."""
