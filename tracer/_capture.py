@@ -499,10 +499,6 @@ class Sanitizer:
         """Conservative pre-filter: False means *data* certainly holds no secret key or value."""
         return self._scrubber is not None and self._scrubber.may_hold_secret(data)
 
-    @property
-    def scrubbing(self) -> bool:
-        return self._scrubber is not None
-
     def chunks_with_secret_hints(self, chunks: list[bytes]) -> set[int]:
         """Indexes of *chunks* that may hold a secret: one scan over all of them.
 
@@ -530,10 +526,6 @@ class Sanitizer:
         """A JSON-safe copy of any *value*, within the limits and scrubbed (for values set directly)."""
         converted = Converter(self.limits.max_depth + 2, self.limits.max_items).convert(value, 0)
         return _Limiter(self.limits, self._scrubber).walk(converted, 0)
-
-    def scrub_text(self, text: str) -> str:
-        """*text* with secrets redacted (when scrubbing is on)."""
-        return text if self._scrubber is None else self._scrubber.scrub_text(text)
 
 
 class _Limiter:
