@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from tracer import InMemoryExporter, Tracer
 from tracer._capture import CIRCULAR, REDACTED, Limits, Sanitizer, snapshot
+from tracer._span import Recorder as SpanRecorder
 
 from .conftest import Recorder
 
@@ -286,7 +287,7 @@ def test_internal_errors_are_logged_once_and_swallowed(
     def broken_start(*args: Any) -> None:
         raise RuntimeError("library bug")
 
-    monkeypatch.setattr(t, "_start_under", broken_start)
+    monkeypatch.setattr(SpanRecorder, "start_under", broken_start)
 
     @t.trace
     def user(x: int) -> int:

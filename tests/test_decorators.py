@@ -11,6 +11,7 @@ import pytest
 
 import tracer
 from tracer import Tracer
+from tracer._tracer import recorder_of
 
 from .conftest import Recorder
 
@@ -394,7 +395,7 @@ def test_exception_whose_str_raises_is_recorded_and_the_span_ends(rec: Recorder)
         with pytest.raises(type(exc)) as caught, t.span("block"):
             raise exc
         assert caught.value is exc
-    assert t._open_spans == {}  # nothing left open
+    assert recorder_of(t).open_spans == {}  # nothing left open
     events = rec.events()
     assert len(events) == 3 * len(raised)
     errors = [e["error"] for e in events]
@@ -421,6 +422,6 @@ def test_many_unprintable_exceptions_leave_nothing_open(rec: Recorder) -> None:
             g()
         with pytest.raises(Unprintable), t.span("s"):
             raise Unprintable()
-    assert t._open_spans == {}
+    assert recorder_of(t).open_spans == {}
     assert len(rec.events()) == 2000
     assert t.current_span() is None

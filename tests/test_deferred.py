@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tracer._deferred import SIZE_ESTIMATE, Deferred
+from tracer._span import attach_deferred
 
 from .conftest import Recorder
 
@@ -47,7 +48,7 @@ def test_fields_are_shaped_by_the_worker_and_merged_under_the_spans_own(batch_re
     )
     with batch_rec.tracer.span("call", event_type="model") as span:
         span.update(metadata={"source_of": "span"}, metrics={"ttft_ms": 1.5})
-        span.deferred = shaped
+        attach_deferred(span, shaped)
     assert shaped.threads == []  # nothing shaped while the caller ends the span
     event = batch_rec.by_name("call")
     assert shaped.threads == ["tracer-worker"]
@@ -62,7 +63,7 @@ def test_a_deferred_event_is_charged_an_estimate_until_shaped() -> None:
     held = Recorder(batch=True, first_flush_interval=60, flush_interval=60)  # nothing leaves before flush()
     try:
         with held.tracer.span("call", event_type="model") as span:
-            span.deferred = Shaped({"outputs": {"content": "x"}})
+            attach_deferred(span, Shaped({"outputs": {"content": "x"}}))
         queued_events, queued_bytes = held.tracer._processor.queue_size()
         assert (queued_events, queued_bytes >= SIZE_ESTIMATE) == (1, True)
         assert held.by_name("call")["outputs"] == {"content": "x"}
@@ -78,7 +79,7 @@ def test_a_failing_shape_keeps_the_event_with_the_spans_own_fields(
     with caplog.at_level(logging.ERROR, logger="tracer"):
         with batch_rec.tracer.span("call", event_type="model") as span:
             span.update(metadata={"kept": True})
-            span.deferred = Failing()
+            attach_deferred(span, Failing())
         event = batch_rec.by_name("call")
     assert event["metadata"] == {"kept": True}
     assert event["outputs"] == {}

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from tracer import Span, Tracer
+from tracer._tracer import recorder_of
 
 from .conftest import Recorder
 
@@ -464,7 +465,7 @@ def test_unprintable_exception_inside_a_generator_ends_its_span(rec: Recorder) -
         list(bad_stream())
     with pytest.raises(Unprintable):
         asyncio.run(drain())
-    assert rec.tracer._open_spans == {}
+    assert recorder_of(rec.tracer).open_spans == {}
     for name in ("bad_stream", "abad_stream"):
         event = rec.by_name(name)
         assert event["error"] == "Unprintable: <str() raised RuntimeError>" and event["outputs"] == {"result": [1]}

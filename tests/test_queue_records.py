@@ -6,8 +6,9 @@ import gc
 import threading
 
 import tracer
-from tracer._record import RARE, SESSION_ID, SessionRegistry
-from tracer._span import Session
+from tracer._record import RARE, SESSION_ID
+from tracer._sessions import SessionRegistry
+from tracer._span import Recorder, Session
 from tracer.exporters import Batch, InMemoryExporter
 
 
@@ -82,7 +83,7 @@ def test_each_event_keeps_its_own_session_and_sessions_are_released_after_delive
 
 
 def _session(name: str) -> Session:
-    return Session(tracer=None, session_id=name, session_name=name, source="test", sampled=True)  # type: ignore[arg-type]
+    return Session(Recorder(), session_id=name, session_name=name, source="test", sampled=True)
 
 
 def test_registry_prune_keeps_only_sessions_still_queued_and_the_last_noted() -> None:

@@ -10,6 +10,7 @@ import pytest
 
 import tracer
 from tracer import Tracer
+from tracer._span import Recorder as SpanRecorder
 
 from .conftest import Recorder
 
@@ -178,7 +179,7 @@ def test_a_failure_inside_span_enter_leaves_the_context_unchanged(
         raise RuntimeError("library bug")
 
     with t.span("outer") as outer:
-        monkeypatch.setattr(t, "_start", broken_start)
+        monkeypatch.setattr(SpanRecorder, "start", broken_start)
         with pytest.raises(RuntimeError, match="library bug"), t.span("x"):
             pass
         assert t.current_span() is outer

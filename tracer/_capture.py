@@ -47,6 +47,7 @@ __all__ = [
     "safe_repr",
     "safe_str",
     "snapshot",
+    "snapshot_io",
 ]
 
 CIRCULAR: Final = "<circular>"
@@ -161,6 +162,42 @@ def snapshot(value: Any, limits: Limits = DEFAULT_LIMITS) -> bytes:
         # A copy this small comes from Python's own small-object allocator instead.
         return _copy(data)
     return data
+
+
+_NO_FIELDS: Final[dict[str, Any]] = {}  # never mutated: stands for an unset bucket in snapshot_io
+
+
+def snapshot_io(
+    inputs: dict[str, Any] | None, outputs: dict[str, Any] | None, limits: Limits = DEFAULT_LIMITS
+) -> bytes:
+    """``{"inputs": …, "outputs": …}`` serialized now (on the calling thread); never raises.
+
+    A span's two usual buckets go in one ``orjson.dumps`` call, one NaN check and one copy: half
+    the calls of two ``snapshot()`` calls, about 0.25 µs per span measured with bench/overhead.py.
+    The buckets must be plain dicts (``Span`` only ever holds those) or None (written as ``{}``).
+    ``Sanitizer.finalize_io`` and the encoder (which splices the inside of the object into the
+    event) read this shape.
+    """
+    try:
+        data = _dumps(
+            {"inputs": _NO_FIELDS if inputs is None else inputs, "outputs": _NO_FIELDS if outputs is None else outputs},
+            None,
+            _FAST_OPTIONS,
+        )
+    except Exception:  # see snapshot()
+        return _converted_io(inputs, outputs, limits)
+    if data.find(b"null") >= 0 and (_has_non_finite(inputs) or _has_non_finite(outputs)):
+        return _converted_io(inputs, outputs, limits)
+    if len(data) <= _SMALL:
+        return _copy(data)  # see snapshot()
+    return data
+
+
+def _converted_io(inputs: Any, outputs: Any, limits: Limits) -> bytes:
+    return b'{"inputs":%b,"outputs":%b}' % (
+        b"{}" if inputs is None else _converted(inputs, limits),
+        b"{}" if outputs is None else _converted(outputs, limits),
+    )
 
 
 _CONTAINERS: Final = frozenset({dict, list, tuple})
@@ -513,6 +550,13 @@ class Sanitizer:
         if not self.needs_walk(data) and not self.may_hold_secret(data):
             return data
         return self.rewrite(orjson.loads(data))
+
+    def finalize_io(self, data: bytes) -> bytes:
+        """``finalize`` for the output of ``snapshot_io``: both buckets within the limits and scrubbed."""
+        if not self.needs_walk(data) and not self.may_hold_secret(data):
+            return data
+        both = orjson.loads(data)
+        return b'{"inputs":%b,"outputs":%b}' % (self.rewrite(both["inputs"]), self.rewrite(both["outputs"]))
 
     def rewrite(self, value: Any, max_string_length: int | None = None) -> bytes:
         """Limit and scrub a decoded bucket (optionally with a smaller string limit) and encode it."""

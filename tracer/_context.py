@@ -1,6 +1,7 @@
-"""The one ``contextvars`` stack of open spans, and carrying it into threads and executors.
+"""Carrying the ``contextvars`` stack of open spans into threads, executors and streams.
 
-The current span is a ``ContextVar``; a span's ``parent`` link makes the stack. We always restore
+The current span and session are ``ContextVar``s (defined with ``Span`` in ``_span``, re-exported
+here); a span's parent link makes the stack. We always restore
 by ``var.set(previous)`` rather than ``var.reset(token)``: a token is bound to the ``Context`` it was
 made in, and generators and streams are resumed from other contexts, where ``reset`` raises
 ("was created in a different Context"), the log flood peers are known for.
@@ -14,10 +15,9 @@ import functools
 import threading
 import types
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, overload
 
-if TYPE_CHECKING:
-    from ._span import Session, Span
+from ._span import Session, Span, current_session_var, current_span_var
 
 __all__ = [
     "bind_context",
@@ -33,9 +33,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 Y = TypeVar("Y")
 S = TypeVar("S")
-
-current_span_var: contextvars.ContextVar[Span | None] = contextvars.ContextVar("tracer.span", default=None)
-current_session_var: contextvars.ContextVar[Session | None] = contextvars.ContextVar("tracer.session", default=None)
 
 # "Don't trace this": set on the worker and sender threads, so that auto-instrumentation never
 # traces the exporters' own HTTP calls.

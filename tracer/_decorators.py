@@ -13,14 +13,11 @@ import functools
 import inspect
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
-from ._context import current_span_var
 from ._errors import report_internal_error
-from ._span import EVENT_TYPES, Span, as_fields
-
-if TYPE_CHECKING:
-    from ._tracer import Tracer
+from ._fields import as_fields
+from ._span import EVENT_TYPES, Recorder, RecorderRef, Span, current_span_var
 
 __all__ = ["TraceSpec", "make_binder", "make_decorator", "validate_event_type"]
 
@@ -183,16 +180,16 @@ class _Options:
         self.binder = binder
 
 
-def _begin(tracer: Tracer, opts: _Options, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Span | None:
+def _begin(recorder: Recorder, opts: _Options, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Span | None:
     """Start the span for one call, or None to call straight through. Never raises."""
     try:
-        span = tracer._start(opts.event_name, opts.event_type)
+        span = recorder.start(opts.event_name, opts.event_type)
         if span is None:
             return None
-        if opts.capture_inputs and tracer._capture_content:
+        if opts.capture_inputs and recorder.capture_content:
             # A TypeError means the call itself is invalid; the user's function raises the real error.
             with contextlib.suppress(TypeError):
-                span.inputs = opts.binder(*args, **kwargs)
+                span._inputs = opts.binder(*args, **kwargs)
         if opts.config is not None or opts.metadata is not None:
             _apply_extra(span, opts)
         return span
@@ -255,21 +252,21 @@ class _StreamState:
         try:
             metrics: dict[str, Any] = {"item_count": self.count}
             if self.count:
-                metrics["time_to_first_item_ms"] = (self.first_ns - span.start_perf) / 1_000_000
+                metrics["time_to_first_item_ms"] = (self.first_ns - span._start) / 1_000_000
             span.update(metrics=metrics)
             if reason is not None:
                 span.update(metadata={"ended_early": True, "end_reason": reason})
-            if opts.capture_output and span.tracer._capture_content and span.outputs is None:
+            if opts.capture_output and span._recorder.capture_content and span._outputs is None:
                 if self.all_text:
                     text = "".join(self.items)
                     if self.text_chars > len(text):
                         text += f"…[truncated: {self.text_chars} chars in total]"
-                    span.outputs = {"result": text}
+                    span._outputs = {"result": text}
                 else:
                     kept: list[Any] = self.items
                     if self.count > len(kept):
                         kept = [*kept, f"<{self.count - len(kept)} more items>"]
-                    span.outputs = {"result": kept}
+                    span._outputs = {"result": kept}
             span.end()
         except Exception as internal:
             report_internal_error("ending a generator span", internal)
@@ -291,10 +288,10 @@ class TraceSpec:
         validate_event_type(self.event_type)
 
 
-def make_decorator(fn: Callable[..., Any], get_tracer: Callable[[], Tracer], spec: TraceSpec) -> Callable[..., Any]:
+def make_decorator(fn: Callable[..., Any], ref: RecorderRef, spec: TraceSpec) -> Callable[..., Any]:
     """Wrap *fn* (the kind is decided here, once)."""
     if isinstance(fn, (classmethod, staticmethod)):
-        return type(fn)(make_decorator(fn.__func__, get_tracer, spec))
+        return type(fn)(make_decorator(fn.__func__, ref, spec))
     if not callable(fn):
         raise TypeError(f"@trace needs a function or callable, got {type(fn).__name__}")
     target: Any = fn
@@ -316,12 +313,12 @@ def make_decorator(fn: Callable[..., Any], get_tracer: Callable[[], Tracer], spe
         make_binder(target, spec.ignore_inputs) if spec.capture_inputs else _generic_binder,
     )
     if inspect.isasyncgenfunction(target):
-        return _wrap_async_generator(fn, get_tracer, opts)
+        return _wrap_async_generator(fn, ref, opts)
     if inspect.isgeneratorfunction(target):
-        return _wrap_generator(fn, get_tracer, opts)
+        return _wrap_generator(fn, ref, opts)
     if inspect.iscoroutinefunction(target):
-        return _wrap_coroutine(fn, get_tracer, opts)
-    return _wrap_function(fn, get_tracer, opts)
+        return _wrap_coroutine(fn, ref, opts)
+    return _wrap_function(fn, ref, opts)
 
 
 # The two wrappers below run on every traced call. They inline what _begin() does and keep the
@@ -329,7 +326,7 @@ def make_decorator(fn: Callable[..., Any], get_tracer: Callable[[], Tracer], spe
 # exceptions pass through untouched, and it is never called twice.
 
 
-def _wrap_function(fn: Callable[..., Any], get_tracer: Callable[[], Tracer], opts: _Options) -> Callable[..., Any]:
+def _wrap_function(fn: Callable[..., Any], ref: RecorderRef, opts: _Options) -> Callable[..., Any]:
     var = current_span_var
     name, event_type, binder = opts.event_name, opts.event_type, opts.binder
     capture_inputs, capture_output = opts.capture_inputs, opts.capture_output
@@ -337,16 +334,22 @@ def _wrap_function(fn: Callable[..., Any], get_tracer: Callable[[], Tracer], opt
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        tracer = get_tracer()
-        if tracer._disabled:
+        recorder = ref.recorder or ref.get()
+        if recorder.disabled:
             return fn(*args, **kwargs)
         previous = var.get()
+        span: Span | None
         try:
-            span = tracer._start_under(previous, name, event_type)
+            if previous is not None and previous._recorder is recorder:
+                # Recorder.start_under, inlined for the usual nested call (a current span's session
+                # is always sampled: a sampled-out session has no spans).
+                span = Span(recorder, previous._session, previous, name, event_type)
+            else:
+                span = recorder.start_under(previous, name, event_type)
             if span is not None:
-                if capture_inputs and tracer._capture_content:
+                if capture_inputs and recorder.capture_content:
                     try:  # noqa: SIM105 - faster than contextlib.suppress on this path
-                        span.inputs = binder(*args, **kwargs)
+                        span._inputs = binder(*args, **kwargs)
                     except TypeError:
                         pass  # an invalid call: the user's function raises the real error below
                 if extra:
@@ -364,17 +367,17 @@ def _wrap_function(fn: Callable[..., Any], get_tracer: Callable[[], Tracer], opt
             _fail(span, exc)
             raise
         var.set(previous)
-        if capture_output and span.outputs is None and tracer._capture_content:
-            span.outputs = {"result": result}
+        if capture_output and span._outputs is None and recorder.capture_content:
+            span._outputs = {"result": result}
         else:
             _merge_result(span, opts, result)
-        span.end()  # never raises: Tracer._finish guards the library's work
+        span.end()  # never raises: it guards the library's own work
         return result
 
     return wrapper
 
 
-def _wrap_coroutine(fn: Callable[..., Any], get_tracer: Callable[[], Tracer], opts: _Options) -> Callable[..., Any]:
+def _wrap_coroutine(fn: Callable[..., Any], ref: RecorderRef, opts: _Options) -> Callable[..., Any]:
     var = current_span_var
     name, event_type, binder = opts.event_name, opts.event_type, opts.binder
     capture_inputs, capture_output = opts.capture_inputs, opts.capture_output
@@ -382,16 +385,22 @@ def _wrap_coroutine(fn: Callable[..., Any], get_tracer: Callable[[], Tracer], op
 
     @functools.wraps(fn)
     async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-        tracer = get_tracer()
-        if tracer._disabled:
+        recorder = ref.recorder or ref.get()
+        if recorder.disabled:
             return await fn(*args, **kwargs)
         previous = var.get()
+        span: Span | None
         try:
-            span = tracer._start_under(previous, name, event_type)
+            if previous is not None and previous._recorder is recorder:
+                # Recorder.start_under, inlined for the usual nested call (a current span's session
+                # is always sampled: a sampled-out session has no spans).
+                span = Span(recorder, previous._session, previous, name, event_type)
+            else:
+                span = recorder.start_under(previous, name, event_type)
             if span is not None:
-                if capture_inputs and tracer._capture_content:
+                if capture_inputs and recorder.capture_content:
                     try:  # noqa: SIM105 - faster than contextlib.suppress on this path
-                        span.inputs = binder(*args, **kwargs)
+                        span._inputs = binder(*args, **kwargs)
                     except TypeError:
                         pass  # an invalid call: the user's function raises the real error below
                 if extra:
@@ -409,8 +418,8 @@ def _wrap_coroutine(fn: Callable[..., Any], get_tracer: Callable[[], Tracer], op
             _fail(span, exc)
             raise
         var.set(previous)
-        if capture_output and span.outputs is None and tracer._capture_content:
-            span.outputs = {"result": result}
+        if capture_output and span._outputs is None and recorder.capture_content:
+            span._outputs = {"result": result}
         else:
             _merge_result(span, opts, result)
         span.end()
@@ -420,33 +429,35 @@ def _wrap_coroutine(fn: Callable[..., Any], get_tracer: Callable[[], Tracer], op
 
 
 def _apply_extra(span: Span, opts: _Options) -> None:
+    rare: dict[str, dict[str, Any]] = {}
     if opts.config is not None:
-        span.config = dict(opts.config)
+        rare["config"] = dict(opts.config)
     if opts.metadata is not None:
-        span.metadata = dict(opts.metadata)
+        rare["metadata"] = dict(opts.metadata)
+    span._rare = rare
 
 
 def _merge_result(span: Span, opts: _Options, result: Any) -> None:
     """The output when enrich_span() already set some outputs: add 'result' unless it is there."""
     try:
-        outputs = span.outputs
-        if opts.capture_output and span.tracer._capture_content and isinstance(outputs, dict):
+        outputs = span._outputs
+        if opts.capture_output and span._recorder.capture_content and isinstance(outputs, dict):
             outputs.setdefault("result", result)
     except Exception as internal:
         report_internal_error("recording the output", internal)
 
 
-def _wrap_generator(fn: Callable[..., Any], get_tracer: Callable[[], Tracer], opts: _Options) -> Callable[..., Any]:
+def _wrap_generator(fn: Callable[..., Any], ref: RecorderRef, opts: _Options) -> Callable[..., Any]:
     var = current_span_var
 
     @functools.wraps(fn)
     def gen_wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
-        tracer = get_tracer()
-        span = None if tracer._disabled else _begin(tracer, opts, args, kwargs)
+        recorder = ref.recorder or ref.get()
+        span = None if recorder.disabled else _begin(recorder, opts, args, kwargs)
         if span is None:
             return (yield from fn(*args, **kwargs))
-        state = _StreamState(tracer._limits.max_items, tracer._limits.max_string_length)
-        tracer._track_open(span, functools.partial(state.finish_reason, opts))
+        state = _StreamState(recorder.limits.max_items, recorder.limits.max_string_length)
+        recorder.track_open(span, functools.partial(state.finish_reason, opts))
         previous = var.get()
         var.set(span)
         try:
@@ -498,18 +509,16 @@ def _wrap_generator(fn: Callable[..., Any], get_tracer: Callable[[], Tracer], op
     return gen_wrapper
 
 
-def _wrap_async_generator(
-    fn: Callable[..., Any], get_tracer: Callable[[], Tracer], opts: _Options
-) -> Callable[..., Any]:
+def _wrap_async_generator(fn: Callable[..., Any], ref: RecorderRef, opts: _Options) -> Callable[..., Any]:
     var = current_span_var
 
     @functools.wraps(fn)
     async def agen_wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
-        tracer = get_tracer()
-        span = None if tracer._disabled else _begin(tracer, opts, args, kwargs)
-        state = _StreamState(tracer._limits.max_items, tracer._limits.max_string_length) if span else None
+        recorder = ref.recorder or ref.get()
+        span = None if recorder.disabled else _begin(recorder, opts, args, kwargs)
+        state = _StreamState(recorder.limits.max_items, recorder.limits.max_string_length) if span else None
         if span is not None and state is not None:
-            tracer._track_open(span, functools.partial(state.finish_reason, opts))
+            recorder.track_open(span, functools.partial(state.finish_reason, opts))
         previous = var.get()
         if span is not None:
             var.set(span)

@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
 from ._scopes import SessionScope, SpanScope
-from ._span import Span
-from ._tracer import Tracer, trace_with
+from ._span import RecorderRef, Span
+from ._tracer import Tracer, recorder_of, trace_with
 from .exporters._base import Exporter
 
 __all__ = [
@@ -54,8 +54,14 @@ def _make_default(build: Callable[[], Tracer]) -> Tracer:
             return _default
         _default = created = build()
         created._is_default = True
+        DEFAULT_RECORDER.recorder = recorder_of(created)
     created._apply_process_settings()
     return created
+
+
+# What the module-level ``@tracer.trace`` records with: the default tracer's recorder, kept up to
+# date below (decorating may come before ``init()``; the tracer is made on the first traced call).
+DEFAULT_RECORDER = RecorderRef(make=lambda: recorder_of(get_default_tracer()))
 
 
 def set_default_tracer(tracer: Tracer) -> None:
@@ -66,6 +72,7 @@ def set_default_tracer(tracer: Tracer) -> None:
         if previous is not None and previous is not tracer:
             previous._is_default = False
         tracer._is_default = True
+        DEFAULT_RECORDER.recorder = recorder_of(tracer)
     tracer._apply_process_settings()
 
 
@@ -125,7 +132,7 @@ def trace(
 ) -> F | Callable[[F], F]:
     """``@tracer.trace``: like ``Tracer.trace`` but bound to the default tracer *at call time*."""
     decorated: F | Callable[[F], F] = trace_with(
-        get_default_tracer,
+        DEFAULT_RECORDER,
         func,
         event_type,
         event_name,

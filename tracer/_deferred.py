@@ -5,7 +5,7 @@ the reply's text, token counts and ids read out of the SDK's response objects. D
 serializing them is most of what instrumentation adds to a call, and none of it has to happen
 while the caller waits. So an integration attaches a ``Deferred`` to its span: the span's end
 queues a record that holds the ``Deferred`` (see ``_record.DeferredRecord``), and the worker calls
-``shape()`` just before encoding the event.
+``shape()`` just before encoding the event (``_encode``).
 
 What a ``Deferred`` reads must not change after the span ends: the integrations hold copies of
 the user's mutable arguments (the message list) and the SDK's response objects, which are not
@@ -16,16 +16,11 @@ as they are and win over the shaped ones, key by key.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from . import _schema
-from ._capture import snapshot
-from ._errors import report_internal_error
 
-if TYPE_CHECKING:
-    from ._record import DeferredRecord, EventRecord
-
-__all__ = ["BUCKETS", "SIZE_ESTIMATE", "Deferred", "resolve"]
+__all__ = ["BUCKETS", "SIZE_ESTIMATE", "Deferred"]
 
 # The span's own fields a Deferred is merged with.
 BUCKETS: Final = _schema.BUCKETS
@@ -52,41 +47,3 @@ class Deferred:
         """Bytes this event holds until it is shaped (what the queue's byte bound counts), measured
         cheaply when its span ends, on the calling thread."""
         return SIZE_ESTIMATE
-
-
-def resolve(record: DeferredRecord) -> EventRecord:
-    """The plain event record for *record*: its Deferred shaped, merged with the span's own fields
-    and serialized. Never raises: a failing ``shape()`` leaves the span's own fields."""
-    deferred = record[13]
-    try:
-        shaped = deferred.shape()
-    except Exception as exc:
-        report_internal_error("shaping an LLM event", exc)
-        shaped = {}
-    values: list[bytes | None] = []
-    span = deferred.eager
-    for name in BUCKETS:
-        own = getattr(span, name, None)
-        extra = shaped.get(name)
-        value = own
-        if extra:
-            value = extra if own is None else {**extra, **own} if isinstance(own, Mapping) else own
-        values.append(None if value is None else snapshot(value, span.tracer._limits))
-    config, inputs, outputs, metadata, metrics, feedback, user_properties = values
-    rare = (config, metadata, metrics, feedback, user_properties)
-    size, session_id, event_id, parent, children, name, event_type, _, _, error, start, end, _, _ = record
-    return (
-        size,
-        session_id,
-        event_id,
-        parent,
-        children,
-        name,
-        event_type,
-        inputs,
-        outputs,
-        error,
-        start,
-        end,
-        None if rare == (None,) * 5 else rare,
-    )

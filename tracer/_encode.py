@@ -13,23 +13,23 @@ import orjson
 
 from . import _clock as clock
 from . import _schema
-from ._capture import Sanitizer
-from ._deferred import resolve
-from ._errors import warn_once
+from ._capture import Limits, Sanitizer, snapshot, snapshot_io
+from ._deferred import BUCKETS
+from ._errors import report_internal_error, warn_once
 from ._ids import format_id_bytes
 from ._record import (
     EVENT_LEN,
-    INPUTS,
-    OUTPUTS,
+    IO,
     SESSION_ID,
     UPDATE_FIELDS,
     UPDATE_ID,
     UPDATE_LEN,
+    DeferredRecord,
     EventRecord,
     Item,
-    SessionRegistry,
 )
-from ._span import Session
+from ._sessions import SessionRegistry
+from ._span import RARE_BUCKETS, Session, span_fields
 from .exporters._base import Batch
 
 __all__ = ["Encoder"]
@@ -42,9 +42,11 @@ _TRIM_ORDER: Final = ("inputs", "outputs", "metadata", "config", "metrics", "fee
 # cheaper than a dict per event plus orjson.dumps, and each captured field is already JSON.
 _TYPES: Final = {name: b',"event_type":"%b","event_id":"' % name.encode() for name in _schema.EVENT_TYPES}
 _EMPTY_LIST: Final = b"[]"
+_NO_IO: Final = b'"inputs":{},"outputs":{}'
 _TIMES: Final = b',"start_time":%d,"end_time":%d,"duration":%d.%06d'  # duration: ms with ns digits
+# (config up to the comma before inputs, the buckets after the times)
 _EMPTY_REST: Final = (
-    b',"config":{}',
+    b',"config":{},',
     b',"metadata":{},"feedback":{},"metrics":{},"user_properties":{}}',
 )
 _CACHE_LIMIT: Final = 8192
@@ -124,7 +126,7 @@ class Encoder:
 
     def encode(self, items: Sequence[Item], registry: SessionRegistry) -> Batch:
         """The batch for *items*; *registry* has the session of each."""
-        spans = _event_records(items)
+        spans = _event_records(items, self._sanitizer.limits)
         flagged = self._flagged(spans)
         encoded: list[bytes] = []
         session_ids: list[str] = []
@@ -134,6 +136,7 @@ class Encoder:
         ids_get, names_get = self._ids.get, self._names.get
         format_id, format_name = self._id, self._name
         finalize = self._sanitizer.finalize
+        finalize_io = self._sanitizer.finalize_io
         plain = self._mask is None
         max_event_bytes = self._max_event_bytes
         add_event, add_session_id = encoded.append, session_ids.append
@@ -143,14 +146,12 @@ class Encoder:
         for span in spans:
             # One unpacking (a single bytecode) instead of a dozen index lookups; the order is
             # _record.EventRecord's.
-            (_, session_id, event_id, parent, children, name, event_type, value, output, error, start, end, rare) = span
+            (_, session_id, event_id, parent, children, name, event_type, io, error, start, end, rare) = span
             if session_id is not sid_text:  # ids of one session are one str object: cheap check
                 sid_text = session_id
                 _version, props, source, sid = self._session(sid_text, registry)
                 sessions.setdefault(sid_text, props)
                 head = b'{"project":%b,"source":%b,"event_name":' % (self._project, source)
-            inputs = b"{}" if value is None else (finalize(value) if value in flagged else value)
-            outputs = b"{}" if output is None else (finalize(output) if output in flagged else output)
             rest = _EMPTY_REST if rare is None else self._rest(rare)
             raw = b"".join(
                 (
@@ -169,10 +170,8 @@ class Encoder:
                     if isinstance(children, int)
                     else b'["' + b'","'.join([ids_get(child) or format_id(child) for child in children]) + b'"]',
                     rest[0],
-                    b',"inputs":',
-                    inputs,
-                    b',"outputs":',
-                    outputs,
+                    # '{"inputs":…,"outputs":…}' without its braces: the two fields in the event's order
+                    _NO_IO if io is None else (finalize_io(io) if io in flagged else io)[1:-1],
                     b',"error":',
                     b"null" if error is None else orjson.dumps(self._sanitizer.sanitize(error)),
                     _TIMES
@@ -213,7 +212,7 @@ class Encoder:
             b"{}" if value is None else finalize(value) for value in rare
         )
         return (
-            b',"config":' + config,
+            b',"config":%b,' % config,
             b',"metadata":%b,"feedback":%b,"metrics":%b,"user_properties":%b}'
             % (metadata, feedback, metrics, user_properties),
         )
@@ -230,15 +229,9 @@ class Encoder:
         the same result at every level), and the secret pre-filter is one lower-cased scan over
         all of them; most batches flag nothing and are sent as captured.
         """
-        unique: dict[bytes, None] = {}
-        for span in spans:
-            value = span[INPUTS]
-            if value is not None:
-                unique[value] = None
-            value = span[OUTPUTS]
-            if value is not None:
-                unique[value] = None
-        values = list(unique)
+        unique = dict.fromkeys([span[IO] for span in spans])
+        unique.pop(None, None)  # events without inputs and outputs
+        values: list[bytes] = list(unique)  # type: ignore[arg-type]
         sanitizer = self._sanitizer
         needs_walk = sanitizer.needs_walk
         flagged = {value for value in values if needs_walk(value)}
@@ -287,7 +280,7 @@ class Encoder:
         return orjson.dumps(event)
 
 
-def _event_records(items: Sequence[Item]) -> list[EventRecord]:
+def _event_records(items: Sequence[Item], limits: Limits) -> list[EventRecord]:
     """The events among *items*; LLM events come with their fields still to shape (see _deferred):
     they are shaped here, on the worker, first."""
     # The kinds differ by length; mypy narrows tuples by len() only up to 8 items, hence the ignores.
@@ -300,5 +293,46 @@ def _event_records(items: Sequence[Item]) -> list[EventRecord]:
         if len(item) == EVENT_LEN:
             add(item)  # type: ignore[arg-type]
         elif len(item) != UPDATE_LEN:
-            add(resolve(item))  # type: ignore[arg-type]
+            add(_resolve(item, limits))  # type: ignore[arg-type]
     return spans
+
+
+def _resolve(record: DeferredRecord, limits: Limits) -> EventRecord:
+    """The plain event record for *record*: its Deferred shaped, merged with the span's own fields
+    (which win, key by key) and serialized. Never raises: a failing ``shape()`` leaves the span's
+    own fields."""
+    deferred = record[12]
+    try:
+        shaped = deferred.shape()
+    except Exception as exc:
+        report_internal_error("shaping an LLM event", exc)
+        shaped = {}
+    own = span_fields(deferred.eager)
+    merged: dict[str, dict[str, Any] | None] = {}
+    for name in BUCKETS:
+        value = own[name]
+        extra = shaped.get(name)
+        if extra:
+            value = {**extra, **value} if value is not None else dict(extra)
+        merged[name] = value
+    inputs, outputs = merged["inputs"], merged["outputs"]
+    io = None if inputs is None and outputs is None else snapshot_io(inputs, outputs, limits)
+    config, metadata, metrics, feedback, user_properties = (
+        None if merged[name] is None else snapshot(merged[name], limits) for name in RARE_BUCKETS
+    )
+    rare = (config, metadata, metrics, feedback, user_properties)
+    size, session_id, event_id, parent, children, name, event_type, _, error, start, end, _, _ = record
+    return (
+        size,
+        session_id,
+        event_id,
+        parent,
+        children,
+        name,
+        event_type,
+        io,
+        error,
+        start,
+        end,
+        None if rare == (None,) * 5 else rare,
+    )

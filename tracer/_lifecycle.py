@@ -24,14 +24,11 @@ from __future__ import annotations
 
 import atexit
 import weakref
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from ._errors import report_internal_error
 
-if TYPE_CHECKING:
-    from ._tracer import Tracer
-
-__all__ = ["Finishing", "at_exit", "finish_open_streams", "register", "track", "untrack"]
+__all__ = ["Exiting", "Finishing", "at_exit", "finish_open_streams", "register", "track", "untrack"]
 
 
 class Finishing(Protocol):
@@ -40,14 +37,26 @@ class Finishing(Protocol):
     def finish(self, reason: str) -> None: ...
 
 
-_tracers: weakref.WeakSet[Tracer] = weakref.WeakSet()
+class Exiting(Protocol):
+    """A tracer, as the exit handler sees it (``Tracer`` implements it)."""
+
+    def end_open_generators(self) -> None: ...
+
+    def end_open_spans(self) -> None: ...
+
+    def exit_shutdown(self) -> None:
+        """Drain within the tracer's ``exit_timeout`` and stop."""
+        ...
+
+
+_tracers: weakref.WeakSet[Exiting] = weakref.WeakSet()
 # A plain set: a recorder references neither its stream nor its proxy, so the garbage collection
 # of an abandoned stream still ends its event (and untracks it).
 _open: set[Finishing] = set()
 _registered = False
 
 
-def register(tracer: Tracer) -> None:
+def register(tracer: Exiting) -> None:
     """Have *tracer*'s open spans ended and its queue drained at exit (it is not kept alive for it).
 
     The handler is registered with ``atexit`` when the first tracer is, as a tracer's own was:
@@ -88,8 +97,8 @@ def at_exit() -> None:
     finish_open_streams()
     tracers = list(_tracers)
     for tracer in tracers:
-        _phase("ending suspended generators' spans at exit", tracer._end_open_generators)
+        _phase("ending suspended generators' spans at exit", tracer.end_open_generators)
     for tracer in tracers:
-        _phase("ending open spans at exit", tracer._end_open_spans)
+        _phase("ending open spans at exit", tracer.end_open_spans)
     for tracer in tracers:
-        _phase("the exit hook", lambda tracer=tracer: tracer.shutdown(tracer.config.exit_timeout))
+        _phase("the exit hook", tracer.exit_shutdown)

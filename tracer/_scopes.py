@@ -5,15 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Final
 
-from ._capture import Limits
-from ._context import current_session_var, current_span_var
 from ._errors import report_internal_error
-from ._span import Session, Span, as_fields
-
-if TYPE_CHECKING:
-    from ._tracer import Tracer
+from ._fields import as_fields
+from ._span import Recorder, Session, Span, current_session_var, current_span_var
 
 __all__ = ["SessionScope", "SpanScope"]
 
@@ -21,47 +17,47 @@ __all__ = ["SessionScope", "SpanScope"]
 class SpanScope:
     """The context manager behind ``tracer.span()``; yields the ``Span`` handle."""
 
-    __slots__ = ("_args", "_previous", "_span", "_tracer")
+    __slots__ = ("_args", "_previous", "_recorder", "_span")
 
     def __init__(
         self,
-        tracer: Tracer,
+        recorder: Recorder,
         event_name: str,
         event_type: str | None,
         inputs: Mapping[str, Any] | None,
         config: Mapping[str, Any] | None,
         metadata: Mapping[str, Any] | None,
     ) -> None:
-        self._tracer = tracer
+        self._recorder = recorder
         self._args = (event_name, event_type, inputs, config, metadata)
         self._span: Span | None = None
         self._previous: Span | None = None
 
     def __enter__(self) -> Span:
-        tracer = self._tracer
+        recorder = self._recorder
         event_name, event_type, inputs, config, metadata = self._args
         # Everything that can fail is done before the span becomes current: a bad argument is
         # recorded as best it can be (see as_fields), and the context is changed last.
         try:
-            span = None if tracer._disabled else tracer._start(event_name, event_type)
+            span = None if recorder.disabled else recorder.start(event_name, event_type)
             if span is None:
                 # Disabled or not sampled: hand out a detached span that is never exported.
-                span = _detached_span(tracer, event_name, event_type)
-            if inputs is not None and tracer._capture_content:
-                span.inputs = dict(as_fields(inputs, "inputs"))
+                span = _detached_span(recorder, event_name, event_type)
+            if inputs is not None and recorder.capture_content:
+                span._inputs = dict(as_fields(inputs, "inputs"))
             if config is not None:
-                span.config = dict(as_fields(config, "config"))
+                span.update(config=config)
             if metadata is not None:
-                span.metadata = dict(as_fields(metadata, "metadata"))
+                span.update(metadata=metadata)
         except Exception as exc:
             report_internal_error("starting a span block", exc)
-            span = _detached_span(tracer, event_name, event_type)
-        if span.tracer is tracer:
+            span = _detached_span(recorder, event_name, event_type)
+        if span._recorder is recorder:
             self._span = span
             self._previous = current_span_var.get()
             current_span_var.set(span)
         else:
-            span.ended = True  # detached: updates are kept locally, end() does nothing
+            span._ended = True  # detached: updates are kept locally, end() does nothing
         return span
 
     def __exit__(
@@ -95,26 +91,14 @@ class SpanScope:
         self.__exit__(exc_type, exc, tb)
 
 
-class _Discard(dict[int, Span]):
-    """An ``_open_spans`` that keeps nothing (for spans that are not recorded)."""
-
-    def __setitem__(self, key: int, value: Span) -> None:
-        pass
+# Behind the spans handed out when nothing is recorded (disabled or sampled out): keeps no open
+# spans, hands nothing on, and late updates (the span is ended from the start) go nowhere.
+_DETACHED: Final = Recorder(track_open=False)
 
 
-class _DetachedTracer:
-    """Stands in for a tracer behind spans that are not recorded (disabled or sampled out)."""
-
-    _open_spans: dict[int, Span] = _Discard()
-    _limits = Limits()
-
-    def _late_update(self, span: Span, fields: Mapping[str, Any]) -> None:
-        pass
-
-
-def _detached_span(tracer: Tracer, event_name: str, event_type: str | None) -> Span:
-    span = Span(_DetachedTracer(), tracer._default_session, None, event_name, event_type)  # type: ignore[arg-type]
-    span.parent_int = None
+def _detached_span(recorder: Recorder, event_name: str, event_type: str | None) -> Span:
+    span = Span(_DETACHED, recorder.default_session, None, event_name, event_type)
+    span._parent_int = None
     return span
 
 

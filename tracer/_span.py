@@ -1,41 +1,58 @@
-"""The open, mutable records: ``Session`` and ``Span`` (the handle users get from ``span()``).
+"""The open, mutable records (``Session`` and ``Span``, the handle users get from ``span()``) and
+the ``Recorder``: the small named interface between a tracer and the spans it records.
 
 A span is cheap to start and end; everything expensive (id formatting, limits, scrubbing,
 encoding) happens later on the background thread, from the bytes captured at ``end()``.
+
+Spans, decorators and scopes see their tracer only through its ``Recorder``: the settings they
+read, how a span starts (``start_under``) and where an ended one goes (``hand_on``). ``Tracer``
+builds one and updates it in place when reconfigured; nothing here imports the tracer.
 """
 
 from __future__ import annotations
 
+import contextvars
 import time
-import traceback
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from . import _schema
-from ._capture import snapshot
+from ._capture import DEFAULT_LIMITS, Limits, snapshot, snapshot_io
 from ._deferred import SIZE_ESTIMATE, Deferred
-from ._errors import report_internal_error, warn_once
+from ._errors import report_internal_error
+from ._fields import as_fields, describe_error, format_traceback, merge_fields
 from ._ids import format_id, new_id
+from ._record import make_update
 
 if TYPE_CHECKING:
-    from ._record import DeferredRecord
-    from ._tracer import Tracer
+    from ._record import DeferredRecord, Item
 
 __all__ = [
     "EVENT_TYPES",
+    "RARE_BUCKETS",
+    "Recorder",
+    "RecorderRef",
     "Session",
     "Span",
-    "as_fields",
-    "describe_error",
-    "format_traceback",
-    "merge_fields",
-    "safe_str",
+    "attach_deferred",
+    "current_session_var",
+    "current_span_var",
+    "is_ended",
+    "is_open_model_span",
+    "recorder_here",
+    "span_fields",
 ]
 
 EVENT_TYPES: Final = frozenset(_schema.EVENT_TYPES)
 
-# The enrichable buckets (all JSON objects on the wire), in the order update() accepts them.
-BUCKETS: Final = ("config", "metadata", "metrics", "feedback", "user_properties")
+# The buckets most events never set; an ended span snapshots them only when one is set. Their
+# order is the record's (see _record.EventRecord).
+RARE_BUCKETS: Final = ("config", "metadata", "metrics", "feedback", "user_properties")
+
+# The current span and session (see _context for carrying them into threads and streams).
+current_span_var: contextvars.ContextVar[Span | None] = contextvars.ContextVar("tracer.span", default=None)
+current_session_var: contextvars.ContextVar[Session | None] = contextvars.ContextVar("tracer.session", default=None)
 
 _perf_ns = time.perf_counter_ns
 # Bytes charged per queued event on top of its captured fields: the record tuple, its ints and
@@ -46,111 +63,164 @@ _perf_ns = time.perf_counter_ns
 _ITEM_OVERHEAD: Final = 450
 
 
-# What a bucket records when the user's mapping cannot be read (its keys()/items()/iteration
-# raised): the type name under this key, and a warning logged once.
-UNREADABLE_KEY: Final = "<unreadable>"
-# The message recorded for an exception whose str() raises (or returns a non-str):
-# "TypeName: <str() raised InnerError>". Python's own traceback says "<exception str() failed>".
-UNPRINTABLE: Final = "<str() raised {}>"
+def _nowhere(item: Item, session: Session) -> None:
+    """``Recorder.hand_on`` of a recorder no pipeline was attached to (and of detached spans)."""
 
 
-def as_fields(value: Any, field: str, wrap_key: str = "value") -> dict[str, Any]:
-    """*value* as the content of a bucket (a JSON object); never raises.
+class Recorder:
+    """What spans, decorators and scopes need from the tracer that records them.
 
-    A dict is returned as is (callers copy or merge it); any other mapping is copied; anything
-    else is wrapped as ``{wrap_key: value}``. A mapping that cannot be read (its ``keys()``,
-    ``__getitem__`` or iteration raises) becomes ``{"<unreadable>": "TypeName"}``, logged once.
+    Settings are plain attributes (read on every traced call); ``hand_on`` is the pipeline's
+    ``on_end``. ``open_spans`` and ``open_generators`` are what the exit handler ends (see
+    ``_lifecycle``).
     """
-    if type(value) is dict:
-        return value
-    try:
-        if isinstance(value, Mapping) or hasattr(type(value), "keys"):
-            return dict(value)
-    except Exception as exc:
-        name = _type_name(value)
-        warn_once(
-            f"unreadable:{field}:{name}",
-            "tracer: %s given as %s could not be read (%r); recorded as {%r: %r} (logged once)",
-            field,
-            name,
-            exc,
-            UNREADABLE_KEY,
-            name,
+
+    __slots__ = (
+        "capture_content",
+        "default_session",
+        "disabled",
+        "hand_on",
+        "limits",
+        "open_generators",
+        "open_spans",
+        "sample_rate",
+        "source",
+    )
+
+    def __init__(self, *, track_open: bool = True) -> None:
+        self.disabled = False
+        self.capture_content = True
+        self.limits: Limits = DEFAULT_LIMITS
+        self.sample_rate = 1.0
+        self.source = "dev"
+        self.hand_on: Callable[[Item, Session], None] = _nowhere
+        # Every open span by id (added by Span.__init__, removed by Span.end): ended at exit.
+        self.open_spans: dict[int, Span] = {} if track_open else _Discard()
+        # Spans of generators that are mid-iteration, with how to end them (at interpreter exit).
+        self.open_generators: weakref.WeakKeyDictionary[Span, Callable[[Span, str], None]] = weakref.WeakKeyDictionary()
+        self.default_session = Session(self, format_id(new_id()), "default", self.source, True)
+
+    def new_session(
+        self,
+        session_id: str,
+        session_name: str,
+        inputs: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        user_properties: Mapping[str, Any] | None = None,
+    ) -> Session:
+        """A session of this recorder; sampled by its id (the same answer in every process)."""
+        rate = self.sample_rate
+        sampled = rate >= 1.0 or (rate > 0.0 and int(session_id.replace("-", "")[-8:], 16) / 0xFFFFFFFF < rate)
+        session = Session(self, session_id, session_name, self.source, sampled)
+        session.inputs = dict(as_fields(inputs, "inputs")) if inputs is not None else None
+        session.metadata = dict(as_fields(metadata, "metadata")) if metadata is not None else None
+        session.user_properties = (
+            dict(as_fields(user_properties, "user_properties")) if user_properties is not None else None
         )
-        return {UNREADABLE_KEY: name}
-    return {wrap_key: value}
+        return session
+
+    # -- hot path -------------------------------------------------------------------------------
+
+    def start(self, event_name: str, event_type: str | None) -> Span | None:
+        return self.start_under(current_span_var.get(), event_name, event_type)
+
+    def start_under(self, parent: Span | None, event_name: str, event_type: str | None) -> Span | None:
+        """A new span, child of *parent* if it is one of ours; None when the session is sampled out."""
+        if parent is not None and parent._recorder is self:
+            session = parent._session
+        else:
+            parent = None
+            current = current_session_var.get()
+            session = current if current is not None and current.recorder is self else self.default_session
+        if not session.sampled:
+            return None
+        return Span(self, session, parent, event_name, event_type)
+
+    def current_span(self) -> Span | None:
+        """The innermost open span of this context (whichever recorder it belongs to), or None."""
+        span = current_span_var.get()
+        return span if span is not None and not span._ended else None
+
+    def current_session(self) -> Session:
+        """The session events started now would join."""
+        span = current_span_var.get()
+        if span is not None and span._recorder is self:
+            return span._session
+        session = current_session_var.get()
+        return session if session is not None and session.recorder is self else self.default_session
+
+    def track_open(self, span: Span, finish: Callable[[Span, str], None]) -> None:
+        """Remember a generator's span so that it can be ended if the process exits mid-stream.
+
+        *finish* must not reference *span* (it is the value of a weak-keyed mapping).
+        """
+        self.open_generators[span] = finish
+
+    def enqueue_update(self, event_id: str, session: Session, fields: Mapping[str, Any]) -> None:
+        """Queue a ``PUT /events``-style change: never ``inputs`` (folded into metadata), objects only."""
+        limits = self.limits
+        payload: dict[str, bytes] = {}
+        metadata = dict(as_fields(fields["metadata"], "metadata")) if fields.get("metadata") is not None else {}
+        if fields.get("inputs") is not None:
+            metadata["inputs"] = fields["inputs"]
+        if fields.get("error") is not None:
+            metadata["error"] = describe_error(fields["error"], limits.max_string_length)
+        for name in _schema.ENRICHABLE:
+            if name == "metadata":
+                continue  # built above, with inputs and error folded in
+            value = fields.get(name)
+            if value is None:
+                continue
+            payload[name] = snapshot(as_fields(value, name), limits)
+        if metadata:
+            payload["metadata"] = snapshot(metadata, limits)
+        if payload:
+            self.hand_on(make_update(event_id, session.session_id, payload), session)
+
+    # -- exit (see _lifecycle) ------------------------------------------------------------------
+
+    def end_open_generators(self) -> None:
+        """End the spans of generators suspended mid-iteration."""
+        for span, finish in list(self.open_generators.items()):
+            if not span._ended:
+                finish(span, "process_exit")
+
+    def end_open_spans(self) -> None:
+        """End every span still open, innermost first, so that parents still list their children."""
+        for span in sorted(list(self.open_spans.values()), key=_span_order, reverse=True):
+            if not span._ended:
+                span.update(metadata={"ended_early": True, "end_reason": "process_exit"})
+                span.end()
 
 
-def merge_fields(target: dict[str, Any] | None, update: Any, field: str, wrap_key: str = "value") -> dict[str, Any]:
-    """Shallow-merge *update* into a bucket (see ``as_fields`` for non-dicts); never raises."""
-    if type(update) is not dict:
-        update = as_fields(update, field, wrap_key)
-    if target is None:
-        return dict(update)
-    try:
-        target.update(update)
-    except Exception:  # a dict subclass as *target* whose update() raises: start afresh
-        return dict(update)
-    return target
+class RecorderRef:
+    """The recorder a decorated function records with, read on every call (one attribute load):
+    fixed for a ``Tracer``'s own decorators; for the module-level ``@tracer.trace``, the default
+    tracer's, set by ``_default`` when it is created or replaced, and made on first use."""
+
+    __slots__ = ("_make", "recorder")
+
+    def __init__(self, recorder: Recorder | None = None, make: Callable[[], Recorder] | None = None) -> None:
+        self.recorder = recorder
+        self._make = make
+
+    def get(self) -> Recorder:
+        recorder = self.recorder
+        if recorder is None:
+            assert self._make is not None, "a RecorderRef needs a recorder or a way to make one"
+            recorder = self._make()
+        return recorder
 
 
-def _type_name(value: object) -> str:
-    try:
-        return type(value).__name__
-    except Exception:  # pragma: no cover - a metaclass whose __name__ raises
-        return "object"
+def _span_order(span: Span) -> int:
+    return span._id  # ids grow with creation: a child's is larger than its parent's
 
 
-def _plain_str(value: object) -> str:
-    """``str(value)`` as an exact ``str`` (raises what the user's ``__str__`` raises)."""
-    text = str(value)
-    # A str subclass (str() returns it as is) would run the user's methods later on.
-    return text if type(text) is str else str.__str__(text)
+class _Discard(dict[int, "Span"]):
+    """An ``open_spans`` that keeps nothing (the recorder behind detached spans)."""
 
-
-def safe_str(value: object) -> str:
-    """``str(value)``, or ``"TypeName: <str() raised InnerError>"`` when that raises; never raises."""
-    try:
-        return _plain_str(value)
-    except Exception as exc:
-        return f"{_type_name(value)}: {UNPRINTABLE.format(_type_name(exc))}"
-
-
-def describe_error(error: object, max_chars: int = 32768) -> str:
-    """The ``error`` field: ``"TypeName: message"`` for an exception (``"TypeName"`` without a
-    message), ``str(error)`` for anything else; never raises.
-
-    When ``str()`` raises (or returns a non-str) the message is ``"<str() raised InnerError>"``,
-    after the type name, exception or not. A message over *max_chars* keeps its head and states
-    its length (the worker would cut it anyway; this keeps it from filling the queue).
-    """
-    try:
-        message = _plain_str(error)
-    except Exception as exc:
-        return f"{_type_name(error)}: {UNPRINTABLE.format(_type_name(exc))}"
-    if len(message) > max_chars:
-        message = f"{message[:max_chars]}…[truncated: {len(message)} chars in total]"
-    if not isinstance(error, BaseException):
-        return message
-    name = _type_name(error)
-    return f"{name}: {message}" if message else name
-
-
-def format_traceback(error: BaseException) -> str | None:
-    """The formatted traceback of *error*, or None; never raises (the traceback module calls
-    ``str()`` and ``repr()`` on the user's exceptions, their causes and notes)."""
-    if error.__traceback__ is None:
-        return None
-    try:
-        return "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    except Exception as exc:
-        warn_once(
-            f"traceback:{_type_name(error)}",
-            "tracer: the traceback of a %s could not be formatted (%r); not recorded (logged once)",
-            _type_name(error),
-            exc,
-        )
-        return None
+    def __setitem__(self, key: int, value: Span) -> None:
+        pass
 
 
 class Session:
@@ -163,35 +233,25 @@ class Session:
         "metadata",
         "metrics",
         "outputs",
+        "recorder",
         "sampled",
         "session_id",
         "session_name",
         "source",
         "start_ms",
-        "tracer",
         "user_properties",
         "version",
     )
 
-    def __init__(
-        self,
-        tracer: Tracer,
-        session_id: str,
-        session_name: str,
-        source: str,
-        sampled: bool,
-        inputs: dict[str, Any] | None = None,
-        metadata: dict[str, Any] | None = None,
-        user_properties: dict[str, Any] | None = None,
-    ) -> None:
-        self.tracer = tracer
+    def __init__(self, recorder: Recorder, session_id: str, session_name: str, source: str, sampled: bool) -> None:
+        self.recorder = recorder
         self.session_id = session_id
         self.session_name = session_name
         self.source = source
         self.sampled = sampled
-        self.inputs = inputs
-        self.metadata = metadata
-        self.user_properties = user_properties
+        self.inputs: dict[str, Any] | None = None
+        self.metadata: dict[str, Any] | None = None
+        self.user_properties: dict[str, Any] | None = None
         self.config: dict[str, Any] | None = None
         self.outputs: dict[str, Any] | None = None
         self.metrics: dict[str, Any] | None = None
@@ -215,100 +275,108 @@ class Session:
 
 
 class Span:
-    """An event being recorded. Use ``update()`` / ``set_error()`` while it is open.
+    """An event being recorded: ``event_id``, ``session_id``, ``parent_id``; ``update()`` /
+    ``set_error()`` while it is open, ``end()``.
 
     ``end()`` hands a snapshot of it to the delivery queue (an ``_record.EventRecord``); the span
-    itself keeps the user's objects and is not read by the pipeline after that.
+    itself keeps the user's objects and is not read by the pipeline after that. Its fields are
+    internal (the integrations and decorators of this package set them; ``span_fields`` reads them).
     """
 
     __slots__ = (
         "__weakref__",
-        "children",
-        "config",
-        "deferred",
-        "end_perf",
-        "ended",
-        "error",
-        "event_name",
-        "event_type",
-        "feedback",
-        "has_children",
-        "id",
-        "inputs",
-        "metadata",
-        "metrics",
-        "outputs",
-        "parent",
-        "parent_int",
-        "session",
-        "start_perf",
-        "tracer",
-        "user_properties",
+        "_children",
+        "_deferred",
+        "_end",
+        "_ended",
+        "_error",
+        "_event_name",
+        "_event_type",
+        "_id",
+        "_inputs",
+        "_outputs",
+        "_parent",
+        "_parent_int",
+        "_rare",
+        "_recorder",
+        "_session",
+        "_start",
     )
 
-    has_children: bool
-    # The user's mappings (end() snapshots them into the queued record).
-    inputs: Any
-    outputs: Any
-    config: Any
-    metadata: Any
-    metrics: Any
-    feedback: Any
-    user_properties: Any
-    error: str | None
-    children: list[int] | None
+    # Buckets hold plain dicts only (so that end() can serialize them without checking): set
+    # through merge_fields / as_fields, or to a dict built here.
+    _inputs: dict[str, Any] | None
+    _outputs: dict[str, Any] | None
+    # The other buckets (RARE_BUCKETS) by name, None while none is set: one slot for the five
+    # that most events never set keeps starting and ending a span a few stores shorter.
+    _rare: dict[str, dict[str, Any]] | None
+    _error: str | None
+    # The ids of the children started under this span (listed as they start, so that a span
+    # whose children are all still running at its end is still a chain).
+    _children: list[int] | None
     # Fields shaped on the worker thread (LLM calls, see _deferred); set by the integrations.
-    deferred: Deferred | None
+    _deferred: Deferred | None
     # Set by end(): before that they are not read.
-    parent_int: int | None
-    end_perf: int
+    _parent_int: int | None
+    _end: int
 
     def __init__(
         self,
-        tracer: Tracer,
+        recorder: Recorder,
         session: Session,
         parent: Span | None,
         event_name: str,
         event_type: str | None,
     ) -> None:
         # This runs for every traced call: keep it to plain stores (no calls but two cheap ones).
-        self.tracer = tracer
-        self.session = session
-        self.parent = parent
-        self.event_name = event_name
-        self.event_type = event_type
-        self.id = span_id = new_id()
-        tracer._open_spans[span_id] = self  # so that spans left open at exit can be ended then
-        self.inputs = self.outputs = self.config = self.metadata = None
-        self.metrics = self.feedback = self.user_properties = None
-        self.error = self.children = self.deferred = None
-        self.has_children = self.ended = False
+        self._recorder = recorder
+        self._session = session
+        self._parent = parent
+        self._event_name = event_name
+        self._event_type = event_type
+        self._id = span_id = new_id()
+        recorder.open_spans[span_id] = self  # so that spans left open at exit can be ended then
+        self._inputs = self._outputs = self._rare = self._error = self._children = self._deferred = None
+        self._ended = False
         if parent is not None:
-            parent.has_children = True
-        self.start_perf = _perf_ns()
+            siblings = parent._children
+            if siblings is None:
+                parent._children = [span_id]
+            else:
+                siblings.append(span_id)
+        self._start = _perf_ns()
 
     # -- public handle ------------------------------------------------------------------------
 
     @property
     def duration_ms(self) -> float | None:
         """Milliseconds from start to end (None while open)."""
-        return (self.end_perf - self.start_perf) / 1_000_000 if self.ended else None
+        return (self._end - self._start) / 1_000_000 if self._ended else None
+
+    @property
+    def event_name(self) -> str:
+        return self._event_name
+
+    @property
+    def event_type(self) -> str | None:
+        """``model``, ``tool`` or ``chain``; None while open if not given (decided at the end)."""
+        return self._event_type
 
     @property
     def event_id(self) -> str:
         """This event's id (UUID4 string)."""
-        return format_id(self.id)
+        return format_id(self._id)
 
     @property
     def session_id(self) -> str:
         """The id of the session this event belongs to."""
-        return self.session.session_id
+        return self._session.session_id
 
     @property
     def parent_id(self) -> str:
         """The parent event's id, or the session id for a root event (HoneyHive's convention)."""
-        parent = self.parent_int if self.ended else (self.parent.id if self.parent is not None else None)
-        return format_id(parent) if parent is not None else self.session.session_id
+        parent = self._parent_int if self._ended else (self._parent._id if self._parent is not None else None)
+        return format_id(parent) if parent is not None else self._session.session_id
 
     def update(
         self,
@@ -323,122 +391,117 @@ class Span:
         error: Any = None,
     ) -> None:
         """Merge fields into this event (mappings, merged key by key; see ``as_fields``). Never raises."""
-        if self.ended:
-            self.tracer._late_update(self, locals())
+        if self._ended:
+            self._recorder.enqueue_update(format_id(self._id), self._session, locals())
             return
         if inputs is not None:
-            self.inputs = merge_fields(self.inputs, inputs, "inputs")
+            self._inputs = merge_fields(self._inputs, inputs, "inputs")
         if outputs is not None:
             # "result", like a traced function's return value (sessions and late updates: "value")
-            self.outputs = merge_fields(self.outputs, outputs, "outputs", "result")
+            self._outputs = merge_fields(self._outputs, outputs, "outputs", "result")
         if config is not None:
-            self.config = merge_fields(self.config, config, "config")
+            self._merge_rare("config", config)
         if metadata is not None:
-            self.metadata = merge_fields(self.metadata, metadata, "metadata")
+            self._merge_rare("metadata", metadata)
         if metrics is not None:
-            self.metrics = merge_fields(self.metrics, metrics, "metrics")
+            self._merge_rare("metrics", metrics)
         if feedback is not None:
-            self.feedback = merge_fields(self.feedback, feedback, "feedback")
+            self._merge_rare("feedback", feedback)
         if user_properties is not None:
-            self.user_properties = merge_fields(self.user_properties, user_properties, "user_properties")
+            self._merge_rare("user_properties", user_properties)
         if error is not None:
             self.set_error(error)
+
+    def _merge_rare(self, name: str, value: Any) -> None:
+        rare = self._rare
+        if rare is None:
+            rare = self._rare = {}
+        rare[name] = merge_fields(rare.get(name), value, name)
 
     def set_error(self, error: BaseException | str) -> None:
         """Mark this event as failed: ``"Type: message"`` for an exception (traceback in metadata).
 
         Never raises, even for an exception whose ``str()`` raises (see ``describe_error``).
         """
-        self.error = describe_error(error, self.tracer._limits.max_string_length)
+        self._error = describe_error(error, self._recorder.limits.max_string_length)
         if isinstance(error, BaseException):
             trace = format_traceback(error)
             if trace is not None:
-                self.metadata = merge_fields(self.metadata, {"traceback": trace}, "metadata")
+                self._merge_rare("metadata", {"traceback": trace})
 
     def end(self) -> None:
         """End the event now (idempotent). Called for you by decorators and ``with`` blocks."""
-        if self.ended:
+        if self._ended:
             return
-        self.ended = True
+        self._ended = True
         # Only the monotonic clock here; the worker maps it to wall time (see _clock).
-        end_perf = self.end_perf = _perf_ns()
+        end_perf = self._end = _perf_ns()
         try:
-            self.tracer._open_spans.pop(self.id, None)
+            recorder = self._recorder
+            recorder.open_spans.pop(self._id, None)
             # Snapshot every field to JSON bytes now (later mutation by the user changes nothing)
             # into the record the queue holds (see _record); inlined: this runs for every call.
-            parent = self.parent
+            parent = self._parent
             parent_int: int | None
             if parent is not None:
-                parent_int = self.parent_int = parent.id
-                if not parent.ended:
-                    children = parent.children
-                    if children is None:
-                        parent.children = [self.id]
-                    else:
-                        children.append(self.id)
-                self.parent = None  # keep only the id: an ended span must not pin its ancestors
+                parent_int = self._parent_int = parent._id
+                self._parent = None  # keep only the id: an ended span must not pin its ancestors
             else:
-                parent_int = self.parent_int = None
-            event_type = self.event_type
+                parent_int = self._parent_int = None
+            children = self._children
+            event_type = self._event_type
             if event_type is None:
-                event_type = self.event_type = "chain" if self.has_children else "tool"
-            deferred = self.deferred
+                event_type = self._event_type = "tool" if children is None else "chain"
+            deferred = self._deferred
             if deferred is not None:
                 self._end_deferred(deferred, parent_int, event_type, end_perf)
                 return
-            size = _ITEM_OVERHEAD
-            limits = self.tracer._limits  # only the converter (unusual values) reads them
-            inputs = self.inputs
-            if inputs is not None:
-                inputs = snapshot(inputs, limits)
-                size += len(inputs)
-            outputs = self.outputs
-            if outputs is not None:
-                outputs = snapshot(outputs, limits)
-                size += len(outputs)
-            if (
-                self.config is None
-                and self.metadata is None
-                and self.metrics is None
-                and self.feedback is None
-                and self.user_properties is None
-            ):
+            inputs = self._inputs
+            outputs = self._outputs
+            if inputs is None and outputs is None:
+                io = None
+                size = _ITEM_OVERHEAD
+            else:
+                io = snapshot_io(inputs, outputs, recorder.limits)
+                size = _ITEM_OVERHEAD + len(io)
+            rare_fields = self._rare
+            if rare_fields is None:
                 rare = None
             else:
+                limits = recorder.limits
                 config, metadata, metrics, feedback, user_properties = (
-                    None if value is None else snapshot(value, limits)
-                    for value in (self.config, self.metadata, self.metrics, self.feedback, self.user_properties)
+                    None if value is None else snapshot(value, limits) for value in map(rare_fields.get, RARE_BUCKETS)
                 )
                 rare = (config, metadata, metrics, feedback, user_properties)
                 size += sum(len(value) for value in rare if value is not None)
-            children = self.children
-            session = self.session
-            record = (
-                size,
-                session.session_id,
-                self.id,
-                parent_int,
-                # A lone child as a bare int: a nested tuple would keep the record GC-tracked a
-                # generation longer (see _record).
-                None if children is None else children[0] if len(children) == 1 else tuple(children),
-                self.event_name,
-                event_type,
-                inputs,
-                outputs,
-                self.error,
-                self.start_perf,
-                end_perf,
-                rare,
+            session = self._session
+            recorder.hand_on(
+                (
+                    size,
+                    session.session_id,
+                    self._id,
+                    parent_int,
+                    # A lone child as a bare int: a nested tuple would keep the record GC-tracked a
+                    # generation longer (see _record).
+                    None if children is None else children[0] if len(children) == 1 else tuple(children),
+                    self._event_name,
+                    event_type,
+                    io,
+                    self._error,
+                    self._start,
+                    end_perf,
+                    rare,
+                ),
+                session,
             )
-            self.tracer._processor.on_end(record, session)
         except Exception as exc:  # a library failure must never reach the code that ended the span
             report_internal_error("finishing a span", exc)
 
     def _end_deferred(self, deferred: Deferred, parent_int: int | None, event_type: str, end_perf: int) -> None:
         """end() for a span whose fields the worker shapes: its own fields go along unserialized."""
-        deferred.eager = self  # read by name (see _deferred.BUCKETS); an ended span's fields no longer change
-        children = self.children
-        session = self.session
+        deferred.eager = self  # read with span_fields(); an ended span's fields no longer change
+        children = self._children
+        session = self._session
         try:
             size = deferred.charged_size()
         except Exception as exc:
@@ -447,22 +510,56 @@ class Span:
         record: DeferredRecord = (
             _ITEM_OVERHEAD + size,
             session.session_id,
-            self.id,
+            self._id,
             parent_int,
             None if children is None else children[0] if len(children) == 1 else tuple(children),
-            self.event_name,
+            self._event_name,
             event_type,
             None,
-            None,
-            self.error,
-            self.start_perf,
+            self._error,
+            self._start,
             end_perf,
             None,
             deferred,
         )
-        self.deferred = None  # the record has it now
-        self.tracer._processor.on_end(record, session)
+        self._deferred = None  # the record has it now
+        self._recorder.hand_on(record, session)
 
     def __repr__(self) -> str:
-        state = "ended" if self.ended else "open"
-        return f"<Span {self.event_type or '?'} {self.event_name!r} {self.event_id} {state}>"
+        state = "ended" if self._ended else "open"
+        return f"<Span {self._event_type or '?'} {self._event_name!r} {self.event_id} {state}>"
+
+
+def span_fields(span: Span) -> dict[str, dict[str, Any] | None]:
+    """The buckets set on *span* by name (``_schema.BUCKETS``), for merging with shaped ones."""
+    fields: dict[str, dict[str, Any] | None] = dict.fromkeys(RARE_BUCKETS)
+    if span._rare is not None:
+        fields.update(span._rare)
+    fields["inputs"] = span._inputs
+    fields["outputs"] = span._outputs
+    return fields
+
+
+# -- for the LLM integrations (which must not reach into spans either) --------------------------
+
+
+def recorder_here(parent: Span | None) -> Recorder | None:
+    """The recorder of *parent*, else of the current session; None when neither is set."""
+    if parent is not None:
+        return parent._recorder
+    session = current_session_var.get()
+    return session.recorder if session is not None else None
+
+
+def is_open_model_span(span: Span, recorder: Recorder) -> bool:
+    """True for an open ``model`` span of *recorder* (an LLM call inside it records into it)."""
+    return span._event_type == "model" and span._recorder is recorder and not span._ended
+
+
+def is_ended(span: Span) -> bool:
+    return span._ended
+
+
+def attach_deferred(span: Span, deferred: Deferred) -> None:
+    """Have *deferred* shape *span*'s fields on the worker thread (see _deferred)."""
+    span._deferred = deferred

@@ -4,32 +4,25 @@ from __future__ import annotations
 
 import os
 import threading
-import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar, overload
 
 from . import _lifecycle, _schema
-from ._capture import Limits, Sanitizer, snapshot
+from ._capture import Limits, Sanitizer
 from ._config import Config, resolve_config
-from ._context import (
-    bind_context,
-    current_session_var,
-    current_span_var,
-    install_thread_propagation,
-    uninstall_thread_propagation,
-)
+from ._context import bind_context, install_thread_propagation, uninstall_thread_propagation
 from ._decorators import TraceSpec, make_decorator, validate_event_type
 from ._encode import Encoder
 from ._errors import ConfigError, logger, report_internal_error
+from ._fields import merge_fields, safe_str
 from ._ids import format_id, new_id, parse_uuid
 from ._pipeline import BatchProcessor, Processor, Stats, SyncProcessor
-from ._record import make_update
 from ._scopes import SessionScope, SpanScope
-from ._span import Session, Span, as_fields, describe_error, merge_fields, safe_str
+from ._span import Recorder, RecorderRef, Session, Span
 from ._spool import Spool
 from .exporters._base import Exporter, as_exporter_list
 
-__all__ = ["Tracer", "trace_with"]
+__all__ = ["Tracer", "recorder_of", "trace_with"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -55,12 +48,9 @@ class Tracer:
         **options: Any,
     ) -> None:
         self._lock = threading.RLock()
-        # Every open span by id (added by Span.__init__, removed by Span.end): ended at exit.
-        self._open_spans: dict[int, Span] = {}
-        # Spans of generators that are mid-iteration, with how to end them (at interpreter exit).
-        self._open_generators: weakref.WeakKeyDictionary[Span, Callable[[Span, str], None]] = (
-            weakref.WeakKeyDictionary()
-        )
+        # The interface its spans, decorators and scopes see (settings, starting and handing on
+        # spans, the open spans ended at exit); updated in place by configure().
+        self._recorder = Recorder()
         # True for the tracer behind the module-level API (see _default): the only one whose
         # configuration changes process-wide state.
         self._is_default = False
@@ -135,11 +125,16 @@ class Tracer:
             self._limits = limits
             self._sanitizer = sanitizer
             self._stats = stats
-            self._disabled = config.disabled
-            self._capture_content = config.capture_content
             self._processor: Processor = processor
             self.exporters = exporters
-            self._default_session = self._new_session(None, config.session_name, None, None, None)
+            recorder = self._recorder
+            recorder.disabled = config.disabled
+            recorder.capture_content = config.capture_content
+            recorder.limits = limits
+            recorder.sample_rate = config.sample_rate
+            recorder.source = config.source
+            recorder.hand_on = processor.on_end
+            recorder.default_session = self._new_session(None, config.session_name, None, None, None)
         if old is not None:
             # Exporters handed on to the new pipeline must stay open.
             old.shutdown(config.exit_timeout, keep=exporters)
@@ -236,63 +231,7 @@ class Tracer:
         user_properties: Mapping[str, Any] | None,
     ) -> Session:
         sid = parse_uuid(session_id, "session_id") if session_id is not None else format_id(new_id())
-        rate = self.config.sample_rate
-        # Deterministic per session id, so every process that sees this session decides the same way.
-        sampled = rate >= 1.0 or (rate > 0.0 and int(sid.replace("-", "")[-8:], 16) / 0xFFFFFFFF < rate)
-        session = Session(self, sid, session_name, self.config.source, sampled)
-        session.inputs = dict(as_fields(inputs, "inputs")) if inputs is not None else None
-        session.metadata = dict(as_fields(metadata, "metadata")) if metadata is not None else None
-        session.user_properties = (
-            dict(as_fields(user_properties, "user_properties")) if user_properties is not None else None
-        )
-        return session
-
-    # -- hot path -------------------------------------------------------------------------------
-
-    def _start(self, event_name: str, event_type: str | None) -> Span | None:
-        return self._start_under(current_span_var.get(), event_name, event_type)
-
-    def _start_under(self, parent: Span | None, event_name: str, event_type: str | None) -> Span | None:
-        """A new span, child of *parent* if it is one of ours; None when the session is sampled out."""
-        if parent is not None and parent.tracer is self:
-            session = parent.session
-        else:
-            parent = None
-            current = current_session_var.get()
-            session = current if current is not None and current.tracer is self else self._default_session
-        if not session.sampled:
-            return None
-        return Span(self, session, parent, event_name, event_type)
-
-    def _track_open(self, span: Span, finish: Callable[[Span, str], None]) -> None:
-        """Remember a generator's span so that it can be ended if the process exits mid-stream.
-
-        *finish* must not reference *span* (it is the value of a weak-keyed mapping).
-        """
-        self._open_generators[span] = finish
-
-    def _late_update(self, span: Span, fields: Mapping[str, Any]) -> None:
-        self._enqueue_update(format_id(span.id), span.session, fields)
-
-    def _enqueue_update(self, event_id: str, session: Session, fields: Mapping[str, Any]) -> None:
-        """Queue a ``PUT /events``-style change: never ``inputs`` (folded into metadata), objects only."""
-        payload: dict[str, bytes] = {}
-        metadata = dict(as_fields(fields["metadata"], "metadata")) if fields.get("metadata") is not None else {}
-        if fields.get("inputs") is not None:
-            metadata["inputs"] = fields["inputs"]
-        if fields.get("error") is not None:
-            metadata["error"] = describe_error(fields["error"], self._limits.max_string_length)
-        for name in _schema.ENRICHABLE:
-            if name == "metadata":
-                continue  # built above, with inputs and error folded in
-            value = fields.get(name)
-            if value is None:
-                continue
-            payload[name] = snapshot(as_fields(value, name), self._limits)
-        if metadata:
-            payload["metadata"] = snapshot(metadata, self._limits)
-        if payload:
-            self._processor.on_end(make_update(event_id, session.session_id, payload), session)
+        return self._recorder.new_session(sid, session_name, inputs, metadata, user_properties)
 
     # -- public API -----------------------------------------------------------------------------
 
@@ -329,7 +268,15 @@ class Tracer:
     ) -> F | Callable[[F], F]:
         """Trace a function, coroutine, generator or method: ``@tracer.trace`` or ``@tracer.trace(...)``."""
         decorated: F | Callable[[F], F] = trace_with(
-            lambda: self, func, event_type, event_name, config, metadata, capture_inputs, capture_output, ignore_inputs
+            RecorderRef(self._recorder),
+            func,
+            event_type,
+            event_name,
+            config,
+            metadata,
+            capture_inputs,
+            capture_output,
+            ignore_inputs,
         )
         return decorated
 
@@ -348,7 +295,7 @@ class Tracer:
         """
         if type(event_name) is not str:
             event_name = safe_str(event_name)  # the wire schema wants a string
-        return SpanScope(self, event_name, validate_event_type(event_type), inputs, config, metadata)
+        return SpanScope(self._recorder, event_name, validate_event_type(event_type), inputs, config, metadata)
 
     def session(
         self,
@@ -366,16 +313,11 @@ class Tracer:
 
     def current_span(self) -> Span | None:
         """The innermost open span of this context, or None."""
-        span = current_span_var.get()
-        return span if span is not None and not span.ended else None
+        return self._recorder.current_span()
 
     def current_session(self) -> Session:
         """The session events started now would join."""
-        span = current_span_var.get()
-        if span is not None and span.tracer is self:
-            return span.session
-        session = current_session_var.get()
-        return session if session is not None and session.tracer is self else self._default_session
+        return self._recorder.current_session()
 
     def enrich_span(
         self,
@@ -434,7 +376,7 @@ class Tracer:
                 if value is not None:
                     setattr(session, name, merge_fields(getattr(session, name), value, name))
             session.version += 1
-        self._enqueue_update(session.session_id, session, fields)
+        self._recorder.enqueue_update(session.session_id, session, fields)
 
     @overload
     def bind_context(self, fn: Generator[Y, S, R]) -> Generator[Y, S, R]: ...
@@ -500,22 +442,28 @@ class Tracer:
                 "last_error": stats.last_error,
             }
 
-    def _end_open_generators(self) -> None:
-        """End the spans of generators suspended mid-iteration (at exit, see ``_lifecycle``)."""
-        for span, finish in list(self._open_generators.items()):
-            if not span.ended:
-                finish(span, "process_exit")
+    # -- exit (the _lifecycle.Exiting protocol) -------------------------------------------------
 
-    def _end_open_spans(self) -> None:
-        """End every span still open, innermost first, so that parents still list their children."""
-        for span in sorted(list(self._open_spans.values()), key=_span_order, reverse=True):
-            if not span.ended:
-                span.update(metadata={"ended_early": True, "end_reason": "process_exit"})
-                span.end()
+    def end_open_generators(self) -> None:
+        """End the spans of generators suspended mid-iteration (at exit)."""
+        self._recorder.end_open_generators()
+
+    def end_open_spans(self) -> None:
+        """End every span still open, innermost first (at exit)."""
+        self._recorder.end_open_spans()
+
+    def exit_shutdown(self) -> None:
+        """Drain within ``exit_timeout`` and stop (at exit)."""
+        self.shutdown(self.config.exit_timeout)
+
+
+def recorder_of(tracer: Tracer) -> Recorder:
+    """The ``Recorder`` of *tracer* (for the module API and the integrations)."""
+    return tracer._recorder
 
 
 def trace_with(
-    get_tracer: Callable[[], Tracer],
+    recorder: RecorderRef,
     func: Any,
     event_type: str | None,
     event_name: str | None,
@@ -528,12 +476,8 @@ def trace_with(
     spec = TraceSpec(event_type, event_name, config, metadata, capture_inputs, capture_output, tuple(ignore_inputs))
 
     def decorate(fn: Any) -> Any:
-        return make_decorator(fn, get_tracer, spec)
+        return make_decorator(fn, recorder, spec)
 
     if func is None:
         return decorate
     return decorate(func)
-
-
-def _span_order(span: Span) -> int:
-    return span.id  # ids grow with creation: a child's is larger than its parent's

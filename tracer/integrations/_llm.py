@@ -17,11 +17,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .._context import current_session_var, current_span_var, inside_call, suppressed
+from .._context import current_span_var, inside_call, suppressed
 from .._default import get_default_tracer
 from .._deferred import Deferred
 from .._errors import report_internal_error
-from .._span import Span
+from .._span import Span, attach_deferred, is_ended, is_open_model_span, recorder_here
+from .._tracer import recorder_of
 from ._patch import Library, Wrapper, mark
 from ._stream import (
     StreamRecorder,
@@ -117,7 +118,7 @@ class Call(Deferred):
             self.instance = instance
             self.kwargs = kwargs
             self.extra = extra
-            self.span.deferred = self
+            attach_deferred(self.span, self)
             return
         config, inputs = shape_request(instance, kwargs)
         if extra:
@@ -182,13 +183,8 @@ class Call(Deferred):
             if error is not None:
                 extra = error_metadata(error)
                 metadata = {**metadata, **extra} if metadata else extra
-            if self.owned and not span.ended:
-                if outputs:
-                    span.outputs = outputs
-                if metadata:
-                    span.metadata = {**span.metadata, **metadata} if span.metadata else metadata
-                if metrics:
-                    span.metrics = {**span.metrics, **metrics} if span.metrics else metrics
+            if self.owned and not is_ended(span):
+                span.update(outputs=outputs or None, metadata=metadata or None, metrics=metrics or None)
                 if error is not None:
                     span.set_error(error)
                 span.end()
@@ -298,19 +294,15 @@ def begin(event_name: str) -> Call | None:
         # The tracer that owns the current span (or session) records the call, nested under it;
         # the default tracer only when nothing is current.
         parent = current_span_var.get()
-        if parent is not None:
-            tracer = parent.tracer
-        else:
-            session = current_session_var.get()
-            tracer = session.tracer if session is not None else get_default_tracer()
-        if tracer._disabled:
+        recorder = recorder_here(parent) or recorder_of(get_default_tracer())
+        if recorder.disabled:
             return None
-        if parent is not None and parent.event_type == "model" and parent.tracer is tracer and not parent.ended:
-            return Call(parent, False, tracer._capture_content)
-        span = tracer._start_under(parent, event_name, "model")
+        if parent is not None and is_open_model_span(parent, recorder):
+            return Call(parent, False, recorder.capture_content)
+        span = recorder.start_under(parent, event_name, "model")
         if span is None:
             return None
-        return Call(span, True, tracer._capture_content)
+        return Call(span, True, recorder.capture_content)
     except Exception as exc:
         report_internal_error("starting an LLM event", exc)
         return None
