@@ -22,7 +22,6 @@ import tracer
 from tracer import Batch, Tracer
 from tracer._context import suppressed
 from tracer._http import HttpClient, RetryPolicy, parse_retry_after
-from tracer._pipeline import Stats
 from tracer.exporters import HoneyHiveExporter
 
 from . import collector as _collector_module
@@ -49,7 +48,6 @@ def make(collector: Collector) -> Iterator[Make]:
         tracer_ = Tracer(
             project="test", source="test", session_name="main", exporter=exporter, **(tracer_options or {})
         )
-        exporter.bind_stats(tracer_._stats)  # harmless once the pipeline binds exporters itself
         made.append(tracer_)
         return tracer_, exporter
 
@@ -470,14 +468,12 @@ def test_invalid_api_key_is_rejected_logged_once_and_reported(
 def test_bad_request_is_not_retried(collector: Collector, direct: Any) -> None:
     collector.fail(400, times=10, body={"message": "Bad request (missing required fields)"})
     exporter = direct()
-    stats = Stats()
-    exporter.bind_stats(stats)
     result = exporter.export(make_batch(2))
     assert (result.delivered, result.failed, result.reason) == (0, 2, "rejected")
     assert result.retry_events == ()  # refused: never offered again
     # Not retried as such: the batch, then each event alone (in case only one of them was refused).
     assert [len(sent_events(r)) for r in collector.requests] == [2, 1, 1]
-    assert stats.last_error is not None and "missing required fields" in stats.last_error
+    assert result.last_error is not None and "missing required fields" in result.last_error
 
 
 # -- a slow, hanging or absent backend ------------------------------------------------------------
@@ -517,12 +513,11 @@ def test_the_app_never_waits_for_a_hanging_server(collector: Collector, make: Ma
 def test_a_timeout_is_retried(collector: Collector, direct: Any) -> None:
     collector.hang(seconds=5.0)
     exporter = direct(timeout=0.2)
-    stats = Stats()
-    exporter.bind_stats(stats)
     started = time.monotonic()
-    assert exporter.export(make_batch(1)).ok
+    result = exporter.export(make_batch(1))
+    assert result.ok
     assert time.monotonic() - started < 2.0
-    assert stats.retried_requests == 1
+    assert (result.retried_requests, result.failed_requests, result.last_error) == (1, 0, None)
     assert len(collector.event_ids()) == 1
 
 
@@ -540,8 +535,6 @@ def test_unreachable_backend_opens_the_circuit_then_probes_and_resumes(
 ) -> None:
     collector.reset(times=2)
     exporter = direct(breaker_threshold=2, breaker_cooldown=0.3, max_attempts=2, export_timeout=1.0)
-    stats = Stats()
-    exporter.bind_stats(stats)
 
     result = exporter.export(make_batch(1))  # two connection failures: the circuit opens
     assert (result.failed, result.reason) == (1, "export_failed")
@@ -553,7 +546,7 @@ def test_unreachable_backend_opens_the_circuit_then_probes_and_resumes(
     assert time.monotonic() - started < 0.05
     assert (result.failed, result.reason) == (3, "export_failed")
     assert len(collector.requests) == 2
-    assert "circuit open" in (stats.last_error or "")
+    assert "circuit open" in (result.last_error or "")
 
     exporter.export_timeout = 2.0  # long enough: wait out the cooldown, probe, resume
     started = time.monotonic()
@@ -568,15 +561,13 @@ def test_unreachable_backend_opens_the_circuit_then_probes_and_resumes(
 
 def test_refused_connections_fail_within_the_deadline(direct: Any, caplog: pytest.LogCaptureFixture) -> None:
     exporter = direct(url=dead_url(), export_timeout=0.5, breaker_threshold=100)
-    stats = Stats()
-    exporter.bind_stats(stats)
     started = time.monotonic()
     result = exporter.export(make_batch(2))
     assert time.monotonic() - started < 1.0
     assert (result.failed, result.reason) == (2, "export_failed")
-    assert stats.retried_requests >= 1
-    assert stats.failed_requests == 1
-    assert stats.last_error is not None and "ConnectError" in stats.last_error
+    assert result.retried_requests >= 1
+    assert result.failed_requests == 1
+    assert result.last_error is not None and "ConnectError" in result.last_error
     exporter.export(make_batch(1))
     assert len([r for r in tracer_records(caplog) if "cannot reach" in r.getMessage()]) == 1
 

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
+import inspect
 import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from . import _clock as clock
@@ -136,10 +136,6 @@ class Processor:
         self._lost_seen = 0
         self._enqueued = 0  # events and updates ever accepted
         self._sessions = SessionRegistry()  # the sessions of queued records
-        for exporter in exporters:  # exporters that retry report their requests in stats()
-            bind = getattr(exporter, "bind_stats", None)
-            if callable(bind):
-                bind(stats)
 
     def on_end(self, item: Item, session: Session) -> None:
         """Accept an ended event or an update (of *session*) for delivery; never blocks or raises."""
@@ -232,9 +228,8 @@ class Processor:
         now = time.monotonic()
         behind = spill and target.spill_cost < target.export_cost
         if behind or not target.may_try(now):
-            return [_not_tried(self.stats, batch, "export_failed") for batch in batches]
-        with _export_deadline(exporter, _PROBE_TIMEOUT if target.down else _SPOOLED_EXPORT_TIMEOUT):
-            results = self._export_one(exporter, batches)
+            return [_not_tried(batch, "export_failed") for batch in batches]
+        results = self._export_one(exporter, batches, _time_to_spool(target))
         elapsed = time.monotonic() - now
         delivered = sum(result.delivered for result in results)
         if any(result.retry_events for result in results):
@@ -256,18 +251,18 @@ class Processor:
         worst_lost = worst_kept = 0
         worst_reason: str | None = None
         updates_failed = 0
+        worst_updates: tuple[int, int] = (0, 0)  # updates lost as (rejected, export_failed)
         for target, result in zip(self._targets, results, strict=False):
-            kept = 0
+            kept = kept_updates = 0
             if target is not None and (result.retry_events or result.retry_updates):
                 kept, kept_updates = self._spill(target, batch, result.retry_events, result.retry_updates)
-                if kept_updates:
-                    # Exporters count the updates they fail to deliver as dropped themselves; these
-                    # are kept in the spool instead.
-                    stats.drop("export_failed", -kept_updates)
             lost = max(min(result.failed, count) - kept, 0)
             if (lost + kept, lost) > (worst_lost + worst_kept, worst_lost):
                 worst_lost, worst_kept, worst_reason = lost, kept, result.reason
             updates_failed = max(updates_failed, result.updates_failed)
+            updates_lost = _updates_lost(result, kept_updates)
+            if sum(updates_lost) > sum(worst_updates):
+                worst_updates = updates_lost
         if not results:  # no exporter configured: nothing to deliver to, nothing lost
             return
         with stats.lock:
@@ -276,6 +271,15 @@ class Processor:
             stats.updates_sent += len(batch.updates) - min(updates_failed, len(batch.updates))
         if worst_lost:
             stats.drop(worst_reason if worst_reason in DROP_REASONS else "export_failed", worst_lost)
+        self._drop_updates(worst_updates)
+
+    def _drop_updates(self, lost: tuple[int, int]) -> None:
+        """Count late updates lost, as (rejected, export_failed)."""
+        rejected, failed = lost
+        if rejected:
+            self.stats.drop("rejected", rejected)
+        if failed:
+            self.stats.drop("export_failed", failed)
 
     def _spill(
         self, target: SpoolTarget, batch: Batch, indexes: tuple[int, ...], update_indexes: tuple[int, ...]
@@ -358,8 +362,8 @@ class Processor:
                     for start in starts
                 ]
                 keep: set[int] = set(range(starts[-1] + size, count)) if target.down else set()
-                with _export_deadline(target.exporter, _PROBE_TIMEOUT if target.down else _SPOOLED_EXPORT_TIMEOUT):
-                    results = self._export_one(target.exporter, parts)  # side by side, if the exporter can
+                # Side by side, if the exporter can.
+                results = self._export_one(target.exporter, parts, _time_to_spool(target))
                 for start, part, result in zip(starts, parts, results, strict=True):
                     retry = result.retry_events
                     keep.update(start + index for index in retry)
@@ -385,15 +389,14 @@ class Processor:
     def _replay_updates(self, target: SpoolTarget, claim: SpoolClaim) -> bool:
         """Send a claim of spooled late updates; False if the backend failed (they stay spooled)."""
         stats = self.stats
-        with _export_deadline(target.exporter, _PROBE_TIMEOUT if target.down else _SPOOLED_EXPORT_TIMEOUT):
-            (result,) = self._export_one(target.exporter, [claim.batch])
+        (result,) = self._export_one(target.exporter, [claim.batch], _time_to_spool(target))
         retry = frozenset(result.retry_updates)
         target.spool.release(claim, keep_updates=retry)
         count = len(claim.batch.updates)
         with stats.lock:
             stats.updates_sent += count - min(result.updates_failed, count)
+        self._drop_updates(_updates_lost(result, len(retry)))  # those kept in the spool are not lost
         if retry:
-            stats.drop("export_failed", -len(retry))  # counted by the exporter, but kept
             target.failed(time.monotonic())
             return False
         target.answered()
@@ -420,16 +423,22 @@ class Processor:
     def _spool_pending(self) -> bool:
         return any(target is not None and target.pending for target in self._targets)
 
-    def _export_one(self, exporter: Exporter, batches: list[Batch]) -> list[ExportResult]:
+    def _export_one(self, exporter: Exporter, batches: list[Batch], timeout: float | None = None) -> list[ExportResult]:
+        """Hand *batches* to *exporter* (within *timeout* seconds if it takes one) and count the
+        requests, retries and last error it reports; never raises."""
         try:
-            send = getattr(exporter, "export_batches", None)
-            results = send(batches) if callable(send) else [exporter.export(batch) for batch in batches]
+            if timeout is not None and _takes_timeout(type(exporter)):
+                results = exporter.export_batches(batches, timeout=timeout)
+            else:
+                results = exporter.export_batches(batches)
             if len(results) != len(batches):
                 raise ValueError(f"export_batches returned {len(results)} results for {len(batches)} batches")
-            return [
+            normalized = [
                 normalize_result(result, len(batch), len(batch.updates))
                 for result, batch in zip(results, batches, strict=True)
             ]
+            self._count_requests(normalized)
+            return normalized
         except Exception as exc:
             warn_once(
                 f"export:{type(exporter).__name__}", "tracer: exporter %s failed: %r", type(exporter).__name__, exc
@@ -439,6 +448,18 @@ class Processor:
                 ExportResult(delivered=0, failed=len(batch), reason="export_failed", updates_failed=len(batch.updates))
                 for batch in batches
             ]
+
+    def _count_requests(self, results: list[ExportResult]) -> None:
+        stats = self.stats
+        retried = sum(result.retried_requests for result in results)
+        failed = sum(result.failed_requests for result in results)
+        if retried or failed:
+            with stats.lock:
+                stats.retried_requests += retried
+                stats.failed_requests += failed
+        for result in results:
+            if result.last_error is not None:
+                stats.last_error = result.last_error
 
     def _flush_result(self) -> bool:
         """True if nothing was lost since the previous flush."""
@@ -885,9 +906,7 @@ class BatchProcessor(Processor):
             token = suppressed.set(True)
             try:
                 results = [
-                    self._export_one(exporter, [batch])[0]
-                    if target is None
-                    else _not_tried(self.stats, batch, "shutdown_timeout")
+                    self._export_one(exporter, [batch])[0] if target is None else _not_tried(batch, "shutdown_timeout")
                     for exporter, target in zip(self.exporters, self._targets, strict=True)
                 ]
             finally:
@@ -918,31 +937,39 @@ def _call_weak(method: weakref.WeakMethod[Callable[[], None]]) -> None:
         bound()
 
 
-@contextlib.contextmanager
-def _export_deadline(exporter: Exporter, seconds: float) -> Iterator[None]:
-    """Cap an exporter's ``export_timeout`` (if it has one) during one call, on the worker thread.
-
-    With a spool, a batch the backend will not take is better kept on disk than retried for the
-    exporter's whole ``export_timeout`` while the worker can spill nothing else.
-    """
-    current = getattr(exporter, "export_timeout", None)
-    if not isinstance(current, (int, float)) or current <= seconds:
-        yield
-        return
-    exporter.export_timeout = seconds  # type: ignore[attr-defined]
-    try:
-        yield
-    finally:
-        exporter.export_timeout = current  # type: ignore[attr-defined]
+def _time_to_spool(target: SpoolTarget) -> float:
+    """Seconds an export to *target*'s exporter may take: with a spool, a batch the backend will not
+    take is better kept on disk than retried for the exporter's whole ``export_timeout`` while the
+    worker can spill nothing else."""
+    return _PROBE_TIMEOUT if target.down else _SPOOLED_EXPORT_TIMEOUT
 
 
-def _not_tried(stats: Stats, batch: Batch, reason: str) -> ExportResult:
+_takes_timeout_by_type: dict[type[Exporter], bool] = {}
+
+
+def _takes_timeout(kind: type[Exporter]) -> bool:
+    """Does *kind*'s ``export_batches`` take ``timeout``? (One written before it existed does not.)"""
+    known = _takes_timeout_by_type.get(kind)
+    if known is None:
+        try:
+            parameters = inspect.signature(kind.export_batches).parameters.values()
+        except (TypeError, ValueError):
+            parameters = ()  # type: ignore[assignment]
+        known = any(p.name == "timeout" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+        _takes_timeout_by_type[kind] = known
+    return known
+
+
+def _updates_lost(result: ExportResult, kept: int) -> tuple[int, int]:
+    """Late updates of *result* lost, as (rejected, export_failed), once *kept* of them are spooled."""
+    rejected = min(result.updates_rejected, result.updates_failed)
+    return rejected, max(result.updates_failed - rejected - kept, 0)
+
+
+def _not_tried(batch: Batch, reason: str) -> ExportResult:
     """The result of a batch kept for the spool without being offered to its exporter: every event
-    and update to keep. Its updates are counted as dropped here, like an exporter counts those it
-    fails to deliver (``_account`` takes back the ones it keeps)."""
+    and update to keep."""
     count, updates = len(batch.encoded), len(batch.updates)
-    if updates:
-        stats.drop("export_failed", updates)
     return ExportResult(
         delivered=0,
         failed=count,

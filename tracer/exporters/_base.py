@@ -60,8 +60,12 @@ class Batch:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ExportResult:
-    """What became of a batch. ``failed`` events were given up on (counted as lost);
-    ``updates_failed`` of its late updates too (the exporter counts those in ``stats()`` itself)."""
+    """What became of a batch, and everything about it the pipeline counts in ``stats()``.
+
+    ``failed`` events were given up on (counted as lost, by ``reason``); ``updates_failed`` of its
+    late updates too (``updates_rejected`` of them refused by the destination, counted ``rejected``;
+    the others ``export_failed``). An exporter counts nothing itself: it reports here.
+    """
 
     delivered: int
     failed: int = 0
@@ -72,6 +76,13 @@ class ExportResult:
     # may keep them and offer them again later instead of counting them lost. Also counted in failed / updates_failed.
     retry_events: tuple[int, ...] = ()
     retry_updates: tuple[int, ...] = ()
+    updates_rejected: int = 0
+    # Requests made for this batch that were sent again after a failure, and those given up on
+    # (``stats()``'s ``retried_requests`` and ``failed_requests``).
+    retried_requests: int = 0
+    failed_requests: int = 0
+    # The last error met, in words (``stats()["last_error"]``); None if there was none.
+    last_error: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -93,11 +104,16 @@ class Exporter:
     def export(self, batch: Batch) -> ExportResult | bool | None:
         raise NotImplementedError
 
-    def export_batches(self, batches: list[Batch]) -> list[ExportResult | bool | None]:
+    def export_batches(self, batches: list[Batch], timeout: float | None = None) -> list[ExportResult | bool | None]:
         """Export several batches, one result per batch in the same order (raising: all lost).
 
-        The default sends them one by one with ``export``; an exporter that can have several
-        requests in flight overrides it.
+        *timeout*: seconds the whole call may take, retries included, when the pipeline needs it
+        shorter than the exporter's own limit (a batch it can keep in a spool is better kept there
+        than retried for long); None: the exporter's own limit. An exporter that overrides this
+        without the argument is called without it.
+
+        The default sends them one by one with ``export`` (and has no retries to bound); an
+        exporter that can have several requests in flight overrides it.
         """
         return [self.export(batch) for batch in batches]
 

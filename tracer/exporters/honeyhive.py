@@ -26,6 +26,9 @@ Outcomes of an events request:
 - 408/429/5xx after the retries, connection failures, the deadline, an open circuit: counted
   ``export_failed`` and listed in ``ExportResult.retry_events`` (the pipeline may offer them again).
 
+The exporter counts nothing itself: each batch's ``ExportResult`` also reports the requests it took
+(retried, failed), the last error and the late updates lost by reason, and the pipeline counts them.
+
 The exporter's own requests are never traced: they run with ``tracer._context.suppressed`` set,
 on the calling thread and in the sender threads.
 """
@@ -39,7 +42,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import httpx
 import orjson
@@ -51,9 +54,6 @@ from .._schema import ENRICHABLE, UPDATE_FIELDS
 from .._version import __version__
 from ._base import Batch, Exporter, ExportResult
 from ._senders import SenderPool
-
-if TYPE_CHECKING:
-    from .._pipeline import Stats
 
 __all__ = ["HoneyHiveExporter"]
 
@@ -81,16 +81,37 @@ _DEFAULT_MAX_IN_FLIGHT: Final = 8
 
 
 class _Tally:
-    """What became of one batch (or of one part of it, merged into the batch's tally)."""
+    """What became of one batch (or of one part of it, merged into the batch's tally), and the
+    requests it took: what ``ExportResult`` reports for the pipeline to count."""
 
-    __slots__ = ("delivered", "lost", "retry_events", "retry_updates", "updates_failed")
+    __slots__ = (
+        "delivered",
+        "failed_requests",
+        "last_error",
+        "lost",
+        "retried_requests",
+        "retry_events",
+        "retry_updates",
+        "updates_failed",
+        "updates_rejected",
+    )
 
     def __init__(self) -> None:
         self.delivered = 0
         self.lost: collections.Counter[str] = collections.Counter()
         self.retry_events: list[int] = []
         self.updates_failed = 0
+        self.updates_rejected = 0
         self.retry_updates: list[int] = []
+        self.retried_requests = 0
+        self.failed_requests = 0
+        self.last_error: str | None = None
+
+    def count_request(self, result: HttpResult) -> None:
+        """One request made (or skipped: backend down, deadline used up): its retries, and whether it failed."""
+        self.retried_requests += result.retries
+        if not result.ok:
+            self.failed_requests += 1
 
     def fail(self, reason: str, indexes: Sequence[int], retry: bool) -> None:
         self.lost[reason] += len(indexes)
@@ -101,6 +122,13 @@ class _Tally:
         self.delivered += other.delivered
         self.lost.update(other.lost)
         self.retry_events.extend(other.retry_events)
+        self.merge_requests(other)
+
+    def merge_requests(self, other: _Tally) -> None:
+        self.retried_requests += other.retried_requests
+        self.failed_requests += other.failed_requests
+        if other.last_error is not None:
+            self.last_error = other.last_error
 
     def result(self) -> ExportResult:
         failed = sum(self.lost.values())
@@ -113,6 +141,10 @@ class _Tally:
             updates_failed=self.updates_failed,
             retry_events=tuple(sorted(self.retry_events)),
             retry_updates=tuple(sorted(self.retry_updates)),
+            updates_rejected=self.updates_rejected,
+            retried_requests=self.retried_requests,
+            failed_requests=self.failed_requests,
+            last_error=self.last_error,
         )
 
 
@@ -222,7 +254,6 @@ class HoneyHiveExporter(Exporter):
             self._http = HttpClient(headers, timeout=timeout, policy=policy, transport=transport)
         except ValueError as exc:
             raise ConfigError(f"HoneyHiveExporter: {exc}") from None
-        self._stats: Stats | None = None
         self._log_lock = threading.Lock()
         self._logged: set[str] = set()
         self._unreachable_logged = False
@@ -233,17 +264,14 @@ class HoneyHiveExporter(Exporter):
     def __repr__(self) -> str:  # never shows the key
         return f"HoneyHiveExporter(server_url={self.server_url!r}, gzip={self.gzip})"
 
-    # -- pipeline hooks ---------------------------------------------------------------------------
+    # -- the Exporter interface -------------------------------------------------------------------
 
-    def bind_stats(self, stats: Stats) -> None:
-        """Report retries, failed requests, the last error and lost updates into the tracer's ``Stats``."""
-        self._stats = stats
+    def export(self, batch: Batch, timeout: float | None = None) -> ExportResult:
+        return self._export_suppressed([batch], timeout)[0]
 
-    def export(self, batch: Batch) -> ExportResult:
-        return self._export_suppressed([batch])[0]
-
-    def export_batches(self, batches: list[Batch]) -> list[ExportResult | bool | None]:
-        return list(self._export_suppressed(batches))
+    def export_batches(self, batches: list[Batch], timeout: float | None = None) -> list[ExportResult | bool | None]:
+        """Send *batches* within *timeout* seconds (None, or a longer one: ``export_timeout``)."""
+        return list(self._export_suppressed(batches, timeout))
 
     def interrupt(self) -> None:
         """Stop waiting (between retries, and for requests in flight): the current export returns soon."""
@@ -264,15 +292,16 @@ class HoneyHiveExporter(Exporter):
 
     # -- sending ----------------------------------------------------------------------------------
 
-    def _export_suppressed(self, batches: list[Batch]) -> list[ExportResult]:
+    def _export_suppressed(self, batches: list[Batch], timeout: float | None) -> list[ExportResult]:
         token = suppressed.set(True)
         try:
-            return self._export(batches)
+            return self._export(batches, timeout)
         finally:
             suppressed.reset(token)
 
-    def _export(self, batches: list[Batch]) -> list[ExportResult]:
-        deadline = time.monotonic() + self.export_timeout
+    def _export(self, batches: list[Batch], timeout: float | None) -> list[ExportResult]:
+        seconds = self.export_timeout if timeout is None else min(timeout, self.export_timeout)
+        deadline = time.monotonic() + seconds
         tallies = [_Tally() for _ in batches]
         # 1. The events, every session of every batch side by side.
         jobs = [job for index, batch in enumerate(batches) for job in self._jobs(index, batch)]
@@ -282,7 +311,7 @@ class HoneyHiveExporter(Exporter):
                 # Interrupted before it ended: counted whole as not delivered, to be offered again
                 # (a part may have arrived already; event ids make a second copy harmless).
                 tallies[job.batch].fail("export_failed", job.indexes, retry=True)
-                self._set_last_error(f"honeyhive: {_INTERRUPTED}")
+                tallies[job.batch].last_error = f"honeyhive: {_INTERRUPTED}"
             else:
                 tallies[job.batch].merge(outcome)
         # 2. Then the updates, which may refer to those events and sessions; one event's in order.
@@ -291,9 +320,15 @@ class HoneyHiveExporter(Exporter):
             for position, update in enumerate(batch.updates):
                 by_event.setdefault(str(update.get("event_id")), []).append((index, position))
         chains = list(by_event.values())
-        results = self._run([functools.partial(self._send_updates, batches, chain, deadline) for chain in chains])
-        stats = self._stats
-        for chain, result in zip(chains, results, strict=True):
+        requests = [_Tally() for _ in chains]  # each chain's requests, counted with its first update's batch
+        results = self._run(
+            [
+                functools.partial(self._send_updates, batches, chain, deadline, tally)
+                for chain, tally in zip(chains, requests, strict=True)
+            ]
+        )
+        for chain, result, tally in zip(chains, results, requests, strict=True):
+            tallies[chain[0][0]].merge_requests(tally)
             for done, (index, position) in enumerate(chain):
                 # None: interrupted before this update's turn, which is a transient failure
                 reason = result[done] if result is not None else "export_failed"
@@ -302,8 +337,8 @@ class HoneyHiveExporter(Exporter):
                 tallies[index].updates_failed += 1
                 if reason == "export_failed":
                     tallies[index].retry_updates.append(position)
-                if stats is not None:
-                    stats.drop(reason)
+                else:
+                    tallies[index].updates_rejected += 1
         return [tally.result() for tally in tallies]
 
     def _jobs(self, index: int, batch: Batch) -> list[_Job]:
@@ -384,15 +419,15 @@ class HoneyHiveExporter(Exporter):
             if probe:
                 return _NOT_TRIED  # the caller keeps the answer the whole group got
             skipped = self._skipped()
-            self._count_request(skipped)
-            self._note_failure("POST /events/batch", skipped, count)
+            tally.count_request(skipped)
+            self._note_failure("POST /events/batch", skipped, count, tally)
             tally.fail("export_failed", indexes, retry=True)
             return None
         body = b"".join(
             (b'{"events":[', b",".join(events), b'],"is_single_session":true,"session_properties":', properties, b"}")
         )
         final = _is_partial_or_500 if isolating else _is_partial_success
-        result = self._send("POST", self._batch_url, body, deadline, final=final)
+        result = self._send("POST", self._batch_url, body, deadline, tally, final=final)
         if isolating:
             isolation.requests += 1
         status = result.status
@@ -414,7 +449,7 @@ class HoneyHiveExporter(Exporter):
                     "tracer: HoneyHive refused an event as too large (HTTP 413) even when sent alone; it is "
                     "dropped. Lower max_event_bytes to trim events further (logged once).",
                 )
-                self._set_last_error("honeyhive: an event was too large for the server (HTTP 413)")
+                tally.last_error = "honeyhive: an event was too large for the server (HTTP 413)"
                 return None
             half = count // 2
             self._send_events(indexes[:half], events[:half], properties, deadline, tally, isolation, isolating)
@@ -426,7 +461,7 @@ class HoneyHiveExporter(Exporter):
             self._isolate(indexes, events, properties, deadline, tally, isolation, result)
             return None
         rejected = _is_rejection(status)
-        self._note_failure("POST /events/batch", result, count)
+        self._note_failure("POST /events/batch", result, count, tally)
         tally.fail("rejected" if rejected else "export_failed", indexes, retry=not rejected)
         return None
 
@@ -449,7 +484,7 @@ class HoneyHiveExporter(Exporter):
             delivered = min(len(created), len(events))
             tally.delivered += delivered
             if delivered < len(events):
-                self._note_partial(result, len(events) - delivered, 1)
+                self._note_partial(result, len(events) - delivered, 1, tally)
                 tally.fail("rejected", indexes[delivered:], retry=False)
             return
         if len(missing) < len(events):
@@ -460,13 +495,13 @@ class HoneyHiveExporter(Exporter):
         missing_indexes = [indexes[position] for position in missing]
         isolation.partial_rounds += 1
         if isolation.partial_rounds >= self._http.policy.max_attempts:
-            self._note_partial(result, len(missing), isolation.partial_rounds)
+            self._note_partial(result, len(missing), isolation.partial_rounds, tally)
             tally.fail("rejected", missing_indexes, retry=False)
             return
         if not self._http.back_off(isolation.partial_rounds, deadline):
             # Out of time (or shut down) before the events were refused max_attempts times: they may
             # well be taken later.
-            self._note_partial(result, len(missing), isolation.partial_rounds)
+            self._note_partial(result, len(missing), isolation.partial_rounds, tally)
             tally.fail("export_failed", missing_indexes, retry=True)
             return
         missing_events = [events[position] for position in missing]
@@ -490,7 +525,7 @@ class HoneyHiveExporter(Exporter):
         named = _named_event(result, count) if refusal and count > 1 and time_left else None
         if named is not None and isolation.requests < isolation.budget:
             # The server says which event it refuses: drop that one, send the others again.
-            self._refused(result, 1)
+            self._refused(result, 1, tally)
             tally.fail("rejected", [indexes[named]], retry=False)
             rest = [position for position in range(count) if position != named]
             rest_indexes = [indexes[position] for position in rest]
@@ -514,18 +549,20 @@ class HoneyHiveExporter(Exporter):
         if refusal or (count == 1 and isolation.successes):
             # Refused on its own (a 400 beyond the isolation bound, or the deadline, is a refusal all the same).
             if count == 1:
-                self._refused(result, count)
+                self._refused(result, count, tally)
             else:
-                self._note_failure("POST /events/batch", result, count)
+                self._note_failure("POST /events/batch", result, count, tally)
             tally.fail("rejected", indexes, retry=False)
             return
         # A 500 that no smaller request avoided (or the bound was reached): a failure of the server.
-        self._note_failure("POST /events/batch", result, count)
+        self._note_failure("POST /events/batch", result, count, tally)
         tally.fail("export_failed", indexes, retry=True)
 
-    def _send_updates(self, batches: list[Batch], chain: list[tuple[int, int]], deadline: float) -> list[str | None]:
-        """The updates of one event (or session), in order. For each: None if delivered, else the
-        reason it was lost (``rejected`` or ``export_failed``)."""
+    def _send_updates(
+        self, batches: list[Batch], chain: list[tuple[int, int]], deadline: float, tally: _Tally
+    ) -> list[str | None]:
+        """The updates of one event (or session), in order (their requests counted in *tally*). For
+        each: None if delivered, else the reason it was lost (``rejected`` or ``export_failed``)."""
         outcomes: list[str | None] = []
         for index, position in chain:
             batch = batches[index]
@@ -536,36 +573,36 @@ class HoneyHiveExporter(Exporter):
             if session_id in batch.sessions and not known:
                 # An update of a session the server has not seen: create it with all its properties
                 # (they already include this update) instead of a PUT that would find nothing.
-                outcomes.append(self._start_session(batch.sessions[session_id], deadline))
+                outcomes.append(self._start_session(batch.sessions[session_id], deadline, tally))
             else:
-                outcomes.append(self._send_update(update, deadline))
+                outcomes.append(self._send_update(update, deadline, tally))
         return outcomes
 
-    def _start_session(self, properties: dict[str, Any], deadline: float) -> str | None:
+    def _start_session(self, properties: dict[str, Any], deadline: float, tally: _Tally) -> str | None:
         session = {"project": self.project, **properties}
         if not self._http.can_try_before(deadline):
             result = self._skipped()
-            self._count_request(result)
+            tally.count_request(result)
         else:
-            result = self._send("POST", self._session_start_url, orjson.dumps({"session": session}), deadline)
+            result = self._send("POST", self._session_start_url, orjson.dumps({"session": session}), deadline, tally)
             if result.ok:
                 self._recovered()
                 self._remember_session(str(properties.get("session_id")))
                 return None
-        self._note_failure("POST /session/start", result, 0)
+        self._note_failure("POST /session/start", result, 0, tally)
         return "rejected" if _is_rejection(result.status) else "export_failed"
 
-    def _send_update(self, update: dict[str, Any], deadline: float) -> str | None:
+    def _send_update(self, update: dict[str, Any], deadline: float, tally: _Tally) -> str | None:
         body = _update_body(update)
         if not self._http.can_try_before(deadline):
             result = self._skipped()
-            self._count_request(result)
+            tally.count_request(result)
         else:
-            result = self._send("PUT", self._events_url, orjson.dumps(body), deadline)
+            result = self._send("PUT", self._events_url, orjson.dumps(body), deadline, tally)
             if result.ok:
                 self._recovered()
                 return None
-        self._note_failure("PUT /events", result, 0)
+        self._note_failure("PUT /events", result, 0, tally)
         return "rejected" if _is_rejection(result.status) else "export_failed"
 
     def _send(
@@ -574,6 +611,7 @@ class HoneyHiveExporter(Exporter):
         url: str,
         body: bytes,
         deadline: float,
+        tally: _Tally,
         final: Callable[[int, bytes], bool] | None = None,
     ) -> HttpResult:
         compressed = self.gzip
@@ -583,7 +621,7 @@ class HoneyHiveExporter(Exporter):
         else:
             content, headers = body, None
         result = self._http.request(method, url, content, deadline=deadline, headers=headers, final=final)
-        self._count_request(result)
+        tally.count_request(result)
         if compressed and result.status == 415:
             # The server does not take compressed bodies: send uncompressed from now on.
             self.gzip = False
@@ -593,7 +631,7 @@ class HoneyHiveExporter(Exporter):
                 "(set gzip=False / TRACER_GZIP=0 to skip this)",
                 self.server_url,
             )
-            return self._send(method, url, body, deadline, final)
+            return self._send(method, url, body, deadline, tally, final)
         return result
 
     # -- bookkeeping ------------------------------------------------------------------------------
@@ -606,31 +644,17 @@ class HoneyHiveExporter(Exporter):
             return HttpResult(None, error=_INTERRUPTED)
         return HttpResult(None, error="not sent: export deadline used up")
 
-    def _count_request(self, result: HttpResult) -> None:
-        stats = self._stats
-        if stats is None:
-            return
-        with stats.lock:
-            stats.retried_requests += result.retries
-            if not result.ok:
-                stats.failed_requests += 1
-
-    def _set_last_error(self, text: str) -> None:
-        stats = self._stats
-        if stats is not None:
-            stats.last_error = text
-
     def _recovered(self) -> None:
         self._unreachable_logged = False
 
-    def _note_failure(self, what: str, result: HttpResult, events: int) -> None:
-        """Log (once per status, or once per outage) and record the last error of a failed request."""
+    def _note_failure(self, what: str, result: HttpResult, events: int, tally: _Tally) -> None:
+        """Log (once per status, or once per outage) and record in *tally* the last error of a failed request."""
         status = result.status
         lost = f"{events} event(s)" if events else "an update"
         if status is None:
             tries = f" after {result.attempts} attempt(s)" if result.attempts else ""
             text = f"honeyhive: {what} to {self.server_url} failed{tries}: {result.error}"
-            self._set_last_error(text)
+            tally.last_error = text
             if not result.attempts and result.error != _CIRCUIT_OPEN:
                 return  # not tried: the batch's deadline was used up by an earlier, already reported failure
             with self._log_lock:  # several senders may fail at once: one line per outage
@@ -648,7 +672,7 @@ class HoneyHiveExporter(Exporter):
         message = _server_message(result)
         phrase = httpx.codes.get_reason_phrase(status)
         text = f"honeyhive: HTTP {status} {phrase} from {what}: {message}"
-        self._set_last_error(text)
+        tally.last_error = text
         if _is_rejection(status):
             hint = " Check the API key (api_key / HH_API_KEY)." if status in (401, 403) else ""
             self._log_once(
@@ -675,11 +699,11 @@ class HoneyHiveExporter(Exporter):
                 lost,
             )
 
-    def _refused(self, result: HttpResult, count: int) -> None:
+    def _refused(self, result: HttpResult, count: int, tally: _Tally) -> None:
         """Record (and log once per status) events the server refused on their own, the rest delivered."""
         status = result.status
         message = _server_message(result)
-        self._set_last_error(f"honeyhive: HTTP {status} from POST /events/batch refused {count} event(s): {message}")
+        tally.last_error = f"honeyhive: HTTP {status} from POST /events/batch refused {count} event(s): {message}"
         self._log_once(
             f"refused:{status}",
             "tracer: HoneyHive refused %d event(s) of a batch on their own (HTTP %s: %s); they are dropped, "
@@ -689,10 +713,10 @@ class HoneyHiveExporter(Exporter):
             message,
         )
 
-    def _note_partial(self, result: HttpResult, missing: int, sends: int) -> None:
+    def _note_partial(self, result: HttpResult, missing: int, sends: int, tally: _Tally) -> None:
         """Record (and log once) the events partial successes left out, after *sends* sends."""
         message = _server_message(result)
-        self._set_last_error(
+        tally.last_error = (
             f"honeyhive: POST /events/batch did not create {missing} event(s) (sent {sends} time(s)): {message}"
         )
         self._log_once(

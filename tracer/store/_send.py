@@ -21,8 +21,7 @@ from typing import Any, Final
 import httpx
 import orjson
 
-from .._pipeline import Stats
-from ..exporters._base import Batch
+from ..exporters._base import Batch, ExportResult
 from ..exporters.honeyhive import HoneyHiveExporter
 from ._store import Delivery, TraceStore
 
@@ -175,8 +174,6 @@ def send_store(
     server = server_url.strip().rstrip("/")
     ack = _AckTransport(transport if transport is not None else _default_transport(server))
     exporter = HoneyHiveExporter(api_key, server, gzip=gzip, export_timeout=timeout, project=project, transport=ack)
-    stats = Stats()
-    exporter.bind_stats(stats)
     ids = list(session_ids) if session_ids is not None else store.session_ids()
     report = SendReport(server_url=server, sessions=len(ids))
     deliveries = [store.pending_delivery(server, sid) for sid in ids]
@@ -193,8 +190,8 @@ def send_store(
         if progress is not None:
             progress(done, total)
 
-    def failed(what: str) -> None:
-        report.errors.append(stats.last_error or what)
+    def failed(what: str, result: ExportResult) -> None:
+        report.errors.append(result.last_error or what)
 
     def mark_session(delivery: Delivery) -> None:
         store.mark_delivered(server, "session", [delivery.session_id])
@@ -232,18 +229,18 @@ def send_store(
                 report.events_sent += len(delivered)
                 if len(delivered) < len(chunk):
                     report.events_failed += len(chunk) - len(delivered)
-                    failed(f"{len(chunk) - len(delivered)} event(s) of session {sid} were not accepted")
+                    failed(f"{len(chunk) - len(delivered)} event(s) of session {sid} were not accepted", result)
                     stopped = not delivered
                 step(len(chunk))
             if not delivery.events and not delivery.session_sent and not stopped:
                 ack.reset()
-                exporter.export(Batch([], [], {sid: delivery.properties}, [{"event_id": sid}]))
+                result = exporter.export(Batch([], [], {sid: delivery.properties}, [{"event_id": sid}]))
                 if ack.succeeded_on("POST", "/session/start"):
                     mark_session(delivery)
                     report.sessions_started += 1
                 else:
                     report.sessions_failed += 1
-                    failed(f"session {sid} could not be started")
+                    failed(f"session {sid} could not be started", result)
                     stopped = True
                 step(1)
             elif not delivery.events and not delivery.session_sent:
@@ -256,13 +253,13 @@ def send_store(
                 report.updates_failed += 1
                 continue
             ack.reset()
-            exporter.export(Batch([], [], {}, [body]))
+            result = exporter.export(Batch([], [], {}, [body]))
             if ack.succeeded_on("PUT", "/events"):
                 store.mark_delivered(server, "update", [seq])
                 report.updates_sent += 1
             else:
                 report.updates_failed += 1
-                failed(f"the update of event {body.get('event_id')} was not accepted")
+                failed(f"the update of event {body.get('event_id')} was not accepted", result)
                 stopped = True
             step(1)
     finally:

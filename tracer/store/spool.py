@@ -496,13 +496,10 @@ def drain_spool(
     """Send every event of the spool at *path* through a ``HoneyHiveExporter`` (``tracer send
     --spool``), oldest first, deleting each once delivered; stops at the first batch the server
     does not take. Holds the replay lease, so a traced process never sends the same rows meanwhile."""
-    from .._pipeline import Stats
     from ..exporters.honeyhive import HoneyHiveExporter
 
     server = server_url.strip().rstrip("/")
     exporter = HoneyHiveExporter(api_key, server, gzip=gzip, export_timeout=timeout, project=project)
-    stats = Stats()
-    exporter.bind_stats(stats)
     spool = SQLiteSpool(path, max_bytes=2**62)
     report = SpoolReport(spool.path, server)
     try:
@@ -519,14 +516,14 @@ def drain_spool(
             if claim.update_keys:
                 report.updates_sent += len(claim.update_keys) - result.updates_failed
                 if result.retry_updates:
-                    report.error = stats.last_error
+                    report.error = result.last_error
                     break
                 continue
             refused = max(result.failed - len(retry), 0)
             report.events_dropped += refused
             report.events_sent += len(claim.keys) - len(retry) - refused
             if retry:
-                report.error = stats.last_error
+                report.error = result.last_error
                 break
         report.events_left = spool.backlog()[0]
         while spool.tidy():
