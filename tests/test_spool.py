@@ -22,7 +22,7 @@ import orjson
 import pytest
 
 import tracer
-from tracer.exporters._base import Batch
+from tracer import Batch
 from tracer.store import TraceStore
 from tracer.store.spool import SQLiteSpool
 
@@ -532,7 +532,7 @@ def test_a_child_forked_while_the_spool_is_busy_can_still_use_it(tmp_path: Path)
     code = f"""
         import os, signal, sys, threading
         sys.path.insert(0, {str(REPO)!r})
-        from tracer.exporters._base import Batch
+        from tracer import Batch
         from tracer.store.spool import SQLiteSpool
 
         spool = SQLiteSpool({str(tmp_path / "forked.db")!r}, max_bytes=2**30)

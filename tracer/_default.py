@@ -11,10 +11,10 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
+from ._export import Exporter
 from ._scopes import SessionScope, SpanScope
 from ._span import RecorderRef, Span
 from ._tracer import Tracer, recorder_of, trace_with
-from .exporters._base import Exporter
 
 __all__ = [
     "aflush",

@@ -16,6 +16,7 @@ from . import _schema
 from ._capture import Limits, Sanitizer, snapshot, snapshot_io
 from ._deferred import BUCKETS
 from ._errors import report_internal_error, warn_once
+from ._export import Batch
 from ._ids import format_id_bytes
 from ._record import (
     EVENT_LEN,
@@ -30,7 +31,6 @@ from ._record import (
 )
 from ._sessions import SessionRegistry
 from ._span import RARE_BUCKETS, Session, span_fields
-from .exporters._base import Batch
 
 __all__ = ["Encoder"]
 

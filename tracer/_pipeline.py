@@ -32,12 +32,12 @@ from . import _clock as clock
 from ._context import suppressed
 from ._encode import Encoder
 from ._errors import logger, report_internal_error, warn_once
+from ._export import Batch, Exporter, ExportResult, normalize_result
 from ._record import SIZE, Item
 from ._sessions import SessionRegistry
 from ._span import Session
 from ._spool import Spool, SpoolClaim, SpoolError, SpoolTarget
 from ._worker import worker
-from .exporters._base import Batch, Exporter, ExportResult, normalize_result
 
 __all__ = ["BatchProcessor", "Processor", "Stats", "SyncProcessor"]
 

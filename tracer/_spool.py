@@ -17,7 +17,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Final, Protocol
 
 if TYPE_CHECKING:
-    from .exporters._base import Batch, Exporter
+    from ._export import Batch, Exporter
 
 __all__ = ["PROBE_INTERVAL", "Spool", "SpoolClaim", "SpoolError", "SpoolTarget", "SpoolWrite"]
 

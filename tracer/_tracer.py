@@ -14,13 +14,13 @@ from ._context import bind_context, install_thread_propagation, uninstall_thread
 from ._decorators import TraceSpec, make_decorator, validate_event_type
 from ._encode import Encoder
 from ._errors import ConfigError, logger, report_internal_error
+from ._export import Exporter, as_exporter_list
 from ._fields import merge_fields, safe_str
 from ._ids import format_id, new_id, parse_uuid
 from ._pipeline import BatchProcessor, Processor, Stats, SyncProcessor
 from ._scopes import SessionScope, SpanScope
 from ._span import Recorder, RecorderRef, Session, Span
 from ._spool import Spool
-from .exporters._base import Exporter, as_exporter_list
 
 __all__ = ["Tracer", "recorder_of", "trace_with"]
 

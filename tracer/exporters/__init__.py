@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._base import Batch, Exporter, ExportResult
+from .._export import Batch, Exporter, ExportResult
 from .console import ConsoleExporter
 from .jsonl import JSONLExporter
 from .memory import InMemoryExporter

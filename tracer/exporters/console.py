@@ -9,7 +9,7 @@ from typing import IO, Any
 
 import orjson
 
-from ._base import Batch, Exporter
+from .._export import Batch, Exporter
 
 __all__ = ["ConsoleExporter", "render_tree"]
 

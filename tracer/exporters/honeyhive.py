@@ -49,10 +49,10 @@ import orjson
 
 from .._context import suppressed
 from .._errors import ConfigError, logger
+from .._export import Batch, Exporter, ExportResult
 from .._http import RETRY_STATUSES, HttpClient, HttpResult, RetryPolicy
 from .._schema import ENRICHABLE, UPDATE_FIELDS
 from .._version import __version__
-from ._base import Batch, Exporter, ExportResult
 from ._senders import SenderPool
 
 __all__ = ["HoneyHiveExporter"]

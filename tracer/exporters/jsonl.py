@@ -6,7 +6,7 @@ import os
 import threading
 from typing import IO, cast
 
-from ._base import Batch, Exporter
+from .._export import Batch, Exporter
 
 __all__ = ["JSONLExporter"]
 

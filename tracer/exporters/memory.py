@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from ._base import Batch, Exporter
+from .._export import Batch, Exporter
 
 __all__ = ["InMemoryExporter"]
 

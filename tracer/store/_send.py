@@ -21,7 +21,7 @@ from typing import Any, Final
 import httpx
 import orjson
 
-from ..exporters._base import Batch, ExportResult
+from .._export import Batch, ExportResult
 from ..exporters.honeyhive import HoneyHiveExporter
 from ._store import Delivery, TraceStore
 

@@ -12,8 +12,8 @@ import sys
 import threading
 from typing import IO, Final
 
+from .._export import Batch, Exporter, ExportResult
 from .._version import DISTRIBUTION
-from ..exporters._base import Batch, Exporter, ExportResult
 from ._store import StoreError, TraceStore
 
 __all__ = ["DEFAULT_STORE", "SQLiteExporter", "announce", "default_store_path", "startup_message"]

@@ -35,8 +35,8 @@ from typing import Any, Final, ParamSpec, TypeVar
 
 import orjson
 
+from .._export import Batch
 from .._spool import SpoolClaim, SpoolError, SpoolWrite
-from ..exporters._base import Batch
 from ._store import StoreError, TraceStore, _chunks, _marks
 
 try:

@@ -1,4 +1,6 @@
-"""The exporter interface: what the background pipeline hands to a destination.
+"""The exporter interface: what the background pipeline hands to a destination, and what it
+gets back. It belongs to the pipeline layer (the pipeline defines it; ``tracer.exporters``
+implements it and re-exports it for users).
 
 An exporter gets a ``Batch`` on the library's single background thread (or inline, with
 ``batch=False``). It may block on I/O there; it should not assume any particular thread.
