@@ -106,9 +106,7 @@ def instrument(*names: str, include_stream_usage: bool | None = None) -> list[st
     and not passed on. Off by default: requests are never changed unless you ask.
     """
     if include_stream_usage is not None:
-        from .openai import set_include_stream_usage
-
-        set_include_stream_usage(include_stream_usage)
+        _library("openai").options["include_stream_usage"] = bool(include_stream_usage)
     with _lock:
         done = [name for name in _names(names or SUPPORTED) if _enable(name)]
         _explicit.update(done)

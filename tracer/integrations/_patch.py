@@ -54,6 +54,8 @@ class Library:
     active: bool = False
     handles: list[tuple[ModuleType, str, Any]] = field(default_factory=list)
     version: str = "?"
+    # Settings of the integration, set through ``instrument()`` (e.g. OpenAI's ``include_stream_usage``).
+    options: dict[str, bool] = field(default_factory=dict)
     _targets: tuple[Target, ...] | None = None
 
     def target_list(self) -> tuple[Target, ...]:

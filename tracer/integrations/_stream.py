@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from types import AsyncGeneratorType, GeneratorType, TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 import wrapt
 
@@ -31,11 +31,12 @@ from .. import _lifecycle
 from .._errors import report_internal_error
 
 if TYPE_CHECKING:
-    from ._llm import Call
+    from .._span import Span
 
 __all__ = [
     "AsyncTracedStream",
     "AsyncTracedStreamManager",
+    "Call",
     "StreamRecorder",
     "TracedStream",
     "TracedStreamManager",
@@ -45,6 +46,22 @@ __all__ = [
     "traced_manager",
     "traced_stream",
 ]
+
+
+class Call(Protocol):
+    """What a stream needs of its LLM call (``_llm.Call``, which imports this module)."""
+
+    owned: bool  # the call's own span (not the user's model span being enriched)
+    start_ns: int  # perf_counter_ns when the call started
+
+    def enter(self) -> Span | None: ...
+
+    def leave(self, previous: Span | None) -> None: ...
+
+    def fail(self, error: BaseException, metadata: dict[str, Any] | None = None) -> None: ...
+
+    def finish_stream(self, recorder: StreamRecorder, reason: str | None, error: BaseException | None) -> None: ...
+
 
 _perf_ns = time.perf_counter_ns
 
@@ -487,8 +504,10 @@ async def afinish_helper_stream(helper: Any) -> None:
 
 
 Starter = Callable[[], "Call | None"]
-HelperRecorder = Callable[["Call", Any], tuple[StreamRecorder, bool]]
-"""The recorder for a stream helper's raw stream, and whether it reads the helper itself."""
+# The recorder for a stream helper's raw stream, and whether it reads the helper itself. It gets
+# the call *start* returned: typed Any here, where only the Call interface is known.
+HelperRecorder = Callable[[Any, Any], tuple[StreamRecorder, bool]]
+C = TypeVar("C", bound=Call)
 
 
 class TracedStreamManager(wrapt.BaseObjectProxy[Any]):
@@ -579,7 +598,11 @@ class AsyncTracedStreamManager(TracedStreamManager):
 
 
 def traced_manager(
-    wrapped: Any, start: Starter, make_recorder: HelperRecorder, request_id_header: str, aio: bool
+    wrapped: Any,
+    start: Callable[[], C | None],
+    make_recorder: Callable[[C, Any], tuple[StreamRecorder, bool]],
+    request_id_header: str,
+    aio: bool,
 ) -> TracedStreamManager:
     """The proxy for a helper's stream manager; *start* opens the event when it is entered (None: not traced)."""
     manager = AsyncTracedStreamManager(wrapped) if aio else TracedStreamManager(wrapped)

@@ -47,12 +47,10 @@ _COMPLETIONS: Final = "openai.resources.completions"
 _CHAT_HELPER: Final = "openai.lib.streaming.chat._completions"
 _RESPONSES_HELPER: Final = "openai.lib.streaming.responses._responses"
 
-_options: dict[str, bool] = {"include_stream_usage": False}
-
 
 def set_include_stream_usage(enabled: bool) -> None:
     """Ask streamed chat/completions requests for their token usage (off by default, see module doc)."""
-    _options["include_stream_usage"] = bool(enabled)
+    LIBRARY.options["include_stream_usage"] = bool(enabled)
 
 
 # -- provider --------------------------------------------------------------------------------------
@@ -162,7 +160,7 @@ def _is_usage_chunk(chunk: Any) -> bool:
 
 def _prepare_stream_usage(kwargs: dict[str, Any]) -> Any:
     """With include_stream_usage on: ask a streamed request for its usage; returns the hide predicate."""
-    if not _options["include_stream_usage"] or kwargs.get("stream") is not True:
+    if not LIBRARY.options.get("include_stream_usage", False) or kwargs.get("stream") is not True:
         return None
     current = kwargs.get("stream_options")
     if not given(current):
