@@ -362,8 +362,7 @@ class Processor:
                     for start in starts
                 ]
                 keep: set[int] = set(range(starts[-1] + size, count)) if target.down else set()
-                # Side by side, if the exporter can.
-                results = self._export_one(target.exporter, parts, _time_to_spool(target))
+                results = self._export_one(target.exporter, parts, _time_to_spool(target))  # side by side, if it can
                 for start, part, result in zip(starts, parts, results, strict=True):
                     retry = result.retry_events
                     keep.update(start + index for index in retry)
@@ -944,6 +943,7 @@ def _time_to_spool(target: SpoolTarget) -> float:
     return _PROBE_TIMEOUT if target.down else _SPOOLED_EXPORT_TIMEOUT
 
 
+# By exporter class: reading a signature costs microseconds, and it is asked at every export call.
 _takes_timeout_by_type: dict[type[Exporter], bool] = {}
 
 
@@ -953,9 +953,10 @@ def _takes_timeout(kind: type[Exporter]) -> bool:
     if known is None:
         try:
             parameters = inspect.signature(kind.export_batches).parameters.values()
-        except (TypeError, ValueError):
-            parameters = ()  # type: ignore[assignment]
-        known = any(p.name == "timeout" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+        except (TypeError, ValueError):  # no signature to read: call it the way it was always called
+            known = False
+        else:
+            known = any(p.name == "timeout" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
         _takes_timeout_by_type[kind] = known
     return known
 
