@@ -11,6 +11,7 @@ and are not seen here. Run this file with ``python tests/test_layers.py`` to pri
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,6 +92,7 @@ class Import(NamedTuple):
     kind: str  # "module level", "lazy", "type-only", or how the package __init__ is reached
 
 
+@functools.cache
 def modules() -> dict[str, Path]:
     """Every module of the package by dotted name (a package by its own name)."""
     found = {}
@@ -132,6 +134,7 @@ def _statements(tree: ast.AST) -> Iterator[tuple[ast.Import | ast.ImportFrom, st
     yield from visit(tree, "module level")
 
 
+@functools.cache
 def imports() -> list[Import]:
     """Every import of a module of the package by another, with the packages whose __init__ it runs."""
     known = modules()
