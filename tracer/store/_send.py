@@ -24,7 +24,8 @@ import orjson
 from .._pipeline import Stats
 from ..exporters._base import Batch
 from ..exporters.honeyhive import HoneyHiveExporter
-from ._store import Delivery, TraceStore
+from ._deliveries import Delivery
+from ._store import TraceStore
 
 __all__ = ["SendReport", "send_store"]
 
