@@ -27,9 +27,9 @@ from tracer.exporters._base import Batch
 from tracer.store import TraceStore
 from tracer.store.spool import SQLiteSpool
 
-from .collector import Collector
+from ..collector import Collector
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _env(**extra: str) -> dict[str, str]:

@@ -26,9 +26,9 @@ from tracer._http import HttpClient, RetryPolicy, parse_retry_after
 from tracer._pipeline import Stats
 from tracer.exporters import HoneyHiveExporter
 
-from . import collector as _collector_module
-from .collector import Collector
-from .fake_clock import FakeClock, HighestJitter
+from .. import collector as _collector_module
+from ..collector import Collector
+from ..fake_clock import FakeClock, HighestJitter
 
 collector = _collector_module.collector  # the fixture (harmless if conftest.py provides it too)
 

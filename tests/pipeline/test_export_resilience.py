@@ -24,10 +24,18 @@ from tracer._pipeline import Stats
 from tracer.exporters import Exporter, ExportResult, HoneyHiveExporter
 from tracer.exporters._senders import SenderPool
 
-from . import test_honeyhive_exporter as _exporter_tests
-from .collector import Collector
-from .fake_clock import FakeClock
-from .test_honeyhive_exporter import FAST, ONE_BATCH, dead_url, make_batch, make_event, sent_events, tracer_records
+from ..collector import Collector
+from ..exporters import test_honeyhive_exporter as _exporter_tests
+from ..exporters.test_honeyhive_exporter import (
+    FAST,
+    ONE_BATCH,
+    dead_url,
+    make_batch,
+    make_event,
+    sent_events,
+    tracer_records,
+)
+from ..fake_clock import FakeClock
 
 direct = _exporter_tests.direct  # the fixture: a HoneyHiveExporter aimed at the collector, closed afterwards
 
@@ -458,8 +466,8 @@ def test_a_forked_child_sends_side_by_side_with_its_own_sender_threads(collector
         textwrap.dedent(
             f"""
             import os, sys, threading
-            sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
-            from tests.test_honeyhive_exporter import make_batch
+            sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+            from tests.exporters.test_honeyhive_exporter import make_batch
             from tracer.exporters import HoneyHiveExporter
 
             exporter = HoneyHiveExporter("k", {collector.url!r}, max_in_flight=4, base_delay=0.01)

@@ -16,7 +16,7 @@ import tracer
 from tracer._worker import Worker
 from tracer.exporters import Batch, InMemoryExporter
 
-from .fake_clock import FakeClock
+from ..fake_clock import FakeClock
 
 
 def _workers() -> list[threading.Thread]:
