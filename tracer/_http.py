@@ -11,6 +11,8 @@ A request body is built and compressed once by the caller; every retry resends t
   ``final`` predicate marks as final (e.g. a partial success, which must not be sent twice).
 - Everything happens before an absolute ``deadline``: a wait that would end after it is not started.
 - Waits end at once when ``interrupt()`` is called (shutdown).
+- Time is read and waited on through a ``Clock`` (the system's unless one is passed), and the
+  jitter drawn from ``random`` (or the ``jitter`` source passed): tests run these rules exactly.
 - httpx's own per-request INFO log lines are filtered out for these requests (not for the app's).
 - After ``breaker_threshold`` consecutive connection failures the circuit opens: no request is tried
   for ``breaker_cooldown`` seconds (doubling per failed probe; both capped by ``breaker_max_cooldown``, 1 s,
@@ -36,6 +38,8 @@ from typing import Any, Final
 
 import httpx
 import orjson
+
+from ._clock import SYSTEM_CLOCK, Clock
 
 __all__ = ["RETRY_STATUSES", "CircuitBreaker", "HttpClient", "HttpResult", "RetryPolicy", "parse_retry_after"]
 
@@ -87,10 +91,12 @@ class RetryPolicy:
         if self.max_attempts < 1 or self.breaker_threshold < 1:
             raise ValueError("max_attempts and breaker_threshold must be at least 1")
 
-    def backoff(self, attempt: int) -> float:
-        """Full-jitter delay before retry number *attempt* (1 = the first retry)."""
+    def backoff(self, attempt: int, jitter: random.Random | None = None) -> float:
+        """Full-jitter delay before retry number *attempt* (1 = the first retry), drawn from *jitter*
+        (default: the ``random`` module, which is re-seeded in a forked child)."""
         ceiling = min(self.max_delay, self.base_delay * 2.0 ** min(attempt - 1, 62))
-        return random.uniform(0.0, ceiling)
+        uniform = random.uniform if jitter is None else jitter.uniform
+        return uniform(0.0, ceiling)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -150,8 +156,9 @@ def parse_retry_after(value: str | None, cap: float, now: float | None = None) -
 class CircuitBreaker:
     """Counts consecutive connection failures; when open, says how long to stay away."""
 
-    def __init__(self, threshold: int, cooldown: float, max_cooldown: float) -> None:
+    def __init__(self, threshold: int, cooldown: float, max_cooldown: float, clock: Clock = SYSTEM_CLOCK) -> None:
         self._lock = threading.Lock()
+        self._clock = clock
         self._threshold = threshold
         self._max = max_cooldown
         self._initial = self._cooldown = min(cooldown, max_cooldown)
@@ -164,7 +171,7 @@ class CircuitBreaker:
         return self.open_until
 
     def is_open(self) -> bool:
-        return time.monotonic() < self.open_until
+        return self._clock.monotonic() < self.open_until
 
     def success(self) -> None:
         with self._lock:
@@ -177,7 +184,7 @@ class CircuitBreaker:
             self.failures += 1
             if self.failures >= self._threshold:
                 # Opening, or a failed probe: stay away, twice as long each time.
-                self.open_until = time.monotonic() + self._cooldown
+                self.open_until = self._clock.monotonic() + self._cooldown
                 self._cooldown = min(self._cooldown * 2.0, self._max)
                 self.opened += 1
 
@@ -192,13 +199,15 @@ class HttpClient:
         timeout: float = 10.0,
         policy: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        jitter: random.Random | None = None,
     ) -> None:
         if not (math.isfinite(timeout) and timeout > 0):
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.policy = policy if policy is not None else RetryPolicy()
-        self.breaker = CircuitBreaker(
-            self.policy.breaker_threshold, self.policy.breaker_cooldown, self.policy.breaker_max_cooldown
-        )
+        self.clock = clock
+        self._jitter = jitter
+        self.breaker = self._new_breaker()
         self._headers = dict(headers)
         self._timeout = timeout
         self._transport = transport
@@ -215,8 +224,12 @@ class HttpClient:
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
         self._client = None  # the parent's pooled connections are not ours to use or close
-        self.breaker = CircuitBreaker(
-            self.policy.breaker_threshold, self.policy.breaker_cooldown, self.policy.breaker_max_cooldown
+        self.breaker = self._new_breaker()
+
+    def _new_breaker(self) -> CircuitBreaker:
+        policy = self.policy
+        return CircuitBreaker(
+            policy.breaker_threshold, policy.breaker_cooldown, policy.breaker_max_cooldown, self.clock
         )
 
     def _get_client(self) -> httpx.Client:
@@ -230,16 +243,16 @@ class HttpClient:
 
     def can_try_before(self, deadline: float) -> bool:
         """False when nothing can be tried before *deadline* (circuit open, interrupted): don't build a body."""
-        return not self._stop.is_set() and max(self.breaker.ready_at(), time.monotonic()) < deadline
+        return not self._stop.is_set() and max(self.breaker.ready_at(), self.clock.monotonic()) < deadline
 
     def back_off(self, attempt: int, deadline: float) -> bool:
         """Sleep the backoff before retry number *attempt* of a request the caller repeats itself (the
         part of a batch a partial success did not take). False, at once, if that retry could not start
         before *deadline*; False when interrupted."""
-        delay = self.policy.backoff(attempt)
-        if self._stop.is_set() or time.monotonic() + delay >= deadline:
+        delay = self.policy.backoff(attempt, self._jitter)
+        if self._stop.is_set() or self.clock.monotonic() + delay >= deadline:
             return False
-        return not self._stop.wait(delay)
+        return not self.clock.sleep(delay, self._stop)
 
     def interrupt(self) -> None:
         """End current and future waits at once; no further attempts are made."""
@@ -266,13 +279,14 @@ class HttpClient:
         """Send *content* until a final answer, the attempt limit or *deadline* (monotonic seconds)."""
         policy = self.policy
         breaker = self.breaker
+        clock = self.clock
         stop = self._stop
         attempts = 0
         last = HttpResult(None, error="not attempted")
         while True:
             if stop.is_set():
                 return dataclasses.replace(last, attempts=attempts, error=last.error or "interrupted")
-            now = time.monotonic()
+            now = clock.monotonic()
             ready = breaker.ready_at()
             if ready > now:
                 if ready >= deadline:
@@ -280,9 +294,9 @@ class HttpClient:
                     if last.status is None and attempts:
                         why = f"{last.error}; {why}"
                     return dataclasses.replace(last, attempts=attempts, error=why)
-                if stop.wait(ready - now):
+                if clock.sleep(ready - now, stop):
                     continue
-                now = time.monotonic()
+                now = clock.monotonic()
             remaining = deadline - now
             if remaining <= 0:
                 why = "export deadline exceeded" if last.error is None or last.status is not None else last.error
@@ -301,7 +315,7 @@ class HttpClient:
             except _RETRYABLE_ERRORS as exc:
                 breaker.failure()
                 last = HttpResult(None, b"", attempts, _describe(exc))
-                delay = policy.backoff(attempts)
+                delay = policy.backoff(attempts, self._jitter)
             except httpx.TransportError as exc:
                 return HttpResult(None, b"", attempts, _describe(exc))
             else:
@@ -314,14 +328,14 @@ class HttpClient:
                 )
                 if status not in RETRY_STATUSES or (final is not None and final(status, body)):
                     return last
-                delay = retry_after if retry_after is not None else policy.backoff(attempts)
+                delay = retry_after if retry_after is not None else policy.backoff(attempts, self._jitter)
             finally:
                 _sending.reset(token)
             if attempts >= policy.max_attempts:
                 return last
-            if time.monotonic() + delay >= deadline:
+            if clock.monotonic() + delay >= deadline:
                 return last  # the wait would outlast the deadline: give up now rather than later
-            if delay > 0 and stop.wait(delay):
+            if delay > 0 and clock.sleep(delay, stop):
                 return dataclasses.replace(last, error=last.error or "interrupted")
 
 

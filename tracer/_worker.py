@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import report_internal_error
 
 __all__ = ["Client", "Worker", "worker"]
@@ -40,7 +41,10 @@ class Client(Protocol):
 
 
 class Worker:
-    def __init__(self) -> None:
+    """Serves its clients' queues; *clock* is what it sleeps on until the next one is due."""
+
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._clock = clock
         self._reset()
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._reset)
@@ -120,12 +124,12 @@ class Worker:
                 report_internal_error("the delivery worker", exc)
 
     def _turn(self, clients: list[Client]) -> None:
-        wait = min(client.due_at() for client in clients) - time.monotonic()
+        wait = min(client.due_at() for client in clients) - self._clock.monotonic()
         if wait > 0:
-            self._wake.wait(wait)
+            self._clock.sleep(wait, self._wake)
         # Cleared before looking at the clients: a wake() from now on is seen at the next wait.
         self._wake.clear()
-        now = time.monotonic()
+        now = self._clock.monotonic()
         for client in clients:
             if client.wants_service(now):
                 self._serve(client, now)

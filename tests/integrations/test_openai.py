@@ -15,9 +15,9 @@ import tracer
 from tracer.integrations import instrument
 from tracer.testing import CapturedEvents
 
+from ..api.test_lifecycle import _events as read_events
+from ..api.test_lifecycle import _run as run_script
 from ..fake_llm_server import FakeLLMServer
-from ..test_lifecycle import _events as read_events
-from ..test_lifecycle import _run as run_script
 from .conftest import USER, model_events, only_model_event
 
 openai = pytest.importorskip("openai")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tracer.store import TraceStore
 
-from .conftest import clean_env
+from ..processes import clean_env
 
 PROCESSES = 4
 EVENTS = 500

@@ -16,7 +16,7 @@ import tracer
 from tracer.store import SCHEMA_VERSION, SQLiteExporter, StoreError, TraceStore, startup_message
 from tracer.store._schema import MIGRATIONS
 
-from .conftest import clean_env
+from ..processes import clean_env
 
 
 def make_event(session_id: str, name: str = "e", **fields: Any) -> dict[str, Any]:

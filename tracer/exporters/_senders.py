@@ -30,10 +30,11 @@ import math
 import os
 import queue
 import threading
-import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, Final, Generic, TypeVar
+
+from .._clock import SYSTEM_CLOCK, Clock
 
 __all__ = ["SenderPool"]
 
@@ -47,10 +48,11 @@ _SLOW: Final = 2  # even the fastest did not
 class _Call(Generic[T]):
     """One ``run_all``: the tasks, the next one to start, their results, what is left."""
 
-    __slots__ = ("done", "errors", "fastest", "next", "remaining", "results", "started", "tasks")
+    __slots__ = ("clock", "done", "errors", "fastest", "next", "remaining", "results", "started", "tasks")
 
-    def __init__(self, tasks: Sequence[Callable[[], T]]) -> None:
+    def __init__(self, tasks: Sequence[Callable[[], T]], clock: Clock) -> None:
         self.tasks = tasks
+        self.clock = clock
         self.next = 0
         self.remaining = len(tasks)
         self.results: list[T | None] = [None] * len(tasks)
@@ -66,14 +68,14 @@ class _Call(Generic[T]):
             if index >= len(self.tasks):
                 return -1
             self.next = index + 1
-            self.started[index] = time.monotonic()
+            self.started[index] = self.clock.monotonic()
             return index
 
     def finish(self, index: int, result: T | None, error: BaseException | None) -> None:
         with self.done:
             began = self.started.pop(index, None)
             if began is not None:
-                self.fastest = min(self.fastest, time.monotonic() - began)
+                self.fastest = min(self.fastest, self.clock.monotonic() - began)
             self.results[index] = result
             if error is not None:
                 self.errors.append(error)
@@ -84,17 +86,26 @@ class _Call(Generic[T]):
     def waiting_longest(self) -> float:
         """Seconds the longest-running task has been running (0 when none is)."""
         with self.done:
-            return time.monotonic() - min(self.started.values()) if self.started else 0.0
+            return self.clock.monotonic() - min(self.started.values()) if self.started else 0.0
 
 
 class SenderPool:
-    """At most *size* threads named *name*-N; *initializer* runs once in each (e.g. to set a context flag)."""
+    """At most *size* threads named *name*-N; *initializer* runs once in each (e.g. to set a context flag).
+
+    A task is slow when it takes more than *slow_task* seconds on *clock*.
+    """
 
     def __init__(
-        self, size: int, name: str, initializer: Callable[[], None] | None = None, slow_task: float = 0.01
+        self,
+        size: int,
+        name: str,
+        initializer: Callable[[], None] | None = None,
+        slow_task: float = 0.01,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.size = size
         self.slow_task = slow_task
+        self.clock = clock
         self._name = name
         self._initializer = initializer
         self._stop = threading.Event()
@@ -119,16 +130,16 @@ class SenderPool:
             return self._on_threads(tasks, wide=self._pace == _SLOW)
         results: list[T | None] = []
         for index, task in enumerate(tasks):
-            began = time.monotonic()
+            began = self.clock.monotonic()
             results.append(task())
-            if time.monotonic() - began > self.slow_task:
+            if self.clock.monotonic() - began > self.slow_task:
                 self._pace = _SLOW  # the server is far (or slow) now: the rest side by side
                 return results + self._on_threads(tasks[index + 1 :], wide=True)
         return results
 
     def _on_threads(self, tasks: Sequence[Callable[[], T]], wide: bool) -> list[T | None]:
         """Run *tasks* on the pool's threads: all at once if *wide*, else one at a time until one is slow."""
-        call: _Call[T] = _Call(tasks)
+        call: _Call[T] = _Call(tasks, self.clock)
         if not tasks or self._stop.is_set():
             return call.results
         full = min(self.size, len(tasks))

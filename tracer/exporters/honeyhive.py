@@ -38,15 +38,16 @@ from __future__ import annotations
 import collections
 import functools
 import gzip as gzip_module
+import random
 import re
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import httpx
 import orjson
 
+from .._clock import SYSTEM_CLOCK, Clock
 from .._context import suppressed
 from .._errors import ConfigError, logger
 from .._export import Batch, Exporter, ExportResult
@@ -191,6 +192,8 @@ class HoneyHiveExporter(Exporter):
     - ``breaker_threshold`` / ``breaker_cooldown``: after that many consecutive connection failures,
       nothing is sent (and nothing serialized) for the cooldown, doubling per failed probe.
     - ``transport``: an ``httpx`` transport (proxies, custom TLS, tests).
+    - ``clock`` / ``jitter``: the clock the deadlines, backoff waits and circuit breaker run on, and
+      the random source of the backoff's jitter (tests pass a fake clock and a seeded source).
     """
 
     name = "honeyhive"
@@ -212,6 +215,8 @@ class HoneyHiveExporter(Exporter):
         breaker_cooldown: float = 5.0,
         transport: httpx.BaseTransport | None = None,
         project: str = "default",
+        clock: Clock = SYSTEM_CLOCK,
+        jitter: random.Random | None = None,
     ) -> None:
         if not isinstance(api_key, str) or not api_key.strip():
             raise ConfigError("HoneyHiveExporter needs an API key (argument api_key, or HH_API_KEY / TRACER_API_KEY)")
@@ -251,7 +256,9 @@ class HoneyHiveExporter(Exporter):
             "User-Agent": f"tracer-python/{__version__}",
         }
         try:
-            self._http = HttpClient(headers, timeout=timeout, policy=policy, transport=transport)
+            self._http = HttpClient(
+                headers, timeout=timeout, policy=policy, transport=transport, clock=clock, jitter=jitter
+            )
         except ValueError as exc:
             raise ConfigError(f"HoneyHiveExporter: {exc}") from None
         self._log_lock = threading.Lock()
@@ -301,7 +308,7 @@ class HoneyHiveExporter(Exporter):
 
     def _export(self, batches: list[Batch], timeout: float | None) -> list[ExportResult]:
         seconds = self.export_timeout if timeout is None else min(timeout, self.export_timeout)
-        deadline = time.monotonic() + seconds
+        deadline = self._http.clock.monotonic() + seconds
         tallies = [_Tally() for _ in batches]
         # 1. The events, every session of every batch side by side.
         jobs = [job for index, batch in enumerate(batches) for job in self._jobs(index, batch)]
@@ -378,7 +385,9 @@ class HoneyHiveExporter(Exporter):
         with self._senders_lock:
             senders = self._senders
             if senders is None:
-                senders = self._senders = SenderPool(self.max_in_flight, "tracer-sender", _suppress_in_thread)
+                senders = self._senders = SenderPool(
+                    self.max_in_flight, "tracer-sender", _suppress_in_thread, clock=self._http.clock
+                )
                 if self._interrupted:
                     senders.interrupt()
         return senders.run_all(tasks)

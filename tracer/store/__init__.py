@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._reads import SessionSummary, StoredEvent
 from ._schema import MIGRATIONS, SCHEMA_VERSION
-from ._store import SessionSummary, StoredEvent, StoreError, TraceStore
+from ._sql import StoreError
+from ._store import TraceStore
 from .exporter import DEFAULT_STORE, SQLiteExporter, announce, default_store_path, startup_message
 
 if TYPE_CHECKING:

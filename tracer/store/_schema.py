@@ -1,15 +1,21 @@
-"""The store's schema and its migrations.
+"""The store's schema: its tables, its migrations, and opening a file as a store.
 
 ``PRAGMA user_version`` holds the number of migrations applied. Opening a store applies the missing
 ones in order, inside one ``BEGIN IMMEDIATE`` transaction (so concurrent openers serialize and each
 migration runs once). To change the schema, append a migration, never edit one already released.
+Opening refuses what is not a tracer store: a file that is not SQLite, an SQLite database with
+other tables, or a store with a newer schema than this tracer knows.
 """
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from typing import Final
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION"]
+from ._sql import StoreError, retry_busy
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "open_database"]
 
 _V1: Final = (
     # One row per session: its merged session_properties and the span of its events (epoch ms).
@@ -82,3 +88,59 @@ _V1: Final = (
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1,)
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+
+def open_database(path: str, timeout: float) -> sqlite3.Connection:
+    """A connection to the store *path* (created if missing) in WAL mode, migrated to ``SCHEMA_VERSION``.
+
+    *timeout* is how long a statement waits for other writers. Raises ``StoreError`` for a
+    directory that cannot be created, a file that is not a store, or a newer schema.
+    """
+    directory = os.path.dirname(path)
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create the directory of the trace store {path}: {exc}") from None
+    try:
+        db = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the trace store {path}: {exc}") from None
+    try:
+        retry_busy(lambda: db.execute("PRAGMA journal_mode=WAL").fetchone())
+        db.execute("PRAGMA synchronous=NORMAL")
+        _migrate(db, path)
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        if "not a database" in str(exc) or "malformed" in str(exc):
+            raise StoreError(f"{path} is not a tracer store (not a valid SQLite database)") from None
+        raise StoreError(f"cannot open the trace store {path}: {exc}") from None
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _migrate(db: sqlite3.Connection, path: str) -> None:
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version == SCHEMA_VERSION:
+        return
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"the trace store {path} has schema version {version}, newer than this tracer "
+            f"understands ({SCHEMA_VERSION}); upgrade tracer"
+        )
+    retry_busy(lambda: db.execute("BEGIN IMMEDIATE"))
+    try:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])  # another process may have won
+        if version == 0:
+            foreign = db.execute("SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchone()
+            if foreign[0]:
+                raise StoreError(f"{path} is an SQLite database, but not a tracer store")
+        for migration in MIGRATIONS[version:]:
+            for statement in migration:
+                db.execute(statement)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")

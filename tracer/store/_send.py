@@ -23,7 +23,8 @@ import orjson
 
 from .._export import Batch, ExportResult
 from ..exporters.honeyhive import HoneyHiveExporter
-from ._store import Delivery, TraceStore
+from ._deliveries import Delivery
+from ._store import TraceStore
 
 __all__ = ["SendReport", "send_store"]
 

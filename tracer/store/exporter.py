@@ -14,7 +14,8 @@ from typing import IO, Final
 
 from .._export import Batch, Exporter, ExportResult
 from .._version import DISTRIBUTION
-from ._store import StoreError, TraceStore
+from ._sql import StoreError
+from ._store import TraceStore
 
 __all__ = ["DEFAULT_STORE", "SQLiteExporter", "announce", "default_store_path", "startup_message"]
 

@@ -37,7 +37,10 @@ import orjson
 
 from .._export import Batch
 from .._spool import SpoolClaim, SpoolError, SpoolWrite
-from ._store import StoreError, TraceStore, _chunks, _marks
+from ._sql import StoreError
+from ._sql import chunks as _chunks
+from ._sql import placeholders as _marks
+from ._store import TraceStore
 
 try:
     import fcntl

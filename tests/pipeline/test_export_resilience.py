@@ -23,9 +23,18 @@ from tracer import Batch, Tracer
 from tracer.exporters import Exporter, ExportResult, HoneyHiveExporter
 from tracer.exporters._senders import SenderPool
 
-from . import test_honeyhive_exporter as _exporter_tests
-from .collector import Collector
-from .test_honeyhive_exporter import FAST, ONE_BATCH, dead_url, make_batch, make_event, sent_events, tracer_records
+from ..collector import Collector
+from ..exporters import test_honeyhive_exporter as _exporter_tests
+from ..exporters.test_honeyhive_exporter import (
+    FAST,
+    ONE_BATCH,
+    dead_url,
+    make_batch,
+    make_event,
+    sent_events,
+    tracer_records,
+)
+from ..fake_clock import FakeClock
 
 direct = _exporter_tests.direct  # the fixture: a HoneyHiveExporter aimed at the collector, closed afterwards
 
@@ -384,32 +393,60 @@ def test_max_in_flight_is_validated_and_read_from_the_environment(
 
 
 def test_sender_pool_keeps_fast_tasks_on_the_caller_and_runs_slow_ones_side_by_side() -> None:
-    pool = SenderPool(4, "test-sender", slow_task=0.05)
+    clock = FakeClock()
+    pool = SenderPool(4, "test-sender", slow_task=0.05, clock=clock)
     here = threading.current_thread().name
-    lock = threading.Lock()
-    running = [0, 0]  # now, most at once
+    # Four tasks that can only all return if they run at once (each waits for the other three).
+    together = threading.Barrier(4)
 
     def where() -> str:
         return threading.current_thread().name
 
     def slow() -> str:
-        with lock:
-            running[0] += 1
-            running[1] = max(running[1], running[0])
-        time.sleep(0.3)  # waiting on a far server
-        with lock:
-            running[0] -= 1
+        clock.advance(0.3)  # waiting on a far server
         return where()
+
+    def slow_side_by_side() -> str:
+        together.wait(timeout=10)
+        return slow()
 
     try:
         assert pool.run_all([where] * 3) == ["test-sender-1"] * 3  # nothing known yet: one pool thread
         assert pool.run_all([where] * 3) == [here] * 3  # fast: no thread at all
-        results = pool.run_all([slow] * 5)  # the first runs here, is slow: the 4 others go at once
+        results = pool.run_all([slow] + [slow_side_by_side] * 4)  # the first runs here, is slow: the 4 others at once
         assert results[0] == here and here not in results[1:]
-        assert running[1] == 4
-        running[1] = 0
-        results = pool.run_all([slow] * 4)  # slow last time: all at once from the start
-        assert here not in results and running[1] == 4
+        results = pool.run_all([slow_side_by_side] * 4)  # slow last time: all at once from the start
+        assert here not in results
+    finally:
+        pool.close()
+
+
+def test_sender_pool_widens_a_call_once_its_task_has_waited_longer_than_slow_task() -> None:
+    clock = FakeClock()
+    pool = SenderPool(4, "test-sender", slow_task=0.05, clock=clock)
+    released = threading.Event()
+    others = threading.Barrier(3, action=released.set)  # the three others, all at once, release the first
+
+    def first() -> str:
+        clock.advance(0.06)  # past slow_task: the pool stops waiting for it and widens
+        assert released.wait(timeout=10), "the other tasks never ran beside this one"
+        return "first"
+
+    def other() -> str:
+        others.wait(timeout=10)
+        return "other"
+
+    def fast_first() -> str:
+        clock.advance(0.04)  # within slow_task: the call stays one task at a time
+        return threading.current_thread().name
+
+    try:
+        assert pool.run_all([first, other, other, other]) == ["first", "other", "other", "other"]
+        fresh = SenderPool(4, "test-fresh", slow_task=0.05, clock=clock)
+        try:
+            assert fresh.run_all([fast_first] * 3) == ["test-fresh-1"] * 3
+        finally:
+            fresh.close()
     finally:
         pool.close()
 
@@ -422,8 +459,8 @@ def test_a_forked_child_sends_side_by_side_with_its_own_sender_threads(collector
         textwrap.dedent(
             f"""
             import os, sys, threading
-            sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
-            from tests.test_honeyhive_exporter import make_batch
+            sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+            from tests.exporters.test_honeyhive_exporter import make_batch
             from tracer.exporters import HoneyHiveExporter
 
             exporter = HoneyHiveExporter("k", {collector.url!r}, max_in_flight=4, base_delay=0.01)

@@ -14,7 +14,7 @@ import pytest
 from tracer import Span, Tracer
 from tracer._tracer import recorder_of
 
-from .conftest import Recorder
+from ..conftest import Recorder
 
 
 def test_generator_event_covers_the_iteration_and_joins_text(rec: Recorder) -> None:

@@ -1,4 +1,4 @@
-"""Values that change while they are captured (run as a script by tests/test_capture_races.py).
+"""Values that change while they are captured (run as a script by tests/capture/test_capture_races.py).
 
     python shapes.py SHAPE ROUNDS
 

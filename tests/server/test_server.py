@@ -15,7 +15,7 @@ import pytest
 import tracer
 from tracer.store import TraceStore
 
-from .conftest import Server
+from ..processes import Server
 
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")

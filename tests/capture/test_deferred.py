@@ -12,7 +12,7 @@ import pytest
 from tracer._deferred import SIZE_ESTIMATE, Deferred
 from tracer._span import attach_deferred
 
-from .conftest import Recorder
+from ..conftest import Recorder
 
 
 class Shaped(Deferred):

@@ -13,7 +13,7 @@ import tracer
 from tracer import Batch, Exporter, ExportResult, Tracer
 from tracer.exporters import HoneyHiveExporter
 
-from .collector import Collector
+from ..collector import Collector
 from .test_honeyhive_exporter import make_batch
 
 

@@ -12,7 +12,7 @@ import tracer
 from tracer import Tracer
 from tracer._span import Recorder as SpanRecorder
 
-from .conftest import Recorder
+from ..conftest import Recorder
 
 
 class BrokenMapping(Mapping[str, Any]):

@@ -23,12 +23,13 @@ import pytest
 
 import tracer
 from tracer import Batch
+from tracer._spool import PROBE_INTERVAL, SpoolTarget
 from tracer.store import TraceStore
 from tracer.store.spool import SQLiteSpool
 
-from .collector import Collector
+from ..collector import Collector
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -578,3 +579,23 @@ def test_the_spool_keeps_each_events_exact_text_and_the_columns_the_commands_rea
         (summary,) = store.sessions()
         assert summary.session_name == "exact" and summary.event_count == 2
         assert summary.total_tokens == 12 and summary.start_time == min(e["start_time"] for e in recorded.events)
+
+
+def test_a_backend_that_is_down_is_probed_once_per_probe_interval(tmp_path: Path) -> None:
+    """The spool's pacing, on explicit times: the worker passes its clock's reading to every decision."""
+    target = SpoolTarget(tracer.InMemoryExporter(), SQLiteSpool(tmp_path / "spool.db", 1 << 20), spill_cost=0.0)
+    assert target.may_try(500.0) and target.due_at() is None  # up, and nothing spooled yet
+    target.failed(500.0)  # a transient failure: down until the next probe
+    assert not target.may_try(500.0 + PROBE_INTERVAL - 0.001)
+    assert target.may_try(500.0 + PROBE_INTERVAL)
+    target.pending = True
+    assert target.due_at() == 500.0 + PROBE_INTERVAL  # the worker comes back for the backlog then
+    assert not target.may_replay(500.0 + PROBE_INTERVAL - 0.001)
+    target.failed(501.0)  # the probe failed too: the next one a full interval later
+    assert not target.may_try(501.5) and target.may_try(501.0 + PROBE_INTERVAL)
+    target.answered()  # the backend answered: new batches go at once, the backlog is replayed
+    assert target.may_try(501.1) and target.may_replay(501.1) and target.due_at() == 0.0
+    target.lease_busy(502.0)  # another process holds the replay lease: look again an interval later
+    assert target.may_try(502.5) and not target.may_replay(502.5)
+    assert target.may_replay(502.0 + PROBE_INTERVAL) and target.due_at() == 502.0 + PROBE_INTERVAL
+    assert target.attempts == 3

@@ -24,7 +24,7 @@ from tracer import InMemoryExporter, Tracer
 from tracer._capture import CIRCULAR, REDACTED, Limits, Sanitizer, snapshot
 from tracer._span import Recorder as SpanRecorder
 
-from .conftest import Recorder
+from ..conftest import Recorder
 
 
 def _roundtrip(rec: Recorder, value: Any, **trace_kwargs: Any) -> Any:

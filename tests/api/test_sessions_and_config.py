@@ -12,7 +12,7 @@ import tracer
 from tracer import ConfigError, InMemoryExporter, Tracer
 from tracer._config import resolve_config
 
-from .conftest import Recorder
+from ..conftest import Recorder
 
 
 def test_default_session_is_named_after_the_script(rec: Recorder) -> None:

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 import tracer
 from tracer import InMemoryExporter, Tracer
 
-from .conftest import Recorder
+from ..conftest import Recorder
 
 
 def _recorded(rec: Recorder, value: Any) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import random
 import socket
 import threading
 import time
@@ -24,8 +25,9 @@ from tracer._context import suppressed
 from tracer._http import HttpClient, RetryPolicy, parse_retry_after
 from tracer.exporters import HoneyHiveExporter
 
-from . import collector as _collector_module
-from .collector import Collector
+from .. import collector as _collector_module
+from ..collector import Collector
+from ..fake_clock import FakeClock, HighestJitter
 
 collector = _collector_module.collector  # the fixture (harmless if conftest.py provides it too)
 
@@ -309,7 +311,8 @@ def test_retries_are_counted(collector: Collector, make: Make) -> None:
     assert t.stats()["failed_requests"] == 0
 
 
-def test_retry_after_is_honoured(collector: Collector, make: Make) -> None:
+def test_retry_after_is_honoured_in_real_time(collector: Collector, make: Make) -> None:
+    """End to end on the real clock, through the pipeline (the exact rules are tested on a fake clock)."""
     collector.fail(429, retry_after="0.4")
     t, _ = make(tracer_options=ONE_BATCH)
     with t.span("one", "tool"):
@@ -320,28 +323,78 @@ def test_retry_after_is_honoured(collector: Collector, make: Make) -> None:
     assert second.time - first.time >= 0.38  # the backoff alone would have waited ≤ 0.01 s
 
 
-def test_retry_after_is_capped(collector: Collector, make: Make) -> None:
+def test_backoff_doubles_from_base_delay_up_to_max_delay(collector: Collector, direct: Any) -> None:
+    collector.fail(503, times=5)
+    clock = FakeClock()
+    exporter = direct(base_delay=0.5, max_delay=3.0, export_timeout=60.0, clock=clock, jitter=HighestJitter())
+    result = exporter.export(make_batch(1))
+    assert result.ok
+    assert clock.sleeps == [0.5, 1.0, 2.0, 3.0, 3.0]  # jitter at its highest: the ceilings themselves
+    assert [r.status for r in collector.requests] == [503] * 5 + [200]
+    assert result.retried_requests == 5
+
+
+def test_backoff_draws_full_jitter_below_each_ceiling(collector: Collector, direct: Any) -> None:
+    collector.fail(500, times=4)
+    clock = FakeClock()
+    exporter = direct(base_delay=0.5, max_delay=3.0, export_timeout=60.0, clock=clock, jitter=random.Random(12))
+    assert exporter.export(make_batch(1)).ok
+    same_seed = random.Random(12)
+    assert clock.sleeps == [same_seed.uniform(0.0, ceiling) for ceiling in (0.5, 1.0, 2.0, 3.0)]
+
+
+def test_retry_after_replaces_the_backoff_exactly(collector: Collector, direct: Any) -> None:
+    collector.fail(429, retry_after="7")  # seven seconds: waited on the fake clock only
+    collector.fail(503, retry_after="0.25")
+    clock = FakeClock()
+    exporter = direct(base_delay=0.01, export_timeout=60.0, clock=clock, jitter=HighestJitter())
+    assert exporter.export(make_batch(1)).ok
+    assert clock.sleeps == [7.0, 0.25]
+    assert [r.status for r in collector.requests] == [429, 503, 200]
+
+
+def test_retry_after_as_an_http_date_is_honoured(collector: Collector, direct: Any) -> None:
+    # An HTTP date is wall-clock time (whole seconds): a date 30 s ahead, waited within a second of it.
+    collector.fail(503, retry_after=format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True))
+    clock = FakeClock()
+    exporter = direct(export_timeout=60.0, clock=clock)
+    assert exporter.export(make_batch(1)).ok
+    (wait,) = clock.sleeps
+    assert 28.5 <= wait <= 30.0
+
+
+def test_retry_after_is_capped(collector: Collector, direct: Any) -> None:
     collector.fail(503, retry_after="3600")
-    t, _ = make(max_retry_after=0.1, tracer_options=ONE_BATCH)
-    with t.span("one", "tool"):
-        pass
-    started = time.monotonic()
-    assert t.flush(5.0)
-    assert time.monotonic() - started < 2.0
+    clock = FakeClock()
+    exporter = direct(max_retry_after=0.1, clock=clock)
+    assert exporter.export(make_batch(1)).ok
+    assert clock.sleeps == [0.1]
     assert len(collector.event_ids()) == 1
 
 
 def test_a_retry_after_beyond_the_deadline_gives_up_at_once(collector: Collector, make: Make) -> None:
     collector.fail(503, retry_after="20")
-    t, _ = make(export_timeout=2.0, tracer_options=NO_SPOOL)
+    clock = FakeClock()
+    t, _ = make(export_timeout=2.0, clock=clock, tracer_options=NO_SPOOL)
     with t.span("one", "tool"):
         pass
-    started = time.monotonic()
     assert not t.flush(5.0)
-    assert time.monotonic() - started < 1.0
+    assert clock.sleeps == []  # a wait that would end after the deadline is not started
+    assert len(collector.requests) == 1
     stats = t.stats()
     assert stats["dropped"]["export_failed"] == 1
     assert "503" in stats["last_error"]
+
+
+def test_a_backoff_beyond_the_deadline_gives_up_at_once(collector: Collector, direct: Any) -> None:
+    collector.fail(503, times=10)
+    clock = FakeClock()
+    # Waits of 0.5, 1 and 2 s fit in 5 s; the next (4 s, at 3.5 s) would end after the deadline.
+    exporter = direct(base_delay=0.5, max_delay=30.0, export_timeout=5.0, clock=clock, jitter=HighestJitter())
+    result = exporter.export(make_batch(1))
+    assert (result.failed, result.reason) == (1, "export_failed")
+    assert clock.sleeps == [0.5, 1.0, 2.0]
+    assert len(collector.requests) == 4
 
 
 def test_persistent_server_errors_are_lost_after_max_attempts(
@@ -416,9 +469,11 @@ def test_partial_success_resends_only_the_missing_events(collector: Collector, m
 
 def test_partial_success_by_direct_export(collector: Collector, direct: Any) -> None:
     collector.partial(fail=2)
-    result = direct().export(make_batch(5))
+    clock = FakeClock()
+    result = direct(clock=clock, jitter=HighestJitter()).export(make_batch(5))
     assert (result.delivered, result.failed, result.reason) == (5, 0, None)
     assert [len(r.body["events"]) for r in collector.requests] == [5, 2]
+    assert clock.sleeps == [0.01]  # the events not acknowledged go again after the first backoff
 
 
 def test_server_refusing_gzip_gets_plain_bodies(
@@ -534,24 +589,31 @@ def test_unreachable_backend_opens_the_circuit_then_probes_and_resumes(
     collector: Collector, direct: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     collector.reset(times=2)
-    exporter = direct(breaker_threshold=2, breaker_cooldown=0.3, max_attempts=2, export_timeout=1.0)
+    clock = FakeClock()
+    exporter = direct(
+        breaker_threshold=2,
+        breaker_cooldown=0.3,
+        max_attempts=2,
+        export_timeout=1.0,
+        clock=clock,
+        jitter=HighestJitter(),
+    )
 
     result = exporter.export(make_batch(1))  # two connection failures: the circuit opens
     assert (result.failed, result.reason) == (1, "export_failed")
     assert len(collector.requests) == 2
+    assert clock.sleeps == [0.01]  # the backoff between them; none after the last attempt
 
     exporter.export_timeout = 0.1  # shorter than the cooldown: fail fast, no request, nothing serialized
-    started = time.monotonic()
     result = exporter.export(make_batch(3))
-    assert time.monotonic() - started < 0.05
+    assert clock.sleeps == [0.01]  # not even a wait
     assert (result.failed, result.reason) == (3, "export_failed")
     assert len(collector.requests) == 2
     assert "circuit open" in (result.last_error or "")
 
     exporter.export_timeout = 2.0  # long enough: wait out the cooldown, probe, resume
-    started = time.monotonic()
     assert exporter.export(make_batch(2)).ok
-    assert time.monotonic() - started >= 0.1
+    assert clock.sleeps == pytest.approx([0.01, 0.3])  # exactly the cooldown, from the moment the circuit opened
     assert len(collector.requests) == 3
     assert len(collector.event_ids()) == 2
     assert exporter.export(make_batch(1)).ok  # closed again: immediate
@@ -560,12 +622,13 @@ def test_unreachable_backend_opens_the_circuit_then_probes_and_resumes(
 
 
 def test_refused_connections_fail_within_the_deadline(direct: Any, caplog: pytest.LogCaptureFixture) -> None:
-    exporter = direct(url=dead_url(), export_timeout=0.5, breaker_threshold=100)
-    started = time.monotonic()
+    clock = FakeClock()
+    exporter = direct(url=dead_url(), export_timeout=0.25, breaker_threshold=100, clock=clock, jitter=HighestJitter())
     result = exporter.export(make_batch(2))
-    assert time.monotonic() - started < 1.0
     assert (result.failed, result.reason) == (2, "export_failed")
-    assert result.retried_requests >= 1
+    # Backoff 0.01 doubling to max_delay 0.05: the seventh wait (at 0.22 s) would end after 0.25 s.
+    assert clock.sleeps == [0.01, 0.02, 0.04, 0.05, 0.05, 0.05]
+    assert result.retried_requests == 6
     assert result.failed_requests == 1
     assert result.last_error is not None and "ConnectError" in result.last_error
     exporter.export(make_batch(1))
@@ -610,10 +673,34 @@ def test_parse_retry_after() -> None:
 
 def test_backoff_is_full_jitter_and_capped() -> None:
     policy = RetryPolicy(base_delay=0.5, max_delay=30.0)
-    delays = [policy.backoff(attempt) for attempt in range(1, 12) for _ in range(50)]
-    assert all(0.0 <= delay <= 30.0 for delay in delays)
-    assert max(policy.backoff(1) for _ in range(200)) <= 0.5
-    assert max(policy.backoff(10) for _ in range(200)) > 15.0
+    assert [policy.backoff(attempt, HighestJitter()) for attempt in range(1, 9)] == [
+        0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0
+    ]  # fmt: skip
+    assert policy.backoff(10_000, HighestJitter()) == 30.0  # no overflow far out
+    draws, same_seed = random.Random(3), random.Random(3)
+    assert [policy.backoff(attempt, draws) for attempt in (1, 2, 7)] == [
+        same_seed.uniform(0.0, 0.5), same_seed.uniform(0.0, 1.0), same_seed.uniform(0.0, 30.0)
+    ]  # fmt: skip
+    assert all(0.0 <= policy.backoff(attempt) <= 30.0 for attempt in range(1, 12) for _ in range(20))
+
+
+def test_the_circuit_breaker_doubles_its_cooldown_per_failed_probe_up_to_its_cap(collector: Collector) -> None:
+    collector.reset(times=5)
+    clock = FakeClock()
+    policy = RetryPolicy(base_delay=0.01, max_delay=0.01, max_attempts=10, breaker_threshold=2, breaker_cooldown=0.3)
+    headers = {"Authorization": "Bearer k", "Content-Type": "application/json"}
+    client = HttpClient(headers, timeout=2.0, policy=policy, clock=clock, jitter=HighestJitter())
+    try:
+        body = orjson.dumps({"event_id": "e1"})
+        result = client.request("PUT", f"{collector.url}/events", body, deadline=clock.monotonic() + 100)
+    finally:
+        client.close()
+    assert result.ok and result.attempts == 6
+    # After each failure the backoff (0.01), then what is left of the cooldown: it opens at the
+    # second failure for 0.3 s, then 0.6 s after a failed probe, then the 1 s cap (breaker_max_cooldown).
+    assert clock.sleeps == pytest.approx([0.01, 0.01, 0.29, 0.01, 0.59, 0.01, 0.99, 0.01, 0.99])
+    assert client.breaker.opened == 4
+    assert not client.breaker.is_open()
 
 
 def test_http_client_reuses_one_connection(collector: Collector) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import tracer
 from tracer import _schema
 
-from .conftest import Recorder
+from ..conftest import Recorder
 
 INIT = Path(tracer.__file__)
 

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import tracer
 from tracer import InMemoryExporter, Tracer
 
-from .conftest import Recorder
+from ..conftest import Recorder
 
 
 def _check_tree(events: list[dict]) -> dict[str, dict]:

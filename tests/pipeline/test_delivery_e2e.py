@@ -25,7 +25,7 @@ import pytest
 import tracer
 from tracer.store import TraceStore
 
-from .collector import Collector
+from ..collector import Collector
 
 
 def _run(code: str, tmp_path: Path, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,7 @@ import pytest
 import tracer
 from tracer.store import SQLiteExporter, TraceStore
 
-from .conftest import REPO, Server, clean_env, run_cli, wait_until
+from ..processes import REPO, Server, clean_env, run_cli, wait_until
 
 pytest.importorskip("click")
 pytest.importorskip("rich")

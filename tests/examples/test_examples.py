@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 EXPECTED = {
     "quickstart.py": ["session quickstart", "└─ chain answer", "├─ tool  retrieve", "└─ model generate"],
@@ -52,7 +52,7 @@ def test_example_runs_offline(name: str) -> None:
         assert done.stderr.count("session GET /profile") == 3  # one session per request
 
 
-# local_demo.py is run in a temporary directory, then `tracer show last`, by tests/store/test_cli.py.
+# local_demo.py is run in a temporary directory, then `tracer show last`, by tests/cli/test_cli.py.
 OTHERWISE_TESTED = {"local_demo.py"}
 
 

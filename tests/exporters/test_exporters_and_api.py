@@ -18,7 +18,7 @@ import tracer
 from tracer import Batch, ConsoleExporter, Exporter, ExportResult, InMemoryExporter, JSONLExporter, Tracer
 from tracer.testing import CapturedEvents
 
-from .conftest import Recorder
+from ..conftest import Recorder
 
 WIRE_FIELDS = [
     "project",
@@ -245,7 +245,7 @@ def test_public_all_is_sorted_and_complete() -> None:
 def test_readme_configuration_table_lists_every_setting() -> None:
     from tracer._config import SETTINGS
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     for setting in SETTINGS:
         row = next((line for line in readme.splitlines() if line.startswith(f"| `{setting.name}` |")), None)
         assert row is not None, f"README configuration table lacks {setting.name}"

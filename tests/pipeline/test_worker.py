@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 
 import tracer
+from tracer._worker import Worker
 from tracer.exporters import Batch, InMemoryExporter
+
+from ..fake_clock import FakeClock
 
 
 def _workers() -> list[threading.Thread]:
@@ -170,3 +173,42 @@ def test_a_queue_past_half_its_bounds_wakes_the_worker_before_the_flush_interval
         assert len(memory.events) >= 50
     finally:
         t.shutdown(1.0)
+
+
+class _Queue:
+    """A worker client due at ``due`` (a time on the worker's clock), recording the times of its turns."""
+
+    def __init__(self, due: float) -> None:
+        self.due = due
+        self.woken = False
+        self.turns: list[float] = []
+
+    def due_at(self) -> float:
+        return self.due
+
+    def wants_service(self, now: float) -> bool:
+        return self.woken or now >= self.due
+
+    def serve(self, now: float) -> bool:
+        self.turns.append(now)
+        self.woken = False
+        return True
+
+
+def test_the_worker_sleeps_until_the_first_queue_is_due_and_a_wake_up_ends_the_sleep() -> None:
+    clock = FakeClock(start=1000.0)
+    worker = Worker(clock=clock)
+    soon, later = _Queue(due=1000.25), _Queue(due=1030.0)
+    worker._turn([soon, later])
+    assert clock.sleeps == [0.25]  # exactly until the earliest due time
+    assert soon.turns == [1000.25] and later.turns == []  # only the queue that is due is served
+    soon.due = 1001.25  # its next age-based send, one flush interval later
+    worker._turn([soon, later])
+    assert clock.sleeps == [0.25, 1.0] and soon.turns == [1000.25, 1001.25]
+    later.woken = True  # a queue past half its bounds wakes the worker: no sleep at all
+    worker.wake()
+    worker._turn([soon, later])
+    assert clock.sleeps == [0.25, 1.0] and later.turns == [1001.25]
+    soon.due = 1000.0  # overdue: served at once, without sleeping
+    worker._turn([soon, later])
+    assert clock.sleeps == [0.25, 1.0] and soon.turns[-1] == 1001.25

@@ -1,4 +1,5 @@
-"""Fixtures for the store, CLI and collector tests: real files in temp dirs, real subprocesses."""
+"""Helpers for tests that run the ``tracer`` command and ``tracer serve`` as real subprocesses
+(the store, CLI and collector tests); the collector's ``server`` fixture is in ``tests/server/conftest.py``."""
 
 from __future__ import annotations
 
@@ -7,12 +8,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -90,18 +88,6 @@ class Server:
             if pipe is not None:
                 pipe.close()
         return self.process.returncode
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A collector requiring API key ``k``, with a 1 MiB body limit, on its own store."""
-    store = tmp_path_factory.mktemp("collector") / "collector.db"
-    running = Server(store, "--api-key", "k", "--max-body-bytes", str(1024 * 1024))
-    try:
-        yield running
-    finally:
-        code = running.stop()
-        assert code == 0, "the collector should stop cleanly on SIGTERM"
 
 
 def wait_until(condition: object, timeout: float = 10.0) -> bool:

@@ -13,7 +13,7 @@ import tracer
 from tracer import Tracer
 from tracer._tracer import recorder_of
 
-from .conftest import Recorder
+from ..conftest import Recorder
 
 
 def test_input_binding_follows_the_signature(rec: Recorder) -> None:

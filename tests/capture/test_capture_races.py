@@ -2,7 +2,7 @@
 
 Each shape runs in its own interpreter, with a tiny GIL switch interval so that the mutating
 thread runs as often as possible; on the code before the fix every one of them ended in SIGSEGV
-within these many rounds (``PYTHONPATH=<old checkout> python tests/capture_races/shapes.py …``).
+within these many rounds (``PYTHONPATH=<old checkout> python tests/capture/capture_races/shapes.py …``).
 """
 
 from __future__ import annotations
