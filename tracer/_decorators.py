@@ -11,7 +11,9 @@ import contextlib
 import dataclasses
 import functools
 import inspect
+import sys
 import time
+import types
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping
 from typing import Any, Final
 
@@ -19,7 +21,7 @@ from ._errors import report_internal_error
 from ._fields import as_fields
 from ._span import EVENT_TYPES, Recorder, RecorderRef, Span, current_span_var
 
-__all__ = ["TraceSpec", "make_binder", "make_decorator", "validate_event_type"]
+__all__ = ["TraceSpec", "make_binder", "make_decorator", "running_call_spans", "validate_event_type"]
 
 _perf_ns = time.perf_counter_ns
 _RECEIVER_NAMES: Final = ("self", "cls")
@@ -343,9 +345,9 @@ def _wrap_function(fn: Callable[..., Any], ref: RecorderRef, opts: _Options) -> 
             if previous is not None and previous._recorder is recorder:
                 # Recorder.start_under, inlined for the usual nested call (a current span's session
                 # is always sampled: a sampled-out session has no spans).
-                span = Span(recorder, previous._session, previous, name, event_type)
+                span = Span(recorder, previous._session, previous, name, event_type, False)
             else:
-                span = recorder.start_under(previous, name, event_type)
+                span = recorder.start_under(previous, name, event_type, False)
             if span is not None:
                 if capture_inputs and recorder.capture_content:
                     try:  # noqa: SIM105 - faster than contextlib.suppress on this path
@@ -375,6 +377,30 @@ def _wrap_function(fn: Callable[..., Any], ref: RecorderRef, opts: _Options) -> 
         return result
 
     return wrapper
+
+
+# The code of every traced function's wrapper (one code object, many closures): how the exit
+# handler recognizes their frames.
+_CALL_WRAPPER_CODE: Final = next(
+    const
+    for const in _wrap_function.__code__.co_consts
+    if isinstance(const, types.CodeType) and const.co_name == "wrapper"
+)
+
+
+def running_call_spans() -> list[Span]:
+    """The open spans of traced functions running on any thread now (their spans are not in a
+    recorder's ``open_spans``): at exit, a daemon thread still inside a traced function."""
+    found: list[Span] = []
+    for top in sys._current_frames().values():
+        frame: types.FrameType | None = top
+        while frame is not None:
+            if frame.f_code is _CALL_WRAPPER_CODE:
+                span = frame.f_locals.get("span")
+                if isinstance(span, Span) and not span._ended:
+                    found.append(span)
+            frame = frame.f_back
+    return found
 
 
 def _wrap_coroutine(fn: Callable[..., Any], ref: RecorderRef, opts: _Options) -> Callable[..., Any]:

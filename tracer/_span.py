@@ -124,8 +124,11 @@ class Recorder:
     def start(self, event_name: str, event_type: str | None) -> Span | None:
         return self.start_under(current_span_var.get(), event_name, event_type)
 
-    def start_under(self, parent: Span | None, event_name: str, event_type: str | None) -> Span | None:
-        """A new span, child of *parent* if it is one of ours; None when the session is sampled out."""
+    def start_under(
+        self, parent: Span | None, event_name: str, event_type: str | None, tracked: bool = True
+    ) -> Span | None:
+        """A new span, child of *parent* if it is one of ours; None when the session is sampled out
+        (*tracked*: see ``Span``)."""
         if parent is not None and parent._recorder is self:
             session = parent._session
         else:
@@ -134,7 +137,7 @@ class Recorder:
             session = current if current is not None and current.recorder is self else self.default_session
         if not session.sampled:
             return None
-        return Span(self, session, parent, event_name, event_type)
+        return Span(self, session, parent, event_name, event_type, tracked)
 
     def current_span(self) -> Span | None:
         """The innermost open span of this context (whichever recorder it belongs to), or None."""
@@ -185,9 +188,11 @@ class Recorder:
             if not span._ended:
                 finish(span, "process_exit")
 
-    def end_open_spans(self) -> None:
-        """End every span still open, innermost first, so that parents still list their children."""
-        for span in sorted(list(self.open_spans.values()), key=_span_order, reverse=True):
+    def end_open_spans(self, untracked: list[Span] | None = None) -> None:
+        """End every span still open (with *untracked* ones found elsewhere), innermost first, so
+        that parents still list their children."""
+        spans = list(self.open_spans.values()) + [span for span in untracked or () if span._recorder is self]
+        for span in sorted(spans, key=_span_order, reverse=True):
             if not span._ended:
                 span.update(metadata={"ended_early": True, "end_reason": "process_exit"})
                 span.end()
@@ -301,6 +306,7 @@ class Span:
         "_recorder",
         "_session",
         "_start",
+        "_tracked",
     )
 
     # Buckets hold plain dicts only (so that end() can serialize them without checking): set
@@ -327,15 +333,21 @@ class Span:
         parent: Span | None,
         event_name: str,
         event_type: str | None,
+        tracked: bool = True,
     ) -> None:
         # This runs for every traced call: keep it to plain stores (no calls but two cheap ones).
+        # *tracked*: listed in the recorder's open_spans, so that the exit handler finds it. A
+        # traced function's span is not (it is on its thread's stack while open, where the exit
+        # handler looks: _decorators.running_call_spans); 0.1 µs per span, bench/overhead.py.
         self._recorder = recorder
         self._session = session
         self._parent = parent
         self._event_name = event_name
         self._event_type = event_type
         self._id = span_id = new_id()
-        recorder.open_spans[span_id] = self  # so that spans left open at exit can be ended then
+        self._tracked = tracked
+        if tracked:
+            recorder.open_spans[span_id] = self
         self._inputs = self._outputs = self._rare = self._error = self._children = self._deferred = None
         self._ended = False
         if parent is not None:
@@ -438,7 +450,8 @@ class Span:
         end_perf = self._end = _perf_ns()
         try:
             recorder = self._recorder
-            recorder.open_spans.pop(self._id, None)
+            if self._tracked:
+                recorder.open_spans.pop(self._id, None)
             # Snapshot every field to JSON bytes now (later mutation by the user changes nothing)
             # into the record the queue holds (see _record); inlined: this runs for every call.
             parent = self._parent

@@ -11,7 +11,7 @@ from . import _lifecycle, _schema
 from ._capture import Limits, Sanitizer
 from ._config import Config, resolve_config
 from ._context import bind_context, install_thread_propagation, uninstall_thread_propagation
-from ._decorators import TraceSpec, make_decorator, validate_event_type
+from ._decorators import TraceSpec, make_decorator, running_call_spans, validate_event_type
 from ._encode import Encoder
 from ._errors import ConfigError, logger, report_internal_error
 from ._export import Exporter, as_exporter_list
@@ -450,7 +450,7 @@ class Tracer:
 
     def end_open_spans(self) -> None:
         """End every span still open, innermost first (at exit)."""
-        self._recorder.end_open_spans()
+        self._recorder.end_open_spans(running_call_spans())
 
     def exit_shutdown(self) -> None:
         """Drain within ``exit_timeout`` and stop (at exit)."""

@@ -105,6 +105,42 @@ def test_spans_open_in_a_daemon_thread_are_ended_at_exit_innermost_first(tmp_pat
     assert events["poller"]["children_ids"] == [events["wait"]["event_id"]]
 
 
+def test_traced_functions_running_in_a_daemon_thread_are_ended_at_exit(tmp_path: Path) -> None:
+    """A traced function's span is not listed among the open spans (it is on its thread's stack,
+    where the exit handler finds it): nested calls still running at exit are ended, innermost first."""
+    out = tmp_path / "events.jsonl"
+    done = _run(
+        f"""
+        import threading, time
+        import tracer
+        tracer.init(exporter=tracer.JSONLExporter({str(out)!r}))
+        inside = threading.Event()
+
+        @tracer.trace
+        def wait(seconds):
+            inside.set()
+            time.sleep(seconds)  # still here when the main thread returns
+
+        @tracer.trace
+        def poll(every):
+            wait(60)
+
+        threading.Thread(target=poll, args=(1,), daemon=True).start()
+        inside.wait(10)
+        """,
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    events = {event["event_name"]: event for event in _events(out)}
+    assert sorted(events) == ["poll", "wait"]
+    for name in ("poll", "wait"):
+        assert events[name]["metadata"] == {"ended_early": True, "end_reason": "process_exit"}
+    assert events["poll"]["inputs"] == {"every": 1} and events["wait"]["inputs"] == {"seconds": 60}
+    assert events["wait"]["parent_id"] == events["poll"]["event_id"]
+    assert events["poll"]["children_ids"] == [events["wait"]["event_id"]]
+    assert events["poll"]["event_type"] == "chain" and events["wait"]["event_type"] == "tool"
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")
 def test_forked_child_sends_its_own_events_once(tmp_path: Path) -> None:
     out = tmp_path / "events.jsonl"
