@@ -6,7 +6,7 @@ oversized events are trimmed, so that the traced call itself never pays for any 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final
 
 import orjson
@@ -50,6 +50,7 @@ _EMPTY_REST: Final = (
     b',"metadata":{},"feedback":{},"metrics":{},"user_properties":{}}',
 )
 _CACHE_LIMIT: Final = 8192
+_PAUSE_EVERY: Final = 128  # events (about 0.3 ms of encoding): see _pipeline.BatchProcessor._drain
 
 
 class Encoder:
@@ -126,8 +127,11 @@ class Encoder:
             self._sessions[session.session_id] = entry
         return entry
 
-    def encode(self, items: Sequence[Item], registry: SessionRegistry) -> Batch:
-        """The batch for *items*; *registry* has the session of each."""
+    def encode(
+        self, items: Sequence[Item], registry: SessionRegistry, pause: Callable[[], None] | None = None
+    ) -> Batch:
+        """The batch for *items*; *registry* has the session of each. *pause* (if given) is
+        called after every ``_PAUSE_EVERY`` events (the pipeline yields the GIL there)."""
         spans = _event_records(items, self._sanitizer.limits)
         flagged = self._flagged(spans)
         encoded: list[bytes] = []
@@ -154,7 +158,7 @@ class Encoder:
         ids = self._ids
         head = sid = b""
         sid_text = None
-        for span in spans:
+        for span in spans if pause is None or len(spans) <= _PAUSE_EVERY else _paced(spans, pause):
             # One unpacking (a single bytecode) instead of a dozen index lookups; the order is
             # _record.EventRecord's.
             (_, session_id, event_id, parent, children, name, event_type, io, error, start, end, rare) = span
@@ -308,6 +312,14 @@ class Encoder:
         if isinstance(meta, dict):
             meta["truncated"] = True
         return orjson.dumps(event)
+
+
+def _paced(spans: list[EventRecord], pause: Callable[[], None]) -> Iterator[EventRecord]:
+    """*spans*, with *pause()* called between runs of ``_PAUSE_EVERY``."""
+    for start in range(0, len(spans), _PAUSE_EVERY):
+        if start:
+            pause()
+        yield from spans[start : start + _PAUSE_EVERY]
 
 
 def _event_records(items: Sequence[Item], limits: Limits) -> list[EventRecord]:

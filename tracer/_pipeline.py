@@ -184,11 +184,12 @@ class Processor:
         if batch is not None:
             self._export_all([batch])
 
-    def _encode(self, items: list[Item]) -> Batch | None:
-        """The batch for *items*, or None if nothing is left to send (failures are counted)."""
+    def _encode(self, items: list[Item], pause: Callable[[], None] | None = None) -> Batch | None:
+        """The batch for *items*, or None if nothing is left to send (failures are counted);
+        *pause* is called every few events (see ``Encoder.encode``)."""
         masked_before = self.encoder.dropped_by_mask
         try:
-            batch = self.encoder.encode(items, self._sessions)
+            batch = self.encoder.encode(items, self._sessions, pause)
         except Exception as exc:
             report_internal_error("encoding a batch", exc)
             self.stats.drop("export_failed", len(items))
@@ -494,6 +495,11 @@ class SyncProcessor(Processor):
         self._close_exporters(keep)
 
 
+def _yield_gil() -> None:
+    """Let any other thread that wants the GIL run now (returns at once when none does)."""
+    time.sleep(0)
+
+
 def _shutdown_exporter(exporter: Exporter) -> None:
     try:
         exporter.shutdown()
@@ -701,12 +707,15 @@ class BatchProcessor(Processor):
         few keeps what is encoded but not yet sent small, next to the queue's own bounds. At most
         ``_PASSES_PER_TURN`` passes: other tracers' queues get their turn in between.
 
-        While the queue is calm (under the wake thresholds), the worker hands the GIL back after
-        each batch it encodes (``time.sleep(0)``): an app thread that wants it runs on at once,
-        instead of waiting for the worker's whole switch interval. Measured with bench/overhead.py
-        (2026-12-05, same runs): 3.0-3.5 µs per span on the calling thread instead of 4.0-5.1, for
-        the same total CPU. Past the thresholds (a burst the queue may not hold) it keeps the GIL
-        for its share; when the app is waiting on I/O the yield returns at once.
+        While the queue is calm (under the wake thresholds), the worker hands the GIL back every
+        128 events it encodes (``time.sleep(0)``, about 0.3 ms of work): an app thread that wants
+        the GIL runs on at once and keeps it for a switch interval (5 ms), so a busy app loses
+        about 6 % of its time to the worker instead of half. Measured with bench/overhead.py
+        (2026-12-05, same runs): 3.0-3.1 µs per span on the calling thread with a pause every 128
+        events, 3.2-3.8 with one per batch (512), 4.0-5.1 with none, for the same total CPU;
+        bench/throughput.py delivers 3-10 % fewer events/s from a full-speed loop (the work waits
+        for the app). Past the thresholds (a burst the queue may not hold) the worker keeps the GIL
+        for its usual share; when the app waits on I/O a pause returns at once.
         """
         clock.resync()
         # Enough batches per pass for every exporter to fill its requests in flight.
@@ -739,11 +748,11 @@ class BatchProcessor(Processor):
             try:
                 batches = []
                 for chunk in self._chunks(items, taken_bytes):
-                    batch = self._encode(chunk)
+                    batch = self._encode(chunk, _yield_gil if calm else None)
                     if batch is not None:
                         batches.append(batch)
                     if calm:
-                        time.sleep(0)  # the app first (see above)
+                        _yield_gil()  # the app first (see above)
                 del items  # the spans are encoded now: let them go before the (slow) I/O
                 self._export_all(batches, spill=behind)
             finally:
