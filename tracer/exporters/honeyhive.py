@@ -76,9 +76,11 @@ _BLIND_PROBES: Final = 4
 _NAMED_EVENT: Final = re.compile(r"\bevents\[(\d+)\]")
 # Default of the setting of the same name (kept here for the exporter used on its own). A server 20 ms
 # away took 3.0-3.7x more events/s with 8 in flight than with one (bench/throughput.py --latency-ms
-# 20); 16 added 5-16% more, but doubles the connections to the backend and, while requests wait,
-# the threads that take the GIL from the app (its spans cost 3-60% more during the burst, 5 runs).
-_DEFAULT_MAX_IN_FLIGHT: Final = 8
+# 20). 16 once added only 5-16% more while making the app's spans 3-60% dearer during the burst;
+# since the worker yields the GIL to the app (see _pipeline), 16 gives 78,500-89,800 events/s
+# against 68,500-70,800 with 8 at 20 ms and 44,500-45,800 against 28,600 at 100 ms, the app's
+# spans costing the same (3 runs each, 2026-12-05). The price: twice the connections to the backend.
+_DEFAULT_MAX_IN_FLIGHT: Final = 16
 
 
 class _Tally:
