@@ -59,6 +59,13 @@ def format_id(value: int) -> str:
 def parse_uuid(value: object, setting: str) -> str:
     """Validate a user-supplied id and return it in canonical form; ValueError names *setting*."""
     try:
-        return str(uuid.UUID(str(value)))
-    except (ValueError, TypeError, AttributeError):
-        raise ValueError(f"{setting} must be a UUID string, got {value!r}") from None
+        return str(uuid.UUID(value if isinstance(value, str) else str(value)))
+    except Exception:  # not a UUID, or a value whose __str__ raises: the same clear error
+        raise ValueError(f"{setting} must be a UUID string, got {_describe(value)}") from None
+
+
+def _describe(value: object) -> str:
+    try:
+        return repr(value)[:100]
+    except Exception:
+        return f"a {type(value).__name__} that cannot be printed"

@@ -54,6 +54,19 @@ def test_explicit_session_id_is_validated(rec: Recorder) -> None:
     with pytest.raises(ValueError, match="session_id must be a UUID"):
         rec.tracer.session(session_id="not-a-uuid")
 
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("str")
+
+        def __repr__(self) -> str:
+            raise RuntimeError("repr")
+
+    # The same clear error, not the value's own RuntimeError.
+    with pytest.raises(ValueError, match="session_id must be a UUID string, got a Unprintable that cannot be printed"):
+        rec.tracer.session(session_id=Unprintable())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"got 'x{20}"):
+        rec.tracer.session(session_id="x" * 10_000)
+
 
 def test_concurrent_sessions_never_bleed(rec: Recorder) -> None:
     t = rec.tracer

@@ -673,8 +673,9 @@ class HoneyHiveExporter(Exporter):
                 self._unreachable_logged = True
             if first:
                 logger.warning(
-                    "tracer: cannot reach HoneyHive at %s (%s); %s dropped, more will be while it stays "
-                    "unreachable (see tracer.stats(); logged once per outage)",
+                    "tracer: cannot reach HoneyHive at %s (%s); %s not delivered: kept in the spool "
+                    "for later when it is on (the default), dropped otherwise; the same for what follows "
+                    "while it stays unreachable (see tracer.stats(); logged once per outage)",
                     self.server_url,
                     result.error,
                     lost,
@@ -700,7 +701,8 @@ class HoneyHiveExporter(Exporter):
         else:
             self._log_once(
                 f"status:{status}",
-                "tracer: HoneyHive kept failing %s with HTTP %d %s after %d attempt(s): %s; %s dropped "
+                "tracer: HoneyHive kept failing %s with HTTP %d %s after %d attempt(s): %s; %s not "
+                "delivered: kept in the spool for later when it is on (the default), dropped otherwise "
                 "(see tracer.stats(); logged once per status).",
                 what,
                 status,
