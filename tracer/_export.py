@@ -85,6 +85,9 @@ class ExportResult:
     failed_requests: int = 0
     # The last error met, in words (``stats()["last_error"]``); None if there was none.
     last_error: str | None = None
+    # Seconds the destination asked to be left alone (``Retry-After`` on the last 429/503 given up
+    # on): a spool waits at least this long before probing it again. None if it asked nothing.
+    retry_after: float | None = None
 
     @property
     def ok(self) -> bool:

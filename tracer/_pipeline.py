@@ -234,7 +234,7 @@ class Processor:
         elapsed = time.monotonic() - now
         delivered = sum(result.delivered for result in results)
         if any(result.retry_events for result in results):
-            target.failed(time.monotonic())
+            target.failed(time.monotonic(), _retry_after(results))
         elif delivered:
             target.answered()
             target.export_cost += _COST_WEIGHT * (elapsed / delivered - target.export_cost)
@@ -373,7 +373,7 @@ class Processor:
                     if lost:
                         stats.drop(result.reason if result.reason in DROP_REASONS else "export_failed", lost)
                 if any(result.retry_events for result in results):
-                    target.failed(time.monotonic())
+                    target.failed(time.monotonic(), _retry_after(results))
                 else:
                     target.answered()
                 spool.release(claim, frozenset(keep))
@@ -397,7 +397,7 @@ class Processor:
             stats.updates_sent += count - min(result.updates_failed, count)
         self._drop_updates(_updates_lost(result, len(retry)))  # those kept in the spool are not lost
         if retry:
-            target.failed(time.monotonic())
+            target.failed(time.monotonic(), result.retry_after)
             return False
         target.answered()
         return True
@@ -493,6 +493,12 @@ class SyncProcessor(Processor):
     def shutdown(self, timeout: float, keep: list[Exporter] | None = None) -> None:
         self._closed = True
         self._close_exporters(keep)
+
+
+def _retry_after(results: list[ExportResult]) -> float | None:
+    """The longest wait the destination asked for in *results* (None: it asked for none)."""
+    asked = [result.retry_after for result in results if result.retry_after is not None]
+    return max(asked) if asked else None
 
 
 def _yield_gil() -> None:

@@ -130,10 +130,12 @@ class SpoolTarget:
         self.export_cost = 0.0
         self.spill_cost = spill_cost
 
-    def failed(self, now: float) -> None:
+    def failed(self, now: float, retry_after: float | None = None) -> None:
+        """The backend failed transiently; probe it again in PROBE_INTERVAL, or after the
+        *retry_after* seconds it asked for (a 429/503's ``Retry-After``), whichever is later."""
         self.attempts += 1
         self.down = True
-        self.next_probe = now + PROBE_INTERVAL
+        self.next_probe = now + max(PROBE_INTERVAL, retry_after or 0.0)
 
     def answered(self) -> None:
         self.attempts += 1

@@ -599,3 +599,38 @@ def test_a_backend_that_is_down_is_probed_once_per_probe_interval(tmp_path: Path
     assert target.may_try(502.5) and not target.may_replay(502.5)
     assert target.may_replay(502.0 + PROBE_INTERVAL) and target.due_at() == 502.0 + PROBE_INTERVAL
     assert target.attempts == 3
+    target.failed(600.0, retry_after=5.0)  # a 429/503 that asked for 5 s: no probe before then
+    assert not target.may_try(604.999) and target.may_try(605.0)
+    target.failed(700.0, retry_after=0.2)  # asking for less than the interval changes nothing
+    assert not target.may_try(700.0 + PROBE_INTERVAL - 0.001) and target.may_try(700.0 + PROBE_INTERVAL)
+
+
+def test_a_backend_that_asks_to_wait_is_not_probed_before_then(collector: Collector, tmp_path: Path) -> None:
+    """A 503 with ``Retry-After: 3`` (longer than the export deadline, so the exporter gives up at
+    once): the events are spooled, and the spool leaves the backend alone for the 3 s it asked for
+    (it probes every second otherwise), then delivers everything."""
+    collector.fail(503, times=1000, retry_after="3", path="/events/batch")
+    t = tracer.Tracer(
+        api_key="k",
+        server_url=collector.url,
+        project="spool",
+        instrument=False,
+        export_timeout=0.5,
+        spool=str(tmp_path / "spool.db"),
+        flush_interval=0.05,
+        first_flush_interval=0.05,
+    )
+    try:
+        started = time.monotonic()
+        for i in range(20):  # two seconds of new events, each offered to the worker
+            with t.span("waiting", inputs={"i": i}):
+                pass
+            time.sleep(0.1)
+        assert time.monotonic() - started < 2.9  # (still within the 3 s asked for)
+        assert len(collector.requests_to("POST", "/events/batch")) == 1  # the first, and no probe since
+        assert t.stats()["spooled"] == 20
+        collector.release()  # the backend is fine again
+        assert t.flush(10.0) is True
+        assert sorted(collector.event_ids()) == sorted(set(collector.event_ids())) and len(collector.event_ids()) == 20
+    finally:
+        t.shutdown(1.0)

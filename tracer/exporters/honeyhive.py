@@ -93,6 +93,7 @@ class _Tally:
         "last_error",
         "lost",
         "retried_requests",
+        "retry_after",
         "retry_events",
         "retry_updates",
         "updates_failed",
@@ -109,12 +110,16 @@ class _Tally:
         self.retried_requests = 0
         self.failed_requests = 0
         self.last_error: str | None = None
+        self.retry_after: float | None = None
 
     def count_request(self, result: HttpResult) -> None:
-        """One request made (or skipped: backend down, deadline used up): its retries, and whether it failed."""
+        """One request made (or skipped: backend down, deadline used up): its retries, and whether it
+        failed (and how long the backend asked to be left alone, if it did)."""
         self.retried_requests += result.retries
         if not result.ok:
             self.failed_requests += 1
+            if result.retry_after is not None:
+                self.retry_after = max(self.retry_after or 0.0, result.retry_after)
 
     def fail(self, reason: str, indexes: Sequence[int], retry: bool) -> None:
         self.lost[reason] += len(indexes)
@@ -132,6 +137,8 @@ class _Tally:
         self.failed_requests += other.failed_requests
         if other.last_error is not None:
             self.last_error = other.last_error
+        if other.retry_after is not None:
+            self.retry_after = max(self.retry_after or 0.0, other.retry_after)
 
     def result(self) -> ExportResult:
         failed = sum(self.lost.values())
@@ -148,6 +155,7 @@ class _Tally:
             retried_requests=self.retried_requests,
             failed_requests=self.failed_requests,
             last_error=self.last_error,
+            retry_after=self.retry_after,
         )
 
 
