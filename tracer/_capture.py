@@ -40,10 +40,14 @@ from ._scrub import REDACTED, Scrubber
 
 __all__ = [
     "CIRCULAR",
+    "COPY_BELOW",
+    "DUMPS_OPTIONS",
+    "NO_FIELDS",
     "REDACTED",
     "Converter",
     "Limits",
     "Sanitizer",
+    "checked_io",
     "safe_repr",
     "safe_str",
     "snapshot",
@@ -164,7 +168,13 @@ def snapshot(value: Any, limits: Limits = DEFAULT_LIMITS) -> bytes:
     return data
 
 
-_NO_FIELDS: Final[dict[str, Any]] = {}  # never mutated: stands for an unset bucket in snapshot_io
+# For callers that inline snapshot_io's first step (Span.end: a call less is 0.15 µs per span):
+# orjson.dumps(..., None, DUMPS_OPTIONS) of {"inputs": …, "outputs": …} with NO_FIELDS for an unset
+# bucket; then, unless it raised, checked_io() (or, when it holds no "null" and is at most
+# COPY_BELOW bytes, a copy: see _copy).
+DUMPS_OPTIONS: Final = _FAST_OPTIONS
+NO_FIELDS: Final[dict[str, Any]] = {}  # never mutated: stands for an unset bucket
+COPY_BELOW: Final = _SMALL
 
 
 def snapshot_io(
@@ -180,12 +190,17 @@ def snapshot_io(
     """
     try:
         data = _dumps(
-            {"inputs": _NO_FIELDS if inputs is None else inputs, "outputs": _NO_FIELDS if outputs is None else outputs},
+            {"inputs": NO_FIELDS if inputs is None else inputs, "outputs": NO_FIELDS if outputs is None else outputs},
             None,
             _FAST_OPTIONS,
         )
     except Exception:  # see snapshot()
         return _converted_io(inputs, outputs, limits)
+    return checked_io(data, inputs, outputs, limits)
+
+
+def checked_io(data: bytes, inputs: Any, outputs: Any, limits: Limits) -> bytes:
+    """The rest of ``snapshot_io`` once orjson has encoded the buckets into *data* without error."""
     if data.find(b"null") >= 0 and (_has_non_finite(inputs) or _has_non_finite(outputs)):
         return _converted_io(inputs, outputs, limits)
     if len(data) <= _SMALL:

@@ -17,8 +17,10 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
+import orjson
+
 from . import _schema
-from ._capture import DEFAULT_LIMITS, Limits, snapshot, snapshot_io
+from ._capture import COPY_BELOW, DEFAULT_LIMITS, DUMPS_OPTIONS, NO_FIELDS, Limits, checked_io, snapshot, snapshot_io
 from ._deferred import SIZE_ESTIMATE, Deferred
 from ._errors import report_internal_error
 from ._fields import as_fields, describe_error, format_traceback, merge_fields
@@ -55,6 +57,7 @@ current_span_var: contextvars.ContextVar[Span | None] = contextvars.ContextVar("
 current_session_var: contextvars.ContextVar[Session | None] = contextvars.ContextVar("tracer.session", default=None)
 
 _perf_ns = time.perf_counter_ns
+_dumps = orjson.dumps
 # Bytes charged per queued event on top of its captured fields: the record tuple, its ints and
 # strings, the bytes objects' headers and allocator slack. Measured 358-367 bytes (RSS growth of
 # 300,000 queued events minus their captured bytes, two event shapes: bench/memory.py --configs
@@ -475,7 +478,23 @@ class Span:
                 io = None
                 size = _ITEM_OVERHEAD
             else:
-                io = snapshot_io(inputs, outputs, recorder.limits)
+                # _capture.snapshot_io, its first step inlined (see DUMPS_OPTIONS there).
+                try:
+                    io = _dumps(
+                        {
+                            "inputs": NO_FIELDS if inputs is None else inputs,
+                            "outputs": NO_FIELDS if outputs is None else outputs,
+                        },
+                        None,
+                        DUMPS_OPTIONS,
+                    )
+                except Exception:
+                    io = snapshot_io(inputs, outputs, recorder.limits)
+                else:
+                    if len(io) <= COPY_BELOW and io.find(b"null") < 0:
+                        io = b"%b" % io  # _capture._copy
+                    else:
+                        io = checked_io(io, inputs, outputs, recorder.limits)
                 size = _ITEM_OVERHEAD + len(io)
             rare_fields = self._rare
             if rare_fields is None:
