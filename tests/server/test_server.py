@@ -194,7 +194,7 @@ def test_huge_bodies_get_413(client: httpx.Client) -> None:
         for start in range(0, len(huge), 65536):
             yield huge[start : start + 65536]
 
-    streamed = client.post("/events", content=chunks(), headers=AUTH)
+    streamed = client.post("/events", content=chunks(), headers={**AUTH, "Content-Type": "application/json"})
     assert streamed.status_code == 413
     bomb = gzip.compress(huge)  # small on the wire, over the limit once inflated
     assert len(bomb) < limit

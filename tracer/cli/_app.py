@@ -443,9 +443,23 @@ def _send_spool(path: str, api_key: str, server_url: str, project: str, timeout:
     type=click.IntRange(1024),
     help="Larger request bodies (also once decompressed) get 413.",
 )
+@click.option(
+    "--allow-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Also answer requests whose Host is NAME (repeatable; '*': any). Answered anyway: localhost "
+    "and the address listened on; other names get 403 (DNS rebinding).",
+)
 @click.option("--access-log", is_flag=True, help="Log every request.")
 def serve(
-    host: str, port: int, store_path: str | None, api_key: str | None, max_body_bytes: int, access_log: bool
+    host: str,
+    port: int,
+    store_path: str | None,
+    api_key: str | None,
+    max_body_bytes: int,
+    allowed_hosts: tuple[str, ...],
+    access_log: bool,
 ) -> None:
     """Run a local HoneyHive-compatible collector that writes to the trace store.
 
@@ -492,6 +506,7 @@ def serve(
                 port=port,
                 api_key=api_key,
                 max_body_bytes=max_body_bytes,
+                allowed_hosts=allowed_hosts,
                 access_log=access_log,
                 ready=ready,
             )

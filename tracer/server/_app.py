@@ -16,6 +16,7 @@ import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -23,6 +24,7 @@ from starlette.routing import Route
 from .._version import __version__
 from ..store import StoreError, TraceStore
 from ._body import ApiError, read_json
+from ._guard import HostCheck, HostPolicy
 from ._wire import (
     BadRequest,
     normalize_batch,
@@ -36,12 +38,17 @@ from ._wire import (
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
 
 DEFAULT_MAX_BODY_BYTES: Final = 16 * 1024 * 1024
+# A body (once its headers are in) must arrive within this: 16 MiB at 1 Mbit/s takes ~2 minutes;
+# a client slower than that holds a connection that legitimate clients may need.
+DEFAULT_BODY_TIMEOUT: Final = 120.0
 _MAX_LIMIT: Final = 7500  # HoneyHive's page cap
 _CODES: Final = {
     400: "BAD_REQUEST",
     401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
+    408: "REQUEST_TIMEOUT",
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
     500: "INTERNAL_ERROR",
@@ -65,9 +72,12 @@ def create_app(
     *,
     api_key: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    hosts: HostPolicy | None = None,
 ) -> Starlette:
-    """The ASGI app. ``api_key``: required as ``Authorization: Bearer <key>`` on the API routes."""
-    api = _EventsApi(store, api_key, max_body_bytes)
+    """The ASGI app. ``api_key``: required as ``Authorization: Bearer <key>`` on the API routes.
+    ``hosts``: the ``Host`` names answered (default: loopback addresses and ``localhost``)."""
+    api = _EventsApi(store, api_key, max_body_bytes, body_timeout)
     routes = [
         Route("/events", api.endpoint(api.events_route), methods=["GET", "POST", "PUT"]),
         Route("/events/batch", api.endpoint(api.create_batch), methods=["POST"]),
@@ -75,15 +85,22 @@ def create_app(
         Route("/health", api.health, methods=["GET"]),
         Route("/", api.health, methods=["GET"]),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    # No CORS middleware on purpose: a web page must not be able to read or write the traces.
+    policy = hosts if hosts is not None else HostPolicy("127.0.0.1")
+    return Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error},
+        middleware=[Middleware(HostCheck, policy=policy)],
+    )
 
 
 class _EventsApi:
     """The route handlers, over one store."""
 
-    def __init__(self, store: TraceStore, api_key: str | None, max_body_bytes: int) -> None:
+    def __init__(self, store: TraceStore, api_key: str | None, max_body_bytes: int, body_timeout: float) -> None:
         self.store = store
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
         self._expected = f"Bearer {api_key}".encode() if api_key else None
 
     def authorize(self, request: Request) -> None:
@@ -111,7 +128,7 @@ class _EventsApi:
         return wrapped
 
     async def _body(self, request: Request) -> Any:
-        return await read_json(request, self.max_body_bytes)
+        return await read_json(request, self.max_body_bytes, self.body_timeout)
 
     async def _write(
         self, events: list[dict[str, Any]], sessions: dict[str, dict[str, Any]], updates: list[dict[str, Any]]

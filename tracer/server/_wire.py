@@ -33,6 +33,10 @@ _TEXT_FIELDS: Final = ("event_name", "source", "project")
 _UPDATE_FIELDS: Final = _schema.UPDATE_FIELDS | {"children_ids"}
 _MAX_ID: Final = 256
 _MAX_EVENTS: Final = 100_000
+# Times and durations are milliseconds; beyond 2**53 a number is no longer exact as a double (what
+# JSON clients hold) and past SQLite's 64-bit INTEGER far sooner than that matters: 2**53 ms is
+# 285,000 years. Out of range is a client bug, answered 400 naming the field.
+MAX_MS: Final = float(2**53)
 
 
 class BadRequest(ValueError):
@@ -70,6 +74,7 @@ def _number(value: Any, where: str) -> float | None:
         isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
         f"{where} must be a number (epoch milliseconds / milliseconds)",
     )
+    _require(-MAX_MS <= value <= MAX_MS, f"{where} is out of range (at most 2**53 milliseconds): {value!r}")
     return float(value)
 
 

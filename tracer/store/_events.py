@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -30,15 +31,26 @@ EventColumns = tuple[
 ]  # fmt: skip
 
 
+# SQLite's INTEGER is 64-bit: a larger number in an indexed column would fail the whole write
+# (OverflowError), so a column gets NULL instead; the event's JSON keeps the value as sent.
+_INT64_MAX: Final = 2**63 - 1
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any double
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _int(value: Any) -> int | None:
     number = _number(value)
-    return None if number is None or number != number else int(number)
+    if number is None or not -_INT64_MAX <= number <= _INT64_MAX:
+        return None
+    return int(number)
 
 
 def _text(value: Any) -> str | None:
