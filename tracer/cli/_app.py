@@ -463,9 +463,10 @@ def serve(
 ) -> None:
     """Run a local HoneyHive-compatible collector that writes to the trace store.
 
-    Implements POST /events, POST /events/batch, PUT /events, POST /session/start and
-    GET /events?session_id=..., with HoneyHive's response bodies and error codes; gzip bodies
-    are accepted and event ids are idempotent. Point any HoneyHive-style client at it.
+    Implements HoneyHive's events API (POST /events, /events/batch, /events/model, PUT /events,
+    POST /session/start, GET /session/ID, GET /events, POST /events/export, /v1/events/export),
+    with HoneyHive's response bodies and error codes; gzip bodies are accepted and event ids are
+    idempotent. Point any HoneyHive-style client at it.
 
     \b
     Examples:

@@ -1,9 +1,10 @@
-"""The collector's web app (Starlette): the HoneyHive events API subset, writing to a ``TraceStore``.
+"""The collector's web app (Starlette): HoneyHive's events API, writing to a ``TraceStore``.
 
-Routes: ``POST /events``, ``POST /events/batch``, ``PUT /events``, ``POST /session/start``,
-``GET /events``, and ``GET /health``. Errors are JSON ``{"message": ..., "errorCode": ...}``.
-Reading bodies (limits, compression) is ``_body``'s job, checking their fields ``_wire``'s; this
-module routes, authorizes and writes.
+Routes: ``POST /events``, ``POST /events/batch``, ``PUT /events``, ``POST /events/model``,
+``POST /events/model/batch``, ``POST /session/start``, ``GET /session/{id}``, ``GET /events``,
+``POST /events/export``, ``POST /v1/events/export``, and ``GET /health``. Errors are JSON
+``{"message": ..., "errorCode": ...}``. Reading bodies (limits, compression) is ``_body``'s job,
+checking their fields ``_wire``'s, queries ``_query``'s; this module routes, authorizes and writes.
 """
 
 from __future__ import annotations
@@ -25,14 +26,16 @@ from .._version import __version__
 from ..store import StoreError, TraceStore
 from ._body import ApiError, read_json
 from ._guard import HostCheck, HostPolicy
+from ._query import MAX_LIMIT, EventQuery, parse_export, parse_filters
 from ._wire import (
     BadRequest,
     normalize_batch,
     normalize_event,
+    normalize_model_event,
     normalize_session,
     normalize_update,
+    session_event,
     session_from_event,
-    unwrap,
 )
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
@@ -41,7 +44,6 @@ DEFAULT_MAX_BODY_BYTES: Final = 16 * 1024 * 1024
 # A body (once its headers are in) must arrive within this: 16 MiB at 1 Mbit/s takes ~2 minutes;
 # a client slower than that holds a connection that legitimate clients may need.
 DEFAULT_BODY_TIMEOUT: Final = 120.0
-_MAX_LIMIT: Final = 7500  # HoneyHive's page cap
 _CODES: Final = {
     400: "BAD_REQUEST",
     401: "UNAUTHORIZED",
@@ -81,7 +83,12 @@ def create_app(
     routes = [
         Route("/events", api.endpoint(api.events_route), methods=["GET", "POST", "PUT"]),
         Route("/events/batch", api.endpoint(api.create_batch), methods=["POST"]),
+        Route("/events/model", api.endpoint(api.create_model_event), methods=["POST"]),
+        Route("/events/model/batch", api.endpoint(api.create_model_batch), methods=["POST"]),
+        Route("/events/export", api.endpoint(api.export_events), methods=["POST"]),
+        Route("/v1/events/export", api.endpoint(api.export_events), methods=["POST"]),
         Route("/session/start", api.endpoint(api.start_session), methods=["POST"]),
+        Route("/session/{session_id}", api.endpoint(api.get_session), methods=["GET"]),
         Route("/health", api.health, methods=["GET"]),
         Route("/", api.health, methods=["GET"]),
     ]
@@ -150,8 +157,19 @@ class _EventsApi:
         await self._write([event], {}, [])
         return _json({"event_id": event["event_id"], "success": True})
 
-    async def create_batch(self, request: Request) -> Response:
-        events, sessions = normalize_batch(await self._body(request))
+    async def create_model_event(self, request: Request) -> Response:
+        body = await self._body(request)
+        if not isinstance(body, dict) or "model_event" not in body:
+            raise BadRequest('body must be {"model_event": {...}}')
+        event = normalize_model_event(body["model_event"])
+        await self._write([event], {}, [])
+        return _json({"event_id": event["event_id"], "success": True})
+
+    async def create_model_batch(self, request: Request) -> Response:
+        return await self.create_batch(request, key="model_events")
+
+    async def create_batch(self, request: Request, key: str = "events") -> Response:
+        events, sessions = normalize_batch(await self._body(request), key)
         await self._write(events, sessions, [])
         response: dict[str, Any] = {"event_ids": [event["event_id"] for event in events], "success": True}
         session_ids = {event["session_id"] for event in events}
@@ -170,21 +188,68 @@ class _EventsApi:
             raise BadRequest('body must be {"session": {...}}')
         props = normalize_session(body["session"])
         await self._write([], {props["session_id"]: props}, [])
-        return _json({"session_id": props["session_id"]})
+        return _json(await run_in_threadpool(self._session_event, props["session_id"]))
+
+    async def get_session(self, request: Request) -> Response:
+        session_id = request.path_params["session_id"]
+        event = await run_in_threadpool(self._session_event, session_id)
+        if event is None:
+            raise ApiError(404, f"Session not found: {session_id}")
+        return _json(event)
+
+    def _session_event(self, session_id: str) -> dict[str, Any] | None:
+        summary = self.store.session(session_id)
+        if summary is None:
+            return None
+        roots = [event["event_id"] for _, _, event in self.store.scan_events({"parent_id": session_id})]
+        aggregates = {
+            "num_events": summary.event_count,
+            "prompt_tokens": summary.prompt_tokens,
+            "completion_tokens": summary.completion_tokens,
+            "total_tokens": summary.total_tokens,
+        }
+        return session_event(
+            summary.properties,
+            start_time=summary.start_time,
+            end_time=summary.end_time,
+            duration=summary.duration_ms,
+            children_ids=roots,
+            project=summary.project,
+            aggregates=aggregates,
+        )
+
+    async def export_events(self, request: Request) -> Response:
+        query = parse_export(await self._body(request))
+        events, total = await run_in_threadpool(self._run_query, query)
+        return _json({"events": events, "totalEvents": total})
 
     async def get_events(self, request: Request) -> Response:
         params = request.query_params
-        filters = {name: value for name in _FILTER_PARAMS if (value := params.get(name))}
-        raw_filters = params.get("filters")
-        if raw_filters:
-            filters.update(_parse_filters(raw_filters))
-        limit = _int_param(params.get("limit"), "limit", 1000, 1, _MAX_LIMIT)
-        page = _int_param(params.get("page"), "page", 1, 1, 1_000_000)
-        try:
-            events, total = await run_in_threadpool(self.store.query_events, filters, limit, (page - 1) * limit)
-        except ValueError as exc:
-            raise BadRequest(str(exc)) from None
+        filters = parse_filters(params.get("filters"))
+        shortcuts = [{"field": name, "value": value} for name in _FILTER_PARAMS if (value := params.get(name))]
+        query = EventQuery(
+            filters=parse_filters(shortcuts) + filters,
+            limit=_int_param(params.get("limit"), "limit", 1000, 1, MAX_LIMIT),
+            page=_int_param(params.get("page"), "page", 1, 1, 1_000_000),
+        )
+        events, total = await run_in_threadpool(self._run_query, query)
         return _json({"events": events, "totalEvents": total})
+
+    def _run_query(self, query: EventQuery) -> tuple[list[dict[str, Any]], int]:
+        """The page of events *query* selects (by start time), and how many it selects in all."""
+        indexed = query.indexed()
+        offset = (query.page - 1) * query.limit
+        if len(indexed) == len(query.filters) and query.start_after is None and query.start_before is None:
+            events, total = self.store.query_events(indexed, query.limit, offset)  # SQL does it all
+        else:  # one pass keeping (start, seq) of the matches, then the page's events by seq
+            keys = sorted(
+                (start if start is not None else -1, seq)
+                for seq, start, event in self.store.scan_events(indexed)
+                if query.matches(event)
+            )
+            total = len(keys)
+            events = self.store.events_by_seq([seq for _, seq in keys[offset : offset + query.limit]])
+        return [query.project(event) for event in events], total
 
     async def events_route(self, request: Request) -> Response:
         if request.method == "POST":
@@ -220,25 +285,3 @@ def _int_param(value: str | None, name: str, default: int, low: int, high: int) 
     if not low <= number <= high:
         raise BadRequest(f"{name} must be between {low} and {high}, got {number}")
     return number
-
-
-def _parse_filters(text: str) -> dict[str, str]:
-    """HoneyHive's ``filters``: ``[{"field", "operator": "is", "value"}]`` (JSON) on plain fields."""
-    try:
-        items = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        raise BadRequest("filters must be a JSON array of {field, operator, value}") from None
-    if isinstance(items, dict):
-        items = [items]
-    if not isinstance(items, list):
-        raise BadRequest("filters must be a JSON array of {field, operator, value}")
-    result: dict[str, str] = {}
-    for index, item in enumerate(items):
-        entry = unwrap(item, f"filters[{index}]")
-        field, operator, value = entry.get("field"), entry.get("operator", "is"), entry.get("value")
-        if operator not in ("is", "=", "=="):
-            raise BadRequest(f"filters[{index}].operator {operator!r} is not supported here (only 'is')")
-        if not isinstance(field, str) or not isinstance(value, str):
-            raise BadRequest(f"filters[{index}] needs a string field and value")
-        result[field] = value
-    return result

@@ -120,7 +120,27 @@ def merge_update(event: dict[str, Any], update: Mapping[str, Any]) -> dict[str, 
         else:  # not an event field: kept where HoneyHive keeps unknown attributes
             metadata = event.get("metadata")
             event["metadata"] = {**(metadata if isinstance(metadata, dict) else {}), name: value}
+    _keep_times_consistent(event, update)
     return event
+
+
+def _keep_times_consistent(event: dict[str, Any], update: Mapping[str, Any]) -> None:
+    """After an update of ``duration`` or ``end_time``, move the other so that
+    ``end_time - start_time == duration`` (within the rounding of ``end_time`` to a millisecond).
+    ``duration`` wins when both are given: this library measures it with a monotonic clock."""
+    start = _number(event.get("start_time"))
+    if start is None:
+        return
+    duration = _number(update.get("duration"))
+    end = _number(update.get("end_time"))
+    if duration is not None:
+        moved = _int(start + duration)
+        if moved is not None:
+            event["end_time"] = moved
+    elif end is not None:
+        end = max(end, start)
+        event["end_time"] = _int(end)
+        event["duration"] = end - start
 
 
 def merge_session_properties(current: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
