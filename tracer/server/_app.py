@@ -24,8 +24,9 @@ from starlette.routing import Route
 
 from .._version import __version__
 from ..store import StoreError, TraceStore
-from ._body import ApiError, read_json
+from ._body import ApiError, off_loop, read_body, read_json, require_content_type
 from ._guard import HostCheck, HostPolicy
+from ._otlp import MEDIA_TYPES, PROTOBUF, error_body, ingest, success_body
 from ._query import MAX_LIMIT, EventQuery, parse_export, parse_filters
 from ._wire import (
     BadRequest,
@@ -89,6 +90,8 @@ def create_app(
         Route("/v1/events/export", api.endpoint(api.export_events), methods=["POST"]),
         Route("/session/start", api.endpoint(api.start_session), methods=["POST"]),
         Route("/session/{session_id}", api.endpoint(api.get_session), methods=["GET"]),
+        Route("/opentelemetry/v1/traces", api.endpoint(api.otlp_traces), methods=["POST"]),
+        Route("/v1/traces", api.endpoint(api.otlp_traces), methods=["POST"]),
         Route("/health", api.health, methods=["GET"]),
         Route("/", api.health, methods=["GET"]),
     ]
@@ -217,6 +220,21 @@ class _EventsApi:
             project=summary.project,
             aggregates=aggregates,
         )
+
+    async def otlp_traces(self, request: Request) -> Response:
+        """OTLP/HTTP traces (HoneyHive's tracers and any OpenTelemetry exporter), answered in the
+        client's encoding: 200 with an ``ExportTraceServiceResponse``, 400 with a ``google.rpc.Status``."""
+        media = require_content_type(request, MEDIA_TYPES)
+        try:
+            data = await read_body(request, self.max_body_bytes, self.body_timeout)
+            result = await off_loop(ingest, data, media)
+        except (ApiError, BadRequest) as exc:
+            if media != PROTOBUF:
+                raise
+            status, message = (exc.status, exc.message) if isinstance(exc, ApiError) else (400, str(exc))
+            return Response(error_body(message), status_code=status, media_type=PROTOBUF)
+        await self._write(result.events, result.sessions, [])
+        return Response(success_body(result, media), media_type=media)
 
     async def export_events(self, request: Request) -> Response:
         query = parse_export(await self._body(request))

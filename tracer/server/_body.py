@@ -29,6 +29,7 @@ __all__ = [
     "JSON_TYPES",
     "MAX_GZIP_MEMBERS",
     "ApiError",
+    "off_loop",
     "parse_json",
     "read_body",
     "read_json",
@@ -68,7 +69,8 @@ class ApiError(Exception):
         self.message = message
 
 
-async def _off_loop(function: Callable[..., T], *args: Any) -> T:
+async def off_loop(function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)`` on a worker thread, at most ``_BODY_THREADS`` at once."""
     global _limiter
     if _limiter is None:
         _limiter = anyio.CapacityLimiter(_BODY_THREADS)
@@ -114,7 +116,7 @@ async def read_body(request: Request, max_body_bytes: int, read_timeout: float) 
     data = b"".join(parts)
     encoding = request.headers.get("content-encoding", "").strip().lower()
     if encoding in ("gzip", "x-gzip", "deflate"):
-        data = await _off_loop(decompress, data, encoding, max_body_bytes)
+        data = await off_loop(decompress, data, encoding, max_body_bytes)
     elif encoding not in ("", "identity"):
         raise ApiError(415, f"unsupported Content-Encoding {encoding!r}; send gzip or an uncompressed body")
     return data
@@ -124,7 +126,7 @@ async def read_json(request: Request, max_body_bytes: int, read_timeout: float) 
     """The request's JSON body (``Content-Type: application/json`` required)."""
     require_content_type(request, JSON_TYPES)
     data = await read_body(request, max_body_bytes, read_timeout)
-    return await _off_loop(parse_json, data)
+    return await off_loop(parse_json, data)
 
 
 def parse_json(data: bytes) -> Any:
