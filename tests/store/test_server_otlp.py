@@ -329,3 +329,22 @@ def test_opentelemetrys_openai_instrumentation_gives_model_events(otlp_server: S
     assert event["metadata"]["prompt_tokens"] > 0 and event["metadata"]["completion_tokens"] > 0
     assert event["inputs"]["chat_history"][-1] == {"role": "user", "content": "hi there"}
     assert event["outputs"]["role"] == "assistant" and event["outputs"]["content"] == "Hello!"
+
+
+def test_a_refused_request_stores_nothing(otlp_server: Server, client: httpx.Client) -> None:
+    """Spans are stored in chunks, but only once the whole body is checked: a bad id late in the
+    body (after more than a chunk of good spans) refuses the request and stores none of it."""
+    trace = uuid.uuid4().bytes
+    request = trace_service.ExportTraceServiceRequest()
+    spans = request.resource_spans.add().scope_spans.add().spans
+    for index in range(5000):
+        spans.add(trace_id=trace, span_id=(index + 1).to_bytes(8, "big"), name="s")
+    spans.add(trace_id=trace, span_id=b"\x01", name="bad")
+    answer = client.post("/v1/traces", content=request.SerializeToString(), headers=PROTOBUF)
+    assert answer.status_code == 400 and "spans[5000].spanId" in status_message(answer)
+    good = [span_json(uuid.UUID(bytes=trace).hex, f"{n + 1:016x}", "s") for n in range(5000)]
+    bad = span_json(uuid.UUID(bytes=trace).hex, "xyz", "bad")
+    answer = client.post("/v1/traces", content=otlp_json(*good, bad), headers=JSON)
+    assert answer.status_code == 400 and "spans[5000].spanId" in answer.json()["message"]
+    with TraceStore(otlp_server.store) as store:
+        assert store.count_events([str(uuid.UUID(bytes=trace))]) == 0

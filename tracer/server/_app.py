@@ -227,14 +227,16 @@ class _EventsApi:
         media = require_content_type(request, MEDIA_TYPES)
         try:
             data = await read_body(request, self.max_body_bytes, self.body_timeout)
-            result = await off_loop(ingest, data, media)
+            result = await off_loop(ingest, data, media, self._store_spans)
         except (ApiError, BadRequest) as exc:
             if media != PROTOBUF:
                 raise
             status, message = (exc.status, exc.message) if isinstance(exc, ApiError) else (400, str(exc))
             return Response(error_body(message), status_code=status, media_type=PROTOBUF)
-        await self._write(result.events, result.sessions, [])
         return Response(success_body(result, media), media_type=media)
+
+    def _store_spans(self, events: list[dict[str, Any]], sessions: dict[str, dict[str, Any]]) -> None:
+        self.store.write([(event, orjson.dumps(event).decode()) for event in events], sessions, [])
 
     async def export_events(self, request: Request) -> Response:
         query = parse_export(await self._body(request))
