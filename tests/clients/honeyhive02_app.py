@@ -61,6 +61,32 @@ model = s.events.create_model_event(
         }
     }
 )
+plain = {"project": "p02", "source": "tests", "event_type": "tool", "config": {}, "inputs": {"q": 1}, "duration": 5}
+created = s.events.create_event(request={"event": {**plain, "event_name": "created"}})
+s.events.update_event(request={"event_id": created.object.event_id, "metadata": {"late": True}, "duration": 42})
+batch = s.events.create_event_batch(
+    request={
+        "events": [{**plain, "event_name": "batched"}],
+        "is_single_session": True,
+        "session_properties": {"session_name": "batch-session", "source": "tests"},
+    }
+)
+model_batch = s.events.create_model_event_batch(
+    request={
+        "model_events": [
+            {
+                "project": "p02",
+                "model": "gpt-4o",
+                "provider": "openai",
+                "messages": [{"role": "user", "content": "hi"}],
+                "response": {"role": "assistant", "content": "hello"},
+                "duration": 42,
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }
+        ],
+        "is_single_session": True,
+    }
+)
 print(
     json.dumps(
         {
@@ -71,6 +97,9 @@ print(
             "exported": events.object.total_events,
             "exported_names": sorted(e.event_name for e in events.object.events),
             "model_event_id": model.object.event_id,
+            "created_id": created.object.event_id,
+            "batch_ids": batch.object.event_ids,
+            "model_batch_ids": model_batch.object.event_ids,
         }
     )
 )

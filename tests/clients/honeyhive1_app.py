@@ -6,6 +6,7 @@ import json
 import sys
 
 from honeyhive import HoneyHive, HoneyHiveTracer, trace
+from honeyhive.models import PostEventRequest
 
 url, key = sys.argv[1], sys.argv[2]
 tracer = HoneyHiveTracer.init(api_key=key, server_url=url, source="tests", session_name="hh1-app")
@@ -39,6 +40,11 @@ client = HoneyHive(api_key=key, server_url=url)
 started = client.sessions.start({"session_name": "client-session", "source": "tests"})
 session_filter = {"field": "session_id", "operator": "is", "value": tracer.session_id, "type": "string"}
 exported = client.events.export(filters=[session_filter], limit=100)
+created = client.events.create(
+    PostEventRequest(event={"event_type": "tool", "event_name": "created", "inputs": {"q": 1}})
+)
+client.events.update_event({"event_id": created.event_id, "metadata": {"late": True}, "duration": 42})
+listed = client.events.list(query={"filters": [session_filter]})
 print(
     json.dumps(
         {
@@ -49,6 +55,8 @@ print(
             "client_session_project": started.project_id,
             "exported": exported.total_events,
             "exported_names": sorted(e.event_name for e in exported.events),
+            "listed": listed.totalEvents,
+            "created_id": created.event_id,
         }
     )
 )

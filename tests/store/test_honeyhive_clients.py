@@ -76,7 +76,11 @@ def test_honeyhive_tracer_and_client(
     if client == "honeyhive-1":
         assert set(events) == {"answer", retrieve, "async_step", "custom-operation"}
         assert out["flushed"] is True and out["client_session_project"] == "local"
-        assert client_session.session_name == "client-session"
+        assert client_session.session_name == "client-session" and out["listed"] == out["exported"]
+        with TraceStore(hh_server.store) as store:
+            [text] = [e for e in store.iter_events() if orjson.loads(e)["event_id"] == out["created_id"]]
+        created = orjson.loads(text)  # events.update_event(duration=42): end_time moved too
+        assert created["metadata"] == {"late": True} and created["end_time"] - created["start_time"] == 42
     else:
         assert set(events) == {"answer", retrieve} and summary.project == "p02"
         assert out["got_session_type"] == "session" and client_session.session_name == "Playground Session"
@@ -85,3 +89,13 @@ def test_honeyhive_tracer_and_client(
         model_event = orjson.loads(model)
         assert model_event["config"] == {"model": "gpt-4o", "provider": "openai"}
         assert model_event["inputs"] == {"chat_history": [{"role": "user", "content": "hi"}]}
+        with TraceStore(hh_server.store) as store:
+            stored = {
+                event["event_id"]: event
+                for event in map(orjson.loads, store.iter_events())
+                if event["event_id"] in {out["created_id"], *out["batch_ids"], *out["model_batch_ids"]}
+            }
+        created = stored[out["created_id"]]  # updated with duration=42: end_time moved too
+        assert created["metadata"] == {"late": True} and created["duration"] == 42
+        assert created["end_time"] - created["start_time"] == 42
+        assert len(stored) == 3

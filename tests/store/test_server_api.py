@@ -269,3 +269,21 @@ def test_put_keeps_end_minus_start_equal_to_duration(api_server: Server, client:
         assert abs(event["end_time"] - event["start_time"] - duration) <= 1
     listed = ok(client.get("/events", params={"event_id": ids[0]}))["events"][0]
     assert listed["end_time"] == T0 + 42
+
+
+def test_v1_routes_take_bare_events(api_server: Server, client: httpx.Client) -> None:
+    sid = str(uuid.uuid4())
+    one = ok(client.post("/v1/events", json={"event_type": "tool", "event_name": "bare", "session_id": sid}))
+    batch = ok(
+        client.post(
+            "/v1/events/batch",
+            json={
+                "events": [{"event_type": "chain", "event_name": "b"}],
+                "single_session": True,
+                "session_properties": {"session_id": sid},
+            },
+        )
+    )
+    assert one["success"] and len(batch["event_ids"]) == 1
+    with TraceStore(api_server.store) as store:
+        assert {e["event_name"] for e in store.session_events(sid)} == {"bare", "b"}

@@ -1,8 +1,9 @@
 """The collector's web app (Starlette): HoneyHive's events API, writing to a ``TraceStore``.
 
-Routes: ``POST /events``, ``POST /events/batch``, ``PUT /events``, ``POST /events/model``,
-``POST /events/model/batch``, ``POST /session/start``, ``GET /session/{id}``, ``GET /events``,
-``POST /events/export``, ``POST /v1/events/export``, and ``GET /health``. Errors are JSON
+Routes: ``POST /events`` (and ``/v1/events``), ``POST /events/batch`` (and ``/v1/events/batch``),
+``PUT /events``, ``POST /events/model``, ``POST /events/model/batch``, ``POST /session/start``,
+``GET /session/{id}``, ``GET /events``, ``POST /events/export``, ``POST /v1/events/export``,
+``POST /opentelemetry/v1/traces`` and ``POST /v1/traces`` (OTLP), and ``GET /health``. Errors are JSON
 ``{"message": ..., "errorCode": ...}``. Reading bodies (limits, compression) is ``_body``'s job,
 checking their fields ``_wire``'s, queries ``_query``'s; this module routes, authorizes and writes.
 """
@@ -84,6 +85,8 @@ def create_app(
     routes = [
         Route("/events", api.endpoint(api.events_route), methods=["GET", "POST", "PUT"]),
         Route("/events/batch", api.endpoint(api.create_batch), methods=["POST"]),
+        Route("/v1/events", api.endpoint(api.create_event), methods=["POST"]),
+        Route("/v1/events/batch", api.endpoint(api.create_batch), methods=["POST"]),
         Route("/events/model", api.endpoint(api.create_model_event), methods=["POST"]),
         Route("/events/model/batch", api.endpoint(api.create_model_batch), methods=["POST"]),
         Route("/events/export", api.endpoint(api.export_events), methods=["POST"]),
@@ -154,6 +157,8 @@ class _EventsApi:
 
     async def create_event(self, request: Request) -> Response:
         body = await self._body(request)
+        if isinstance(body, dict) and "event" not in body and "event_type" in body:
+            body = {"event": body}  # a bare event: POST /v1/events, and honeyhive 1.x's events.create()
         if not isinstance(body, dict) or "event" not in body:
             raise BadRequest('body must be {"event": {...}}')
         event = normalize_event(body["event"])
