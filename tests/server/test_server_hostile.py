@@ -266,3 +266,46 @@ def test_idle_half_requests_do_not_lock_others_out(tmp_path: Path) -> None:
         for sock in stalled:
             sock.close()
         assert server.stop() == 0
+
+
+def test_slow_headers_are_cut_off_and_slow_bodies_get_408(tmp_path: Path) -> None:
+    server = Server(tmp_path / "c.db", "--header-timeout", "0.5", "--body-timeout", "0.5")
+    address = server.url.removeprefix("http://").rsplit(":", 1)
+    try:
+        with socket.create_connection((address[0], int(address[1])), timeout=10) as slow_headers:
+            slow_headers.sendall(b"POST /events HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            assert slow_headers.recv(1000) == b""  # closed by the collector, not by the 10 s timeout here
+        with socket.create_connection((address[0], int(address[1])), timeout=10) as slow_body:
+            slow_body.sendall(
+                b"POST /events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 100\r\n\r\n{"
+            )
+            answer = b""
+            while b"REQUEST_TIMEOUT" not in answer and (chunk := slow_body.recv(4000)):
+                answer += chunk  # the head and the body may come in separate segments
+        assert answer.startswith(b"HTTP/1.1 408") and b"REQUEST_TIMEOUT" in answer
+        with httpx.Client(base_url=server.url, timeout=10) as http:  # a prompt client is unaffected
+            assert http.get("/health").status_code == 200
+    finally:
+        assert server.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("bound", "host", "allowed"),
+    [
+        ("0.0.0.0", "192.168.1.20:8787", True),  # all interfaces: any address literal
+        ("0.0.0.0", "my-laptop:8787", False),  # but no name that was not allowed
+        ("::", "[fe80::1]", True),
+        ("192.168.1.20", "192.168.1.20", True),
+        ("192.168.1.20", "127.0.0.1", False),
+        ("127.0.0.1", "[::1]:8787", True),
+        ("localhost", "127.0.0.1", True),
+    ],
+)
+def test_host_policy(bound: str, host: str, allowed: bool) -> None:
+    from tracer.server._guard import HostPolicy
+
+    assert HostPolicy(bound).allows(host) is allowed
+    assert HostPolicy(bound, ["*"]).allows(host)
+    assert HostPolicy(bound, ["My-Laptop"]).allows("my-laptop:1")
+    assert HostPolicy(bound).allows(None)  # HTTP/1.0 without Host

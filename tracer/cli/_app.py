@@ -451,6 +451,20 @@ def _send_spool(path: str, api_key: str, server_url: str, project: str, timeout:
     help="Also answer requests whose Host is NAME (repeatable; '*': any). Answered anyway: localhost "
     "and the address listened on; other names get 403 (DNS rebinding).",
 )
+@click.option(
+    "--header-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    help="Seconds a connection may take to send a request's headers; then it is closed.",
+)
+@click.option(
+    "--body-timeout",
+    default=120.0,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    help="Seconds a request may take to send its body; then it gets 408.",
+)
 @click.option("--access-log", is_flag=True, help="Log every request.")
 def serve(
     host: str,
@@ -459,6 +473,8 @@ def serve(
     api_key: str | None,
     max_body_bytes: int,
     allowed_hosts: tuple[str, ...],
+    header_timeout: float,
+    body_timeout: float,
     access_log: bool,
 ) -> None:
     """Run a local HoneyHive-compatible collector that writes to the trace store.
@@ -508,6 +524,8 @@ def serve(
                 api_key=api_key,
                 max_body_bytes=max_body_bytes,
                 allowed_hosts=allowed_hosts,
+                header_timeout=header_timeout,
+                body_timeout=body_timeout,
                 access_log=access_log,
                 ready=ready,
             )
