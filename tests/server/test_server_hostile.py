@@ -309,3 +309,15 @@ def test_host_policy(bound: str, host: str, allowed: bool) -> None:
     assert HostPolicy(bound, ["*"]).allows(host)
     assert HostPolicy(bound, ["My-Laptop"]).allows("my-laptop:1")
     assert HostPolicy(bound).allows(None)  # HTTP/1.0 without Host
+
+
+def test_inflating_is_capped_in_cpu_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CPU cap, with a cap of zero (a real body cannot reach 1 s within the size caps)."""
+    from tracer.server import _body
+
+    data = gzip.compress(b"x" * 200_000)
+    assert _body.decompress(data, "gzip", 1_000_000) == b"x" * 200_000
+    monkeypatch.setattr(_body, "MAX_INFLATE_CPU_SECONDS", 0.0)
+    with pytest.raises(_body.ApiError) as refused:
+        _body.decompress(data, "gzip", 1_000_000)
+    assert refused.value.status == 413 and "too long to decompress" in refused.value.message
