@@ -6,6 +6,7 @@ connections; what held before (413 for bombs, the API key, idempotent retries) i
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import socket
 import sqlite3
@@ -128,7 +129,7 @@ def test_an_unappliable_stored_update_is_set_aside(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     target, other = str(uuid.uuid4()), str(uuid.uuid4())
     TraceStore(path).close()
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
         db.execute("INSERT INTO updates (event_id, body, applied, stored_at) VALUES (?, 'not json {', 0, 0)", (target,))
         body = orjson.dumps({"event_id": other, "metadata": {"late": True}}).decode()
         db.execute("INSERT INTO updates (event_id, body, applied, stored_at) VALUES (?, ?, 0, 0)", (other, body))
@@ -144,7 +145,7 @@ def test_an_unappliable_stored_update_is_set_aside(tmp_path: Path) -> None:
         assert len(kept) == 3 and kept[other]["metadata"] == {"late": True}
     finally:
         assert server.stop() == 0
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db:
         states = dict(db.execute("SELECT event_id, applied FROM updates").fetchall())
     assert states == {target: 2, other: 1}  # 2: cannot be applied, set aside
 
