@@ -187,35 +187,21 @@ class TraceStore:
         """``(seq, start_time, event)`` of every event whose columns equal *filters*, in arrival
         order, read in pages (no lock held between): for queries the columns cannot answer."""
         filters = filters or {}
-        unknown = set(filters) - FILTER_COLUMNS
-        if unknown:
-            raise ValueError(f"cannot filter on {sorted(unknown)}; filterable: {', '.join(sorted(FILTER_COLUMNS))}")
-        where = "".join(f" AND {name} = ?" for name in sorted(filters))
-        params = [filters[name] for name in sorted(filters)]
+        _reads.check_filters(filters)
         cursor = 0
         while True:
             with self._transaction(write=False) as db:
-                rows = db.execute(
-                    f"SELECT seq, start_time, coalesce(current, raw) FROM events WHERE seq > ?{where} "
-                    "ORDER BY seq LIMIT ?",
-                    (cursor, *params, page),
-                ).fetchall()
+                rows = _reads.matching_page(db, filters, cursor, page)
             if not rows:
                 return
-            for seq, start, text in rows:
+            for seq, start, event in rows:
                 cursor = seq
-                yield seq, start, orjson.loads(text)
+                yield seq, start, event
 
     def events_by_seq(self, seqs: Sequence[int]) -> list[dict[str, Any]]:
         """The events with these arrival numbers, in the order given (missing ones left out)."""
-        found: dict[int, dict[str, Any]] = {}
         with self._transaction(write=False) as db:
-            for chunk in _chunks(seqs):
-                for seq, text in db.execute(
-                    f"SELECT seq, coalesce(current, raw) FROM events WHERE seq IN ({_marks(len(chunk))})", tuple(chunk)
-                ):
-                    found[seq] = orjson.loads(text)
-        return [found[seq] for seq in seqs if seq in found]
+            return _reads.events_by_seq(db, seqs)
 
     def count_events(self, session_ids: Sequence[str] | None = None) -> int:
         with self._transaction(write=False) as db:

@@ -18,7 +18,7 @@ import pytest
 
 from tracer.store import TraceStore
 
-from .conftest import REPO, Server, clean_env
+from ..processes import REPO, Server, clean_env
 
 pytest.importorskip("starlette")
 trace_service = pytest.importorskip("opentelemetry.proto.collector.trace.v1.trace_service_pb2")

@@ -12,7 +12,7 @@ import pytest
 
 from tracer.store import TraceStore
 
-from .conftest import Server
+from ..processes import Server
 
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")

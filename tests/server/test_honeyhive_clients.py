@@ -14,7 +14,7 @@ import pytest
 from tracer.store import TraceStore
 
 from ..client_venvs import client_python
-from .conftest import REPO, Server, clean_env, run_cli
+from ..processes import REPO, Server, clean_env, run_cli
 
 pytest.importorskip("starlette")
 pytest.importorskip("opentelemetry.proto")
