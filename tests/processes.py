@@ -40,10 +40,18 @@ def run_cli(
 class Server:
     """``python -m tracer serve --port 0`` running in a subprocess."""
 
-    def __init__(self, store: Path, *args: str) -> None:
+    def __init__(self, store: Path, *args: str, max_descriptors: int | None = None) -> None:
         self.store = store
+        launcher = ["-m", "tracer"]
+        if max_descriptors is not None:  # the collector under RLIMIT_NOFILE = max_descriptors
+            launcher = [
+                "-c",
+                "import resource, sys; from tracer.cli import main; "
+                f"resource.setrlimit(resource.RLIMIT_NOFILE, ({max_descriptors}, {max_descriptors})); "
+                "sys.argv[0] = 'tracer'; sys.exit(main())",
+            ]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tracer", "serve", "--port", "0", "--store", str(store), *args],
+            [sys.executable, *launcher, "serve", "--port", "0", "--store", str(store), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -42,6 +42,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "tracer._decorators",
         "tracer._scopes",
         "tracer._lifecycle",
+        "tracer._otlp_mapping",
     ),
     "pipeline": (
         "tracer._export",

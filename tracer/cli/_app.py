@@ -443,15 +443,46 @@ def _send_spool(path: str, api_key: str, server_url: str, project: str, timeout:
     type=click.IntRange(1024),
     help="Larger request bodies (also once decompressed) get 413.",
 )
+@click.option(
+    "--allow-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Also answer requests whose Host is NAME (repeatable; '*': any). Answered anyway: localhost "
+    "and the address listened on; other names get 403 (DNS rebinding).",
+)
+@click.option(
+    "--header-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    help="Seconds a connection may take to send a request's headers; then it is closed.",
+)
+@click.option(
+    "--body-timeout",
+    default=120.0,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    help="Seconds a request may take to send its body; then it gets 408.",
+)
 @click.option("--access-log", is_flag=True, help="Log every request.")
 def serve(
-    host: str, port: int, store_path: str | None, api_key: str | None, max_body_bytes: int, access_log: bool
+    host: str,
+    port: int,
+    store_path: str | None,
+    api_key: str | None,
+    max_body_bytes: int,
+    allowed_hosts: tuple[str, ...],
+    header_timeout: float,
+    body_timeout: float,
+    access_log: bool,
 ) -> None:
     """Run a local HoneyHive-compatible collector that writes to the trace store.
 
-    Implements POST /events, POST /events/batch, PUT /events, POST /session/start and
-    GET /events?session_id=..., with HoneyHive's response bodies and error codes; gzip bodies
-    are accepted and event ids are idempotent. Point any HoneyHive-style client at it.
+    Implements HoneyHive's events API (POST /events, /events/batch, /events/model, PUT /events,
+    POST /session/start, GET /session/ID, GET /events, POST /events/export, /v1/events/export),
+    with HoneyHive's response bodies and error codes; gzip bodies are accepted and event ids are
+    idempotent. Point any HoneyHive-style client at it.
 
     \b
     Examples:
@@ -492,6 +523,9 @@ def serve(
                 port=port,
                 api_key=api_key,
                 max_body_bytes=max_body_bytes,
+                allowed_hosts=allowed_hosts,
+                header_timeout=header_timeout,
+                body_timeout=body_timeout,
                 access_log=access_log,
                 ready=ready,
             )

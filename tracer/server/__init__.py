@@ -1,7 +1,8 @@
 """A local HoneyHive-compatible collector: ``tracer serve`` (needs ``pip install 'tracer-ai[server]'``).
 
-Implements ``POST /events``, ``POST /events/batch``, ``PUT /events``, ``POST /session/start`` and
-``GET /events`` on a local trace store, so any HoneyHive-style client can send to it.
+Implements HoneyHive's events API (``POST /events``, ``POST /events/batch``, ``PUT /events``,
+``POST /session/start``, ``GET /session/{id}``, ``POST /events/export``, …) on a local trace store,
+so any HoneyHive-style client can send to it.
 Importing this package does not import the web framework; ``create_app`` and ``serve`` do.
 """
 

@@ -1,9 +1,11 @@
-"""The collector's web app (Starlette): the HoneyHive events API subset, writing to a ``TraceStore``.
+"""The collector's web app (Starlette): HoneyHive's events API, writing to a ``TraceStore``.
 
-Routes: ``POST /events``, ``POST /events/batch``, ``PUT /events``, ``POST /session/start``,
-``GET /events``, and ``GET /health``. Errors are JSON ``{"message": ..., "errorCode": ...}``.
-Reading bodies (limits, compression) is ``_body``'s job, checking their fields ``_wire``'s; this
-module routes, authorizes and writes.
+Routes: ``POST /events`` (and ``/v1/events``), ``POST /events/batch`` (and ``/v1/events/batch``),
+``PUT /events``, ``POST /events/model``, ``POST /events/model/batch``, ``POST /session/start``,
+``GET /session/{id}``, ``GET /events``, ``POST /events/export``, ``POST /v1/events/export``,
+``POST /opentelemetry/v1/traces`` and ``POST /v1/traces`` (OTLP), and ``GET /health``. Errors are JSON
+``{"message": ..., "errorCode": ...}``. Reading bodies (limits, compression) is ``_body``'s job,
+checking their fields ``_wire``'s, queries ``_query``'s; this module routes, authorizes and writes.
 """
 
 from __future__ import annotations
@@ -16,32 +18,41 @@ import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from .._version import __version__
 from ..store import StoreError, TraceStore
-from ._body import ApiError, read_json
+from ._body import ApiError, off_loop, read_body, read_json, require_content_type
+from ._guard import HostCheck, HostPolicy
+from ._otlp import MEDIA_TYPES, PROTOBUF, error_body, ingest, success_body
+from ._query import MAX_LIMIT, EventQuery, parse_export, parse_filters
 from ._wire import (
     BadRequest,
     normalize_batch,
     normalize_event,
+    normalize_model_event,
     normalize_session,
     normalize_update,
+    session_event,
     session_from_event,
-    unwrap,
 )
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
 
 DEFAULT_MAX_BODY_BYTES: Final = 16 * 1024 * 1024
-_MAX_LIMIT: Final = 7500  # HoneyHive's page cap
+# A body (once its headers are in) must arrive within this: 16 MiB at 1 Mbit/s takes ~2 minutes;
+# a client slower than that holds a connection that legitimate clients may need.
+DEFAULT_BODY_TIMEOUT: Final = 120.0
 _CODES: Final = {
     400: "BAD_REQUEST",
     401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
+    408: "REQUEST_TIMEOUT",
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
     500: "INTERNAL_ERROR",
@@ -65,25 +76,44 @@ def create_app(
     *,
     api_key: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    hosts: HostPolicy | None = None,
 ) -> Starlette:
-    """The ASGI app. ``api_key``: required as ``Authorization: Bearer <key>`` on the API routes."""
-    api = _EventsApi(store, api_key, max_body_bytes)
+    """The ASGI app. ``api_key``: required as ``Authorization: Bearer <key>`` on the API routes.
+    ``hosts``: the ``Host`` names answered (default: loopback addresses and ``localhost``)."""
+    api = _EventsApi(store, api_key, max_body_bytes, body_timeout)
     routes = [
         Route("/events", api.endpoint(api.events_route), methods=["GET", "POST", "PUT"]),
         Route("/events/batch", api.endpoint(api.create_batch), methods=["POST"]),
+        Route("/v1/events", api.endpoint(api.create_event), methods=["POST"]),
+        Route("/v1/events/batch", api.endpoint(api.create_batch), methods=["POST"]),
+        Route("/events/model", api.endpoint(api.create_model_event), methods=["POST"]),
+        Route("/events/model/batch", api.endpoint(api.create_model_batch), methods=["POST"]),
+        Route("/events/export", api.endpoint(api.export_events), methods=["POST"]),
+        Route("/v1/events/export", api.endpoint(api.export_events), methods=["POST"]),
         Route("/session/start", api.endpoint(api.start_session), methods=["POST"]),
+        Route("/session/{session_id}", api.endpoint(api.get_session), methods=["GET"]),
+        Route("/opentelemetry/v1/traces", api.endpoint(api.otlp_traces), methods=["POST"]),
+        Route("/v1/traces", api.endpoint(api.otlp_traces), methods=["POST"]),
         Route("/health", api.health, methods=["GET"]),
         Route("/", api.health, methods=["GET"]),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    # No CORS middleware on purpose: a web page must not be able to read or write the traces.
+    policy = hosts if hosts is not None else HostPolicy("127.0.0.1")
+    return Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error},
+        middleware=[Middleware(HostCheck, policy=policy)],
+    )
 
 
 class _EventsApi:
     """The route handlers, over one store."""
 
-    def __init__(self, store: TraceStore, api_key: str | None, max_body_bytes: int) -> None:
+    def __init__(self, store: TraceStore, api_key: str | None, max_body_bytes: int, body_timeout: float) -> None:
         self.store = store
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
         self._expected = f"Bearer {api_key}".encode() if api_key else None
 
     def authorize(self, request: Request) -> None:
@@ -111,7 +141,7 @@ class _EventsApi:
         return wrapped
 
     async def _body(self, request: Request) -> Any:
-        return await read_json(request, self.max_body_bytes)
+        return await read_json(request, self.max_body_bytes, self.body_timeout)
 
     async def _write(
         self, events: list[dict[str, Any]], sessions: dict[str, dict[str, Any]], updates: list[dict[str, Any]]
@@ -127,14 +157,27 @@ class _EventsApi:
 
     async def create_event(self, request: Request) -> Response:
         body = await self._body(request)
+        if isinstance(body, dict) and "event" not in body and "event_type" in body:
+            body = {"event": body}  # a bare event: POST /v1/events, and honeyhive 1.x's events.create()
         if not isinstance(body, dict) or "event" not in body:
             raise BadRequest('body must be {"event": {...}}')
         event = normalize_event(body["event"])
         await self._write([event], {}, [])
         return _json({"event_id": event["event_id"], "success": True})
 
-    async def create_batch(self, request: Request) -> Response:
-        events, sessions = normalize_batch(await self._body(request))
+    async def create_model_event(self, request: Request) -> Response:
+        body = await self._body(request)
+        if not isinstance(body, dict) or "model_event" not in body:
+            raise BadRequest('body must be {"model_event": {...}}')
+        event = normalize_model_event(body["model_event"])
+        await self._write([event], {}, [])
+        return _json({"event_id": event["event_id"], "success": True})
+
+    async def create_model_batch(self, request: Request) -> Response:
+        return await self.create_batch(request, key="model_events")
+
+    async def create_batch(self, request: Request, key: str = "events") -> Response:
+        events, sessions = normalize_batch(await self._body(request), key)
         await self._write(events, sessions, [])
         response: dict[str, Any] = {"event_ids": [event["event_id"] for event in events], "success": True}
         session_ids = {event["session_id"] for event in events}
@@ -153,21 +196,85 @@ class _EventsApi:
             raise BadRequest('body must be {"session": {...}}')
         props = normalize_session(body["session"])
         await self._write([], {props["session_id"]: props}, [])
-        return _json({"session_id": props["session_id"]})
+        return _json(await run_in_threadpool(self._session_event, props["session_id"]))
+
+    async def get_session(self, request: Request) -> Response:
+        session_id = request.path_params["session_id"]
+        event = await run_in_threadpool(self._session_event, session_id)
+        if event is None:
+            raise ApiError(404, f"Session not found: {session_id}")
+        return _json(event)
+
+    def _session_event(self, session_id: str) -> dict[str, Any] | None:
+        summary = self.store.session(session_id)
+        if summary is None:
+            return None
+        roots = [event["event_id"] for _, _, event in self.store.scan_events({"parent_id": session_id})]
+        aggregates = {
+            "num_events": summary.event_count,
+            "prompt_tokens": summary.prompt_tokens,
+            "completion_tokens": summary.completion_tokens,
+            "total_tokens": summary.total_tokens,
+        }
+        return session_event(
+            summary.properties,
+            start_time=summary.start_time,
+            end_time=summary.end_time,
+            duration=summary.duration_ms,
+            children_ids=roots,
+            project=summary.project,
+            aggregates=aggregates,
+        )
+
+    async def otlp_traces(self, request: Request) -> Response:
+        """OTLP/HTTP traces (HoneyHive's tracers and any OpenTelemetry exporter), answered in the
+        client's encoding: 200 with an ``ExportTraceServiceResponse``, 400 with a ``google.rpc.Status``."""
+        media = require_content_type(request, MEDIA_TYPES)
+        try:
+            data = await read_body(request, self.max_body_bytes, self.body_timeout)
+            result = await off_loop(ingest, data, media, self._store_spans)
+        except (ApiError, BadRequest) as exc:
+            if media != PROTOBUF:
+                raise
+            status, message = (exc.status, exc.message) if isinstance(exc, ApiError) else (400, str(exc))
+            return Response(error_body(message), status_code=status, media_type=PROTOBUF)
+        return Response(success_body(result, media), media_type=media)
+
+    def _store_spans(self, events: list[dict[str, Any]], sessions: dict[str, dict[str, Any]]) -> None:
+        self.store.write([(event, orjson.dumps(event).decode()) for event in events], sessions, [])
+
+    async def export_events(self, request: Request) -> Response:
+        query = parse_export(await self._body(request))
+        events, total = await run_in_threadpool(self._run_query, query)
+        return _json({"events": events, "totalEvents": total})
 
     async def get_events(self, request: Request) -> Response:
         params = request.query_params
-        filters = {name: value for name in _FILTER_PARAMS if (value := params.get(name))}
-        raw_filters = params.get("filters")
-        if raw_filters:
-            filters.update(_parse_filters(raw_filters))
-        limit = _int_param(params.get("limit"), "limit", 1000, 1, _MAX_LIMIT)
-        page = _int_param(params.get("page"), "page", 1, 1, 1_000_000)
-        try:
-            events, total = await run_in_threadpool(self.store.query_events, filters, limit, (page - 1) * limit)
-        except ValueError as exc:
-            raise BadRequest(str(exc)) from None
+        filters = parse_filters(params.get("filters"))
+        shortcuts = [{"field": name, "value": value} for name in _FILTER_PARAMS if (value := params.get(name))]
+        query = EventQuery(
+            filters=parse_filters(shortcuts) + filters,
+            limit=_int_param(params.get("limit"), "limit", 1000, 1, MAX_LIMIT),
+            page=_int_param(params.get("page"), "page", 1, 1, 1_000_000),
+        )
+        events, total = await run_in_threadpool(self._run_query, query)
         return _json({"events": events, "totalEvents": total})
+
+    def _run_query(self, query: EventQuery) -> tuple[list[dict[str, Any]], int]:
+        """The page of events *query* selects (by start time), and how many it selects in all."""
+        indexed = query.indexed()
+        offset = (query.page - 1) * query.limit
+        if len(indexed) == len(query.filters) and query.start_after is None and query.start_before is None:
+            events, total = self.store.query_events(indexed, query.limit, offset)  # SQL does it all
+        else:  # one pass keeping (start, seq) of the matches, then the page's events by seq
+            keys = sorted(
+                (start if start is not None else -1, seq)
+                for seq, start, event in self.store.scan_events(indexed)
+                if query.matches(event)
+            )
+            total = len(keys)
+            events = self.store.events_by_seq([seq for _, seq in keys[offset : offset + query.limit]])
+        return [query.project(event) for event in events], total
 
     async def events_route(self, request: Request) -> Response:
         if request.method == "POST":
@@ -203,25 +310,3 @@ def _int_param(value: str | None, name: str, default: int, low: int, high: int) 
     if not low <= number <= high:
         raise BadRequest(f"{name} must be between {low} and {high}, got {number}")
     return number
-
-
-def _parse_filters(text: str) -> dict[str, str]:
-    """HoneyHive's ``filters``: ``[{"field", "operator": "is", "value"}]`` (JSON) on plain fields."""
-    try:
-        items = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        raise BadRequest("filters must be a JSON array of {field, operator, value}") from None
-    if isinstance(items, dict):
-        items = [items]
-    if not isinstance(items, list):
-        raise BadRequest("filters must be a JSON array of {field, operator, value}")
-    result: dict[str, str] = {}
-    for index, item in enumerate(items):
-        entry = unwrap(item, f"filters[{index}]")
-        field, operator, value = entry.get("field"), entry.get("operator", "is"), entry.get("value")
-        if operator not in ("is", "=", "=="):
-            raise BadRequest(f"filters[{index}].operator {operator!r} is not supported here (only 'is')")
-        if not isinstance(field, str) or not isinstance(value, str):
-            raise BadRequest(f"filters[{index}] needs a string field and value")
-        result[field] = value
-    return result

@@ -7,13 +7,39 @@ import ipaddress
 import signal
 import socket
 import threading
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Final
 
 from ..store import TraceStore
-from ._app import DEFAULT_MAX_BODY_BYTES, create_app
+from ._app import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES, create_app
+from ._guard import HostPolicy
 
-__all__ = ["bind", "is_loopback", "serve"]
+__all__ = ["DEFAULT_HEADER_TIMEOUT", "bind", "connection_limit", "is_loopback", "serve"]
+
+# A request's headers (a few hundred bytes) must arrive within this of the connection or of the
+# previous answer on it; HoneyHive's and OpenTelemetry's clients send them at once.
+DEFAULT_HEADER_TIMEOUT: Final = 10.0
+# Descriptors kept for what is not a client connection: the listening socket, the store's SQLite
+# files (database, WAL, shared memory), stdio, worker threads' files, a margin.
+_RESERVED_DESCRIPTORS: Final = 64
+_MAX_CONNECTIONS: Final = 1000
+# An HTTP message's head (request line and headers) larger than this is refused with 400 by h11
+# (uvicorn's default too; set here so that the limit is ours, not a dependency's).
+_MAX_HEAD_BYTES: Final = 16 * 1024
+# uvicorn's idle keep-alive timeout (its default): a connection with no request in flight is closed.
+_KEEP_ALIVE_SECONDS: Final = 5
+
+
+def connection_limit() -> int:
+    """How many client connections to hold at most: below the process's descriptor limit."""
+    try:
+        import resource
+    except ImportError:  # Windows: no descriptor limit to stay under
+        return _MAX_CONNECTIONS
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return _MAX_CONNECTIONS
+    return max(8, min(_MAX_CONNECTIONS, soft - _RESERVED_DESCRIPTORS))
 
 
 def is_loopback(host: str) -> bool:
@@ -48,11 +74,19 @@ def serve(
     port: int = 8787,
     api_key: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    allowed_hosts: Sequence[str] = (),
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
     access_log: bool = False,
     ready: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve until SIGINT/SIGTERM. *ready* is called with the base URL once connections are accepted."""
+    """Serve until SIGINT/SIGTERM. *ready* is called with the base URL once connections are accepted.
+
+    *allowed_hosts*: ``Host`` names answered besides localhost and the bound address (``*``: any).
+    """
     import uvicorn
+
+    from ._protocol import guarded_protocol
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager
@@ -72,12 +106,25 @@ def serve(
 
     store = TraceStore(store_path)
     try:
-        app = create_app(store, api_key=api_key, max_body_bytes=max_body_bytes)
         sock = bind(host, port)
         bound_host, bound_port = sock.getsockname()[:2]
         shown = f"[{bound_host}]" if ":" in str(bound_host) else str(bound_host)
+        app = create_app(
+            store,
+            api_key=api_key,
+            max_body_bytes=max_body_bytes,
+            body_timeout=body_timeout,
+            hosts=HostPolicy(str(bound_host), allowed_hosts),
+        )
+        max_connections = connection_limit()
         config = uvicorn.Config(
             app,
+            http=guarded_protocol(max_connections, header_timeout),
+            # The protocol keeps connections at max_connections by closing idle ones, so uvicorn's
+            # own cap (503 once connections or requests in flight reach it) is only a backstop.
+            limit_concurrency=max_connections + 1,
+            timeout_keep_alive=_KEEP_ALIVE_SECONDS,
+            h11_max_incomplete_event_size=_MAX_HEAD_BYTES,
             log_level="info" if access_log else "warning",
             access_log=access_log,
             lifespan="off",

@@ -20,8 +20,10 @@ __all__ = [
     "BadRequest",
     "normalize_batch",
     "normalize_event",
+    "normalize_model_event",
     "normalize_session",
     "normalize_update",
+    "session_event",
     "session_from_event",
     "unwrap",
 ]
@@ -33,6 +35,10 @@ _TEXT_FIELDS: Final = ("event_name", "source", "project")
 _UPDATE_FIELDS: Final = _schema.UPDATE_FIELDS | {"children_ids"}
 _MAX_ID: Final = 256
 _MAX_EVENTS: Final = 100_000
+# Times and durations are milliseconds; beyond 2**53 a number is no longer exact as a double (what
+# JSON clients hold) and past SQLite's 64-bit INTEGER far sooner than that matters: 2**53 ms is
+# 285,000 years. Out of range is a client bug, answered 400 naming the field.
+MAX_MS: Final = float(2**53)
 
 
 class BadRequest(ValueError):
@@ -70,6 +76,7 @@ def _number(value: Any, where: str) -> float | None:
         isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
         f"{where} must be a number (epoch milliseconds / milliseconds)",
     )
+    _require(-MAX_MS <= value <= MAX_MS, f"{where} is out of range (at most 2**53 milliseconds): {value!r}")
     return float(value)
 
 
@@ -181,12 +188,14 @@ def normalize_session(value: Any, where: str = "session") -> dict[str, Any]:
     return props
 
 
-def normalize_batch(body: Any) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
-    """``POST /events/batch``: the events, and session properties by session id."""
+def normalize_batch(body: Any, key: str = "events") -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """``POST /events/batch``: the events, and session properties by session id.
+    ``key="model_events"``: ``POST /events/model/batch``, model events as ``/events/model`` takes them."""
     _require(isinstance(body, dict), "body must be a JSON object")
-    events = body.get("events")
-    _require(isinstance(events, list) and bool(events), "events must be a non-empty array")
-    _require(len(events) <= _MAX_EVENTS, f"events must hold at most {_MAX_EVENTS} events")
+    events = body.get(key)
+    _require(isinstance(events, list) and bool(events), f"{key} must be a non-empty array")
+    _require(len(events) <= _MAX_EVENTS, f"{key} must hold at most {_MAX_EVENTS} events")
+    normalize = normalize_model_event if key == "model_events" else normalize_event
     single = body.get("is_single_session", body.get("single_session", False))
     _require(isinstance(single, bool), "is_single_session must be a boolean")
     raw_props = body.get("session_properties", body.get("session"))
@@ -199,8 +208,8 @@ def normalize_batch(body: Any) -> tuple[list[dict[str, Any]], dict[str, dict[str
     shared: str | None = None
     if single:
         first = events[0].get("session_id") if isinstance(events[0], dict) else None
-        shared = given or _id(first, "events[0].session_id") or _new_id()
-    normalized = [normalize_event(event, f"events[{index}]", session_id=shared) for index, event in enumerate(events)]
+        shared = given or _id(first, f"{key}[0].session_id") or _new_id()
+    normalized = [normalize(event, f"{key}[{index}]", session_id=shared) for index, event in enumerate(events)]
     sessions: dict[str, dict[str, Any]] = {}
     if props is not None:
         sid = shared or given or normalized[0]["session_id"]
@@ -229,3 +238,94 @@ def normalize_update(body: Any) -> dict[str, Any]:
         "children_ids must be an array of strings",
     )
     return update
+
+
+# ``POST /events/model``: HoneyHive's model-event fields, and where its legacy route stores them.
+_MODEL_CONFIG_FIELDS: Final = ("model", "provider", "template", "tools", "tool_choice", "response_format")
+_EVENT_FIELDS: Final = frozenset(
+    {*_ID_FIELDS, *_TEXT_FIELDS, *BUCKETS, "event_type", "error", "children_ids", "start_time", "end_time", "duration"}
+)
+
+
+def normalize_model_event(value: Any, where: str = "model_event", *, session_id: str | None = None) -> dict[str, Any]:
+    """A model event (``model, provider, messages, response, usage, cost, hyperparameters, …``) as
+    a wire-shape ``model`` event: ``config`` gets model, provider, hyperparameters, template, tools;
+    ``inputs.chat_history`` the messages (``template_inputs`` the other inputs); ``outputs`` the
+    response; ``metadata`` the usage counts, the cost and any field HoneyHive does not define."""
+    source = unwrap(value, where)
+    event: dict[str, Any] = {"event_type": "model"}
+    config: dict[str, Any] = {}
+    inputs: dict[str, Any] = {}
+    metadata: dict[str, Any] = {}
+    for name, item in source.items():
+        if item is None:
+            continue
+        if name in _MODEL_CONFIG_FIELDS:
+            config[name] = item
+        elif name == "hyperparameters":
+            config.update(_bucket(item, f"{where}.hyperparameters"))
+        elif name == "messages":
+            _require(isinstance(item, list), f"{where}.messages must be an array of messages")
+            inputs["chat_history"] = item
+        elif name == "template_inputs":
+            inputs.update(_bucket(item, f"{where}.template_inputs"))
+        elif name == "response":
+            event["outputs"] = _bucket(item, f"{where}.response")
+        elif name == "usage":
+            metadata.update(_bucket(item, f"{where}.usage"))
+        elif name == "cost":
+            _number(item, f"{where}.cost")
+            metadata["cost"] = item
+        elif name == "event_type":
+            _require(item == "model", f"{where}.event_type must be model")
+        elif name in _EVENT_FIELDS:
+            event[name] = item
+        else:
+            metadata[name] = item
+    for bucket, extra in (("config", config), ("inputs", inputs), ("metadata", metadata)):
+        if extra:
+            given = _bucket(event.get(bucket), f"{where}.{bucket}")
+            event[bucket] = {**extra, **given}
+    return normalize_event(event, where, session_id=session_id)
+
+
+#: What ``/session/start`` and ``GET /session/{id}`` name the organization, workspace and (without
+#: a project name) project: HoneyHive's 1.x client requires these ids; a local store has none.
+LOCAL_ID: Final = "local"
+
+
+def session_event(
+    props: Mapping[str, Any],
+    *,
+    start_time: int,
+    end_time: int | None,
+    duration: float | None,
+    children_ids: list[str],
+    project: str | None,
+    aggregates: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A session as HoneyHive answers it: an ``event_type: "session"`` event whose id is the
+    session id, with the org/workspace/project ids HoneyHive's 1.x client requires."""
+    session_id = str(props["session_id"])
+    event: dict[str, Any] = {
+        "event_id": session_id,
+        "session_id": session_id,
+        "parent_id": None,
+        "children_ids": children_ids,
+        "event_type": "session",
+        "event_name": props.get("session_name") or "unknown",
+        "source": props.get("source") or "unknown",
+        "error": props.get("error"),
+        "start_time": start_time,
+        "end_time": end_time if end_time is not None else start_time,
+        "duration": duration if duration is not None else 0.0,
+        "org_id": LOCAL_ID,
+        "workspace_id": LOCAL_ID,
+        "project_id": project or LOCAL_ID,
+    }
+    for name in BUCKETS:
+        value = props.get(name)
+        event[name] = dict(value) if isinstance(value, dict) else {}
+    if aggregates:
+        event["metadata"] = {**aggregates, **event["metadata"]}
+    return event

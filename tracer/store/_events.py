@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -30,15 +31,26 @@ EventColumns = tuple[
 ]  # fmt: skip
 
 
+# SQLite's INTEGER is 64-bit: a larger number in an indexed column would fail the whole write
+# (OverflowError), so a column gets NULL instead; the event's JSON keeps the value as sent.
+_INT64_MAX: Final = 2**63 - 1
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any double
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _int(value: Any) -> int | None:
     number = _number(value)
-    return None if number is None or number != number else int(number)
+    if number is None or not -_INT64_MAX <= number <= _INT64_MAX:
+        return None
+    return int(number)
 
 
 def _text(value: Any) -> str | None:
@@ -108,7 +120,27 @@ def merge_update(event: dict[str, Any], update: Mapping[str, Any]) -> dict[str, 
         else:  # not an event field: kept where HoneyHive keeps unknown attributes
             metadata = event.get("metadata")
             event["metadata"] = {**(metadata if isinstance(metadata, dict) else {}), name: value}
+    _keep_times_consistent(event, update)
     return event
+
+
+def _keep_times_consistent(event: dict[str, Any], update: Mapping[str, Any]) -> None:
+    """After an update of ``duration`` or ``end_time``, move the other so that
+    ``end_time - start_time == duration`` (within the rounding of ``end_time`` to a millisecond).
+    ``duration`` wins when both are given: this library measures it with a monotonic clock."""
+    start = _number(event.get("start_time"))
+    if start is None:
+        return
+    duration = _number(update.get("duration"))
+    end = _number(update.get("end_time"))
+    if duration is not None:
+        moved = _int(start + duration)
+        if moved is not None:
+            event["end_time"] = moved
+    elif end is not None:
+        end = max(end, start)
+        event["end_time"] = _int(end)
+        event["duration"] = end - start
 
 
 def merge_session_properties(current: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:

@@ -240,6 +240,31 @@ def query_events(
     return [orjson.loads(row[0]) for row in rows], total
 
 
+def matching_page(
+    db: sqlite3.Connection, filters: Mapping[str, str], after: int, page: int
+) -> list[tuple[int, int | None, dict[str, Any]]]:
+    """Up to *page* events' (seq, start time, event with updates merged) whose columns equal
+    *filters* (checked by ``check_filters``), after arrival number *after*, in arrival order."""
+    where = "".join(f" AND {name} = ?" for name in sorted(filters))
+    params = [filters[name] for name in sorted(filters)]
+    rows = db.execute(
+        f"SELECT seq, start_time, coalesce(current, raw) FROM events WHERE seq > ?{where} ORDER BY seq LIMIT ?",
+        (after, *params, page),
+    ).fetchall()
+    return [(int(seq), start, orjson.loads(text)) for seq, start, text in rows]
+
+
+def events_by_seq(db: sqlite3.Connection, seqs: Sequence[int]) -> list[dict[str, Any]]:
+    """The events with these arrival numbers, in the order given (missing ones left out)."""
+    found: dict[int, dict[str, Any]] = {}
+    for chunk in chunks(seqs):
+        for seq, text in db.execute(
+            f"SELECT seq, coalesce(current, raw) FROM events WHERE seq IN ({placeholders(len(chunk))})", tuple(chunk)
+        ):
+            found[seq] = orjson.loads(text)
+    return [found[seq] for seq in seqs if seq in found]
+
+
 def count_events(db: sqlite3.Connection, session_ids: Sequence[str] | None) -> int:
     if session_ids is None:
         return int(db.execute("SELECT count(*) FROM events").fetchone()[0])

@@ -181,6 +181,28 @@ class TraceStore:
         with self._transaction(write=False) as db:
             return _reads.query_events(db, filters, limit, offset)
 
+    def scan_events(
+        self, filters: Mapping[str, str] | None = None, page: int = 1000
+    ) -> Iterator[tuple[int, int | None, dict[str, Any]]]:
+        """``(seq, start_time, event)`` of every event whose columns equal *filters*, in arrival
+        order, read in pages (no lock held between): for queries the columns cannot answer."""
+        filters = filters or {}
+        _reads.check_filters(filters)
+        cursor = 0
+        while True:
+            with self._transaction(write=False) as db:
+                rows = _reads.matching_page(db, filters, cursor, page)
+            if not rows:
+                return
+            for seq, start, event in rows:
+                cursor = seq
+                yield seq, start, event
+
+    def events_by_seq(self, seqs: Sequence[int]) -> list[dict[str, Any]]:
+        """The events with these arrival numbers, in the order given (missing ones left out)."""
+        with self._transaction(write=False) as db:
+            return _reads.events_by_seq(db, seqs)
+
     def count_events(self, session_ids: Sequence[str] | None = None) -> int:
         with self._transaction(write=False) as db:
             return _reads.count_events(db, session_ids)

@@ -12,6 +12,7 @@ Every function here runs inside a write transaction the caller holds (``TraceSto
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -22,6 +23,11 @@ from ._events import event_columns, merge_session_properties, merge_update
 from ._sql import chunks, now_ms, placeholders
 
 __all__ = ["PreparedEvents", "prepare_events", "upsert_sessions", "write_prepared"]
+
+logger = logging.getLogger("tracer")
+
+# updates.applied: 0 while its target is not stored, 1 once merged, this when it cannot be merged.
+_UNAPPLIABLE: Final = 2
 
 _INSERT_EVENT: Final = """
 INSERT OR IGNORE INTO events (
@@ -153,11 +159,27 @@ def upsert_sessions(
 
 def _record_update(db: sqlite3.Connection, update: Mapping[str, Any], now: int) -> None:
     target = str(update["event_id"])
-    applied = _apply(db, target, update, now)
+    applied = _apply_isolated(db, target, update, now)
     db.execute(
         "INSERT INTO updates (event_id, body, applied, stored_at) VALUES (?, ?, ?, ?)",
-        (target, orjson.dumps(dict(update)).decode(), int(applied), now),
+        (target, orjson.dumps(dict(update)).decode(), applied, now),
     )
+
+
+def _apply_isolated(db: sqlite3.Connection, target: str, update: Mapping[str, Any], now: int) -> int:
+    """``_apply`` in a savepoint: an update that cannot be merged (one stored by an older version
+    with a number SQLite cannot hold, say) is set aside as ``_UNAPPLIABLE`` instead of failing the
+    write it came with, and every later write of its event."""
+    db.execute("SAVEPOINT apply_update")
+    try:
+        applied = _apply(db, target, update, now)
+    except (sqlite3.Error, OverflowError, ValueError, TypeError, orjson.JSONDecodeError) as exc:
+        db.execute("ROLLBACK TO apply_update")
+        db.execute("RELEASE apply_update")
+        logger.warning("tracer: an update of %s cannot be applied and is set aside: %s", target, exc)
+        return _UNAPPLIABLE
+    db.execute("RELEASE apply_update")
+    return int(applied)
 
 
 def _apply(db: sqlite3.Connection, target: str, update: Mapping[str, Any], now: int) -> bool:
@@ -201,8 +223,13 @@ def _apply_pending(db: sqlite3.Connection, targets: Sequence[str]) -> None:
             )
         )
     for seq, target, body in sorted(pending):
-        if _apply(db, target, orjson.loads(body), now):
-            db.execute("UPDATE updates SET applied = 1 WHERE seq = ?", (seq,))
+        try:
+            update = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            update = None
+        applied = _apply_isolated(db, target, update, now) if isinstance(update, dict) else _UNAPPLIABLE
+        if applied:
+            db.execute("UPDATE updates SET applied = ? WHERE seq = ?", (applied, seq))
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -210,6 +237,6 @@ def _str_or_none(value: Any) -> str | None:
 
 
 def _as_ms(value: Any, default: int | None) -> Any:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not -(2**63) < value < 2**63:
+        return default  # NaN, infinities and numbers SQLite's INTEGER cannot hold
     return int(value)
