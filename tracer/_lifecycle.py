@@ -6,8 +6,10 @@ was still happening is recorded and delivered:
 1. end open LLM streams (``process_exit``, with what they received so far: they were registered
    by ``integrations._stream`` through ``track``);
 2. end the spans of suspended generators (a generator never run to the end);
-3. end every other open span (a daemon thread inside ``with tracer.span()``, a task never awaited
-   to the end), innermost first, so that parents still list their children;
+3. end every other open span (a daemon thread inside ``with tracer.span()`` or a traced function,
+   a task never awaited to the end), innermost first, so that parents still list their children;
+   a traced function's span is found on its thread's stack (``_decorators.running_call_spans``),
+   the others in their recorder's ``open_spans``;
 4. drain: each tracer's ``shutdown(exit_timeout)`` delivers what is queued.
 
 Daemon threads, the delivery worker among them, still run while ``atexit`` handlers do.
