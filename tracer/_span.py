@@ -97,7 +97,8 @@ class Recorder:
         self.sample_rate = 1.0
         self.source = "dev"
         self.hand_on: Callable[[Item, Session], None] = _nowhere
-        # Every open span by id (added by Span.__init__, removed by Span.end): ended at exit.
+        # Every open span by id (added by Span.__init__, removed by Span.end; a traced function's
+        # own span is not listed, see Span): what the exit handler ends.
         self.open_spans: dict[int, Span] = {} if track_open else _Discard()
         # Spans of generators that are mid-iteration, with how to end them (at interpreter exit).
         self.open_generators: weakref.WeakKeyDictionary[Span, Callable[[Span, str], None]] = weakref.WeakKeyDictionary()

@@ -122,7 +122,6 @@ class Tracer:
         with self._lock:
             old: Processor | None = getattr(self, "_processor", None)
             self.config = config
-            self._limits = limits
             self._sanitizer = sanitizer
             self._stats = stats
             self._processor: Processor = processor
