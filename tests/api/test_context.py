@@ -338,3 +338,31 @@ def test_bind_context_binds_iterators_and_forwards_close(rec: Recorder) -> None:
     assert seen == ["handler"] * 4 + ["handler"] + ["handler"] * 3
     assert partial.closed_under == "handler" and chunks.closed_under == "never"
     assert current_span_var.get() is None
+
+
+def test_a_child_still_running_when_its_parent_ends_is_listed_but_one_started_after_is_not(rec: Recorder) -> None:
+    t = rec.tracer
+    started, parent_ended = threading.Event(), threading.Event()
+
+    def slow_child() -> None:
+        with t.span("slow-child"):
+            started.set()
+            parent_ended.wait(10)  # still running when its parent ends
+
+    def late_child() -> None:
+        with t.span("late-child"):
+            pass
+
+    with t.span("parent"):
+        worker = threading.Thread(target=t.bind_context(slow_child))
+        worker.start()
+        assert started.wait(10)
+        late = t.bind_context(late_child)  # called after the parent ended
+    parent_ended.set()
+    worker.join(10)
+    late()
+    parent, slow, after = rec.by_name("parent"), rec.by_name("slow-child"), rec.by_name("late-child")
+    assert slow["parent_id"] == after["parent_id"] == parent["event_id"]
+    assert parent["children_ids"] == [slow["event_id"]]  # started before the parent ended
+    assert parent["event_type"] == "chain"
+    assert slow["end_time"] >= parent["end_time"]
