@@ -14,7 +14,10 @@ import tracer
 from tracer import InMemoryExporter, Tracer
 
 _TRACER_ENV = [
-    name for name in os.environ if name.startswith(("TRACER_", "HH_")) and name != "TRACER_RAISE_INTERNAL_ERRORS"
+    name
+    for name in os.environ
+    if name.startswith(("TRACER_", "HH_", "OTEL_EXPORTER_OTLP_", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"))
+    and name != "TRACER_RAISE_INTERNAL_ERRORS"
 ]
 for _name in _TRACER_ENV:  # the developer's own settings must not leak into the tests
     del os.environ[_name]

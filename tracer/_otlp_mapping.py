@@ -55,6 +55,7 @@ __all__ = [
     "SpanEvent",
     "event_id_for",
     "event_to_span",
+    "gen_ai_attributes",
     "span_id_for",
     "span_to_event",
     "trace_id_for",
@@ -125,6 +126,10 @@ _GEN_AI_CONFIG: Final = {
 }
 _TOKEN_KEYS: Final = {
     "gen_ai.usage.input_tokens": "prompt_tokens",
+    "gen_ai.usage.cache_read.input_tokens": "cache_read_input_tokens",
+    "gen_ai.usage.cache_write.input_tokens": "cache_creation_input_tokens",
+    "gen_ai.usage.cache_creation.input_tokens": "cache_creation_input_tokens",
+    "gen_ai.usage.reasoning.output_tokens": "reasoning_tokens",
     "gen_ai.usage.prompt_tokens": "prompt_tokens",
     "gen_ai.usage.output_tokens": "completion_tokens",
     "gen_ai.usage.completion_tokens": "completion_tokens",
@@ -168,6 +173,11 @@ class Span:
     status_message: str = ""
     resource: dict[str, Any] = dataclasses.field(default_factory=dict)
     scope_name: str = ""
+
+
+def _default_kind(event_type: str) -> int:
+    """CLIENT for a model event (a call to a provider), INTERNAL for the others."""
+    return SPAN_KIND_CLIENT if event_type == "model" else SPAN_KIND_INTERNAL
 
 
 # -- ids -------------------------------------------------------------------------------------------
@@ -317,12 +327,30 @@ def _model_fields(span: Span, event: dict[str, Any], used: set[str], used_events
             counted = True
             metadata.setdefault(name, attributes[key])
     prompt, completion = metadata.get("prompt_tokens"), metadata.get("completion_tokens")
-    if counted and "total_tokens" not in metadata and isinstance(prompt, int) and isinstance(completion, int):
+    # A span carrying HoneyHive's metadata whole (this library's exporter) said what it had: add nothing.
+    whole_metadata = "honeyhive_metadata" in attributes
+    if (
+        counted
+        and not whole_metadata
+        and "total_tokens" not in metadata
+        and isinstance(prompt, int)
+        and isinstance(completion, int)
+    ):
         metadata["total_tokens"] = prompt + completion  # as HoneyHive computes it when missing
     if "gen_ai.response.model" in attributes:
         used.add("gen_ai.response.model")
         metadata.setdefault("response_model", attributes["gen_ai.response.model"])
         config.setdefault("model", attributes["gen_ai.response.model"])
+    if "gen_ai.response.id" in attributes:
+        used.add("gen_ai.response.id")
+        metadata.setdefault("response_id", attributes["gen_ai.response.id"])
+    if "gen_ai.response.time_to_first_chunk" in attributes:
+        used.add("gen_ai.response.time_to_first_chunk")
+        seconds = attributes["gen_ai.response.time_to_first_chunk"]
+        if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
+            event["metrics"].setdefault("time_to_first_token_ms", seconds * 1000)
+    if _GEN_AI_OPERATIONS.get(str(attributes.get("gen_ai.operation.name"))) == event["event_type"]:
+        used.add("gen_ai.operation.name")  # it said what the event type already says
     history: list[Any] = []
     if "gen_ai.system_instructions" in attributes:
         used.add("gen_ai.system_instructions")
@@ -489,7 +517,7 @@ def span_to_event(span: Span) -> tuple[dict[str, Any], dict[str, Any]]:
         metadata.setdefault("otel.trace_id", span.trace_id)
     if span.span_id != span_id_for(event_id):
         metadata.setdefault("otel.span_id", span.span_id)
-    if span.kind != SPAN_KIND_INTERNAL:
+    if span.kind != _default_kind(event_type):
         metadata.setdefault("otel.span_kind", span.kind)
     if span.scope_name:
         metadata.setdefault("otel.scope", span.scope_name)
@@ -523,13 +551,121 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
         out[prefix] = value
 
 
+# Event fields → GenAI semantic-convention attributes (the OTLP exporter's view of a model event).
+# Each is written only from the field span_to_event reads it back into, so a round trip adds nothing.
+_CONFIG_GEN_AI: Final = {
+    "model": "gen_ai.request.model",
+    "provider": "gen_ai.provider.name",
+    "temperature": "gen_ai.request.temperature",
+    "max_tokens": "gen_ai.request.max_tokens",
+    "top_p": "gen_ai.request.top_p",
+    "top_k": "gen_ai.request.top_k",
+    "frequency_penalty": "gen_ai.request.frequency_penalty",
+    "presence_penalty": "gen_ai.request.presence_penalty",
+    "stop_sequences": "gen_ai.request.stop_sequences",
+    "seed": "gen_ai.request.seed",
+}
+_METADATA_GEN_AI: Final = {
+    "prompt_tokens": "gen_ai.usage.input_tokens",
+    "completion_tokens": "gen_ai.usage.output_tokens",
+    "cache_read_input_tokens": "gen_ai.usage.cache_read.input_tokens",
+    "cache_creation_input_tokens": "gen_ai.usage.cache_write.input_tokens",
+    "reasoning_tokens": "gen_ai.usage.reasoning.output_tokens",
+    "response_id": "gen_ai.response.id",
+}
+
+
+def _attribute_value(value: Any) -> Any:
+    """An attribute value OTLP can carry: scalars and homogeneous scalar arrays as they are, else JSON."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+        return value
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _genai_message(message: Any) -> Any:
+    """HoneyHive's ``{role, content, tool_calls}`` as a GenAI ``{role, parts}`` message."""
+    if not isinstance(message, dict):
+        return message
+    parts: list[dict[str, Any]] = []
+    content = message.get("content")
+    if isinstance(content, str):
+        parts.append({"type": "text", "content": content})
+    elif content is not None:
+        parts.append({"type": "text", "content": orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS).decode()})
+    for call in message.get("tool_calls") or []:
+        if isinstance(call, dict):
+            function = _bucket(call, "function")
+            parts.append(
+                {
+                    "type": "tool_call",
+                    "id": call.get("id"),
+                    "name": function.get("name"),
+                    "arguments": function.get("arguments"),
+                }
+            )
+    return {"role": message.get("role", "user"), "parts": parts}
+
+
+def _bucket(event: Mapping[str, Any], name: str) -> dict[str, Any]:
+    value = event.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def gen_ai_attributes(event: Mapping[str, Any], *, content: bool = True) -> dict[str, Any]:
+    """The OpenTelemetry GenAI semantic-convention attributes of a ``model`` event (empty for others).
+
+    *content*: include ``gen_ai.input.messages`` / ``gen_ai.output.messages`` (the prompt and the
+    completion; off when content capture is off).
+    """
+    if event.get("event_type") != "model":
+        return {}
+    config, metadata, outputs, inputs, metrics = (
+        _bucket(event, name) for name in ("config", "metadata", "outputs", "inputs", "metrics")
+    )
+    attributes: dict[str, Any] = {"gen_ai.operation.name": "chat"}
+    for name, key in _CONFIG_GEN_AI.items():
+        value = config.get(name)
+        if value is not None:
+            attributes[key] = _attribute_value(value)
+    for name, key in _METADATA_GEN_AI.items():
+        value = metadata.get(name)
+        if value is not None:
+            attributes[key] = _attribute_value(value)
+    if metadata.get("response_model") is not None and config.get("model") is not None:
+        attributes["gen_ai.response.model"] = _attribute_value(metadata["response_model"])
+    reason = outputs.get("finish_reason")
+    if isinstance(reason, str):
+        attributes["gen_ai.response.finish_reasons"] = [reason]
+    ttft = metrics.get("time_to_first_token_ms")
+    if isinstance(ttft, (int, float)) and not isinstance(ttft, bool):
+        attributes["gen_ai.response.time_to_first_chunk"] = ttft / 1000
+    if content:
+        history = inputs.get("chat_history")
+        if isinstance(history, list) and history:
+            attributes["gen_ai.input.messages"] = _attribute_value([_genai_message(m) for m in history])
+        if outputs:
+            output = {key: value for key, value in outputs.items() if key not in ("finish_reason", "choices")}
+            message = _genai_message({"role": "assistant", **output})
+            if isinstance(message, dict) and isinstance(reason, str):
+                message["finish_reason"] = reason
+            attributes["gen_ai.output.messages"] = _attribute_value([message])
+    return attributes
+
+
 def event_to_span(
-    event: Mapping[str, Any], *, session: Mapping[str, Any] | None = None, resource: Mapping[str, Any] | None = None
+    event: Mapping[str, Any],
+    *,
+    session: Mapping[str, Any] | None = None,
+    resource: Mapping[str, Any] | None = None,
+    json_buckets: bool = False,
 ) -> Span:
     """The span an OTLP exporter sends for a (wire-shape) event, which ``span_to_event`` maps back.
 
-    Buckets become ``honeyhive_<bucket>.<dotted key>`` attributes; the ids, type, name, session,
-    source and project become HoneyHive's attributes; ``error`` an ERROR status and
+    Buckets become ``honeyhive_<bucket>.<dotted key>`` attributes (with *json_buckets*: one
+    ``honeyhive_<bucket>`` attribute per bucket, its JSON, as the OTLP exporter sends them); the
+    ids, type, name, session, source and project become HoneyHive's attributes; ``error`` an ERROR status and
     ``honeyhive_error``. Metadata that ``span_to_event`` added about a span becomes that span again,
     and metadata keys with a dot (attributes it kept as they came) become those attributes again.
     """
@@ -574,7 +710,9 @@ def event_to_span(
                     del shown[key]
                 elif "." in key:  # an attribute span_to_event kept as it came (``http.method``): as it came
                     _flatten(key, shown.pop(key), attributes)
-        if shown:
+        if shown and json_buckets:
+            attributes[f"honeyhive_{name}"] = orjson.dumps(shown, option=orjson.OPT_NON_STR_KEYS).decode()
+        elif shown:
             _flatten(f"honeyhive_{name}", shown, attributes)
     start_ms = event.get("start_time")
     start = int(start_ms * 1_000_000) if isinstance(start_ms, (int, float)) else 0
@@ -594,7 +732,7 @@ def event_to_span(
         span_id=str(span_id),
         parent_span_id=parent_span_id,
         name=str(event.get("event_name") or "unknown"),
-        kind=int(metadata.get("otel.span_kind", SPAN_KIND_INTERNAL)),
+        kind=int(metadata.get("otel.span_kind", _default_kind(str(event.get("event_type"))))),
         start_time_unix_nano=start,
         end_time_unix_nano=max(end, start),
         attributes=attributes,

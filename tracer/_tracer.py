@@ -171,8 +171,9 @@ class Tracer:
             report_internal_error("instrumenting LLM clients", exc)
 
     def _default_exporters(self, config: Config) -> list[Exporter]:
-        """With an API key: the HoneyHive exporter (plus the local store if ``store`` is set);
-        without one: the local store, ``./.tracer/traces.db`` by default, announced once on stderr."""
+        """With an API key: the HoneyHive exporter; with ``OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT``: the
+        OTLP exporter (both when both are set; plus the local store if ``store`` is set);
+        with neither: the local store, ``./.tracer/traces.db`` by default, announced once on stderr."""
         exporters: list[Exporter] = []
         if config.api_key:
             from .exporters.honeyhive import HoneyHiveExporter
@@ -187,8 +188,13 @@ class Tracer:
                     project=config.project,
                 )
             )
-            if config.store is None:
-                return exporters
+        from .exporters.otlp import otlp_exporter_from_env
+
+        otlp = otlp_exporter_from_env(os.environ, config.project, config.export_timeout)
+        if otlp is not None:
+            exporters.append(otlp)
+        if exporters and config.store is None:
+            return exporters
         from .store import SQLiteExporter, announce
 
         local = SQLiteExporter(config.store)
@@ -198,7 +204,7 @@ class Tracer:
         return exporters
 
     def _spools(self, config: Config, exporters: list[Exporter]) -> list[Spool | None]:
-        """A spool for each exporter that can fail transiently (HoneyHive-compatible ones), or None.
+        """A spool for each exporter that can fail transiently (HoneyHive-compatible and OTLP ones), or None.
 
         The first gets the ``spool`` path itself (``./.tracer/spool.db`` by default); any other
         one the same path with its position in the list, so that each spool is replayed only to
@@ -207,13 +213,14 @@ class Tracer:
         if config.spool is False:
             return [None] * len(exporters)
         from .exporters.honeyhive import HoneyHiveExporter
+        from .exporters.otlp import OTLPExporter
         from .store.spool import SQLiteSpool, default_spool_path
 
         path = default_spool_path(None if config.spool is True else config.spool)
         spools: list[Spool | None] = []
         count = 0
         for exporter in exporters:
-            if not isinstance(exporter, HoneyHiveExporter):
+            if not isinstance(exporter, (HoneyHiveExporter, OTLPExporter)):
                 spools.append(None)
                 continue
             root, ext = os.path.splitext(path)

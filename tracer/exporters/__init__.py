@@ -11,6 +11,7 @@ from .memory import InMemoryExporter
 
 if TYPE_CHECKING:
     from .honeyhive import HoneyHiveExporter
+    from .otlp import OTLPExporter
 
 __all__ = [
     "Batch",
@@ -20,6 +21,7 @@ __all__ = [
     "HoneyHiveExporter",
     "InMemoryExporter",
     "JSONLExporter",
+    "OTLPExporter",
 ]
 
 
@@ -29,4 +31,8 @@ def __getattr__(name: str) -> Any:
         from .honeyhive import HoneyHiveExporter
 
         return HoneyHiveExporter
+    if name == "OTLPExporter":
+        from .otlp import OTLPExporter
+
+        return OTLPExporter
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
