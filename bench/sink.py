@@ -117,6 +117,17 @@ class Sink:
                 return 400, orjson.dumps({"message": str(exc)})
             counts["events"] += len(batch.events)
             return 200, orjson.dumps({"event_ids": [event.event_id for event in batch.events], "success": True})
+        if (
+            method == "POST"
+            and path == "/v1/traces"
+            and headers.get("content-type", "").startswith("application/x-protobuf")
+        ):
+            from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+            request = ExportTraceServiceRequest()
+            request.ParseFromString(body)  # the official classes decode it, as a collector would
+            counts["otlp_spans"] += sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
+            return 200, b""
         try:
             data = orjson.loads(body) if body else None
         except orjson.JSONDecodeError:

@@ -64,11 +64,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from overhead import CTX, Q, _chain  # the workload of bench/overhead.py
 from sink import SinkProcess
 
-VARIANTS = ("tracer", "tracer-serial", "tracer-default-queue", "tracer-outage", "otel")
-DEFAULT_VARIANTS = ("tracer", "tracer-default-queue", "otel")
+VARIANTS = (
+    "tracer",
+    "tracer-serial",
+    "tracer-default-queue",
+    "tracer-outage",
+    "tracer-otlp",
+    "tracer-otlp-json",
+    "otel",
+)
+DEFAULT_VARIANTS = ("tracer", "tracer-default-queue", "tracer-otlp", "otel")
 # events/s the tracer variant must deliver, by the sink's latency in ms
 TARGETS = {0.0: 100_000, 20.0: 80_000, 100.0: 20_000}
 WARMUP_CALLS = 2000
+_OTLP_VARIANTS = ("otel", "tracer-otlp", "tracer-otlp-json")
 
 
 def _sink_call(control: str, method: str, path: str) -> dict[str, Any]:
@@ -84,7 +93,7 @@ def _sink_call(control: str, method: str, path: str) -> dict[str, Any]:
 
 
 def _tracer_variant(
-    url: str, queue_size: int | None, queue_bytes: int | None, max_in_flight: int | None
+    url: str, queue_size: int | None, queue_bytes: int | None, max_in_flight: int | None, protocol: str | None = None
 ) -> tuple[Callable[[Any], Any], Callable[[], bool], Any]:
     import tempfile
 
@@ -98,6 +107,16 @@ def _tracer_variant(
         options["max_queue_size"] = queue_size
     if queue_bytes is not None:
         options["max_queue_bytes"] = queue_bytes
+    if protocol is not None:  # OTLPExporter to the sink's /v1/traces instead of the HoneyHive API
+        from tracer.exporters import OTLPExporter
+
+        options.pop("gzip")
+        options.pop("max_in_flight", None)
+        exporter = OTLPExporter(f"{url}/v1/traces", protocol=protocol, compression="gzip")
+        ours = tracer.Tracer(
+            exporter=exporter, project="bench", session_name="bench-throughput", exit_timeout=60, **options
+        )
+        return ours.trace, lambda: ours.flush(600), ours
     ours = tracer.Tracer(
         api_key="k", server_url=url, project="bench", session_name="bench-throughput", exit_timeout=60, **options
     )
@@ -276,6 +295,10 @@ def run_child(
         decorate, flush, handle = _tracer_variant(url, queue_size, queue_bytes, 1)
     elif variant == "tracer-default-queue":
         decorate, flush, handle = _tracer_variant(url, None, None, max_in_flight)
+    elif variant == "tracer-otlp":
+        decorate, flush, handle = _tracer_variant(url, queue_size, queue_bytes, None, "http/protobuf")
+    elif variant == "tracer-otlp-json":
+        decorate, flush, handle = _tracer_variant(url, queue_size, queue_bytes, None, "http/json")
     elif variant == "otel":
         decorate, flush, handle = _otel_variant(url, queue_size)
     else:
@@ -406,7 +429,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         print(header)
     for row in results:
         sink_counts = row["sink"]
-        received = sink_counts["otlp_spans"] if row["variant"] == "otel" else sink_counts["events"]
+        received = sink_counts["otlp_spans"] if row["variant"] in _OTLP_VARIANTS else sink_counts["events"]
         total = row["create_s"] + row["flush_s"]
         row["received"] = received
         row["events_per_s"] = received / total if total > 0 else 0.0
