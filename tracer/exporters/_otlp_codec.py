@@ -22,7 +22,7 @@ import orjson
 
 from .._otlp_mapping import Span
 
-__all__ = ["ResourceSpans", "decode_partial_success", "encode_json", "encode_protobuf", "limit_attributes"]
+__all__ = ["ResourceSpans", "decode_partial_success", "encode_json", "encode_protobuf", "truncate_text"]
 
 _I64_MIN: Final = -(2**63)
 _I64_MAX: Final = 2**63 - 1
@@ -47,27 +47,12 @@ def truncate_text(text: str, max_length: int) -> str:
     return f"{text[:head]}…[truncated: {len(text)} chars in total]…{text[len(text) - tail :]}"
 
 
-def limit_attributes(attributes: Mapping[str, Any], max_length: int, max_count: int) -> tuple[dict[str, Any], int]:
-    """*attributes* within the limits (the first *max_count* kept, in order), and how many were dropped."""
-    kept: dict[str, Any] = {}
-    for key, value in attributes.items():
-        if value is None:
-            continue
-        if len(kept) >= max_count:
-            break
-        if isinstance(value, str):
-            value = truncate_text(value, max_length)
-        elif isinstance(value, list):
-            value = [truncate_text(item, max_length) if isinstance(item, str) else item for item in value]
-        kept[key] = value
-    dropped = sum(1 for value in attributes.values() if value is not None) - len(kept)
-    return kept, dropped
-
-
 # -- OTLP/JSON -------------------------------------------------------------------------------------
 
 
-def _json_any(value: Any) -> dict[str, Any]:
+def _json_any(value: Any, max_length: int) -> dict[str, Any]:
+    if type(value) is str:  # most values: checked first
+        return {"stringValue": value if len(value) <= max_length else truncate_text(value, max_length)}
     if isinstance(value, bool):
         return {"boolValue": value}
     if isinstance(value, int):
@@ -79,20 +64,32 @@ def _json_any(value: Any) -> dict[str, Any]:
             return {"stringValue": str(value)}
         return {"doubleValue": value}
     if isinstance(value, str):
-        return {"stringValue": value}
+        return {"stringValue": truncate_text(value, max_length)}
     if isinstance(value, (list, tuple)):
-        return {"arrayValue": {"values": [_json_any(item) for item in value]}}
+        return {"arrayValue": {"values": [_json_any(item, max_length) for item in value]}}
     if isinstance(value, dict):
-        return {"kvlistValue": {"values": [{"key": str(k), "value": _json_any(v)} for k, v in value.items()]}}
-    return {"stringValue": str(value)}
+        return {
+            "kvlistValue": {"values": [{"key": str(k), "value": _json_any(v, max_length)} for k, v in value.items()]}
+        }
+    return {"stringValue": truncate_text(str(value), max_length)}
 
 
-def _json_attributes(attributes: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [{"key": key, "value": _json_any(value)} for key, value in attributes.items() if value is not None]
+def _json_attributes(attributes: Mapping[str, Any], max_length: int) -> list[dict[str, Any]]:
+    return [
+        {"key": key, "value": _json_any(value, max_length)} for key, value in attributes.items() if value is not None
+    ]
+
+
+def _within_count(attributes: Mapping[str, Any], max_count: int) -> tuple[Mapping[str, Any], int]:
+    """*attributes* cut to *max_count* (the first ones kept), and how many were dropped."""
+    if len(attributes) <= max_count:  # nearly always: no copy
+        return attributes, 0
+    present = [(key, value) for key, value in attributes.items() if value is not None]
+    return dict(present[:max_count]), max(len(present) - max_count, 0)
 
 
 def _json_span(span: Span, max_length: int, max_count: int) -> dict[str, Any]:
-    attributes, dropped = limit_attributes(span.attributes, max_length, max_count)
+    attributes, dropped = _within_count(span.attributes, max_count)
     out: dict[str, Any] = {
         "traceId": span.trace_id,
         "spanId": span.span_id,
@@ -100,7 +97,7 @@ def _json_span(span: Span, max_length: int, max_count: int) -> dict[str, Any]:
         "kind": span.kind,
         "startTimeUnixNano": str(span.start_time_unix_nano),
         "endTimeUnixNano": str(span.end_time_unix_nano),
-        "attributes": _json_attributes(attributes),
+        "attributes": _json_attributes(attributes, max_length),
     }
     if span.parent_span_id:
         out["parentSpanId"] = span.parent_span_id
@@ -111,7 +108,7 @@ def _json_span(span: Span, max_length: int, max_count: int) -> dict[str, Any]:
             {
                 "timeUnixNano": str(event.time_unix_nano),
                 "name": event.name,
-                "attributes": _json_attributes(limit_attributes(event.attributes, max_length, max_count)[0]),
+                "attributes": _json_attributes(_within_count(event.attributes, max_count)[0], max_length),
             }
             for event in span.events
         ]
@@ -129,7 +126,7 @@ def encode_json(groups: Sequence[ResourceSpans], max_length: int, max_count: int
         {
             "resourceSpans": [
                 {
-                    "resource": {"attributes": _json_attributes(group.resource)},
+                    "resource": {"attributes": _json_attributes(group.resource, max_length)},
                     "scopeSpans": [
                         {
                             "scope": {"name": group.scope_name, "version": group.scope_version},
@@ -155,8 +152,10 @@ def protobuf_available() -> bool:
     return True
 
 
-def _pb_any(target: Any, value: Any) -> None:
-    if isinstance(value, bool):
+def _pb_any(target: Any, value: Any, max_length: int) -> None:
+    if type(value) is str:  # most values: checked first
+        target.string_value = value if len(value) <= max_length else truncate_text(value, max_length)
+    elif isinstance(value, bool):
         target.bool_value = value
     elif isinstance(value, int):
         if _I64_MIN <= value <= _I64_MAX:
@@ -166,28 +165,29 @@ def _pb_any(target: Any, value: Any) -> None:
     elif isinstance(value, float):
         target.double_value = value
     elif isinstance(value, str):
-        target.string_value = value
+        target.string_value = truncate_text(value, max_length)
     elif isinstance(value, (list, tuple)):
         values = target.array_value.values
         for item in value:
-            _pb_any(values.add(), item)
+            _pb_any(values.add(), item, max_length)
         if not value:
             target.array_value.SetInParent()
     elif isinstance(value, dict):
         pairs = target.kvlist_value.values
         for key, item in value.items():
             pair = pairs.add(key=str(key))
-            _pb_any(pair.value, item)
+            _pb_any(pair.value, item, max_length)
         if not value:
             target.kvlist_value.SetInParent()
     else:
-        target.string_value = str(value)
+        target.string_value = truncate_text(str(value), max_length)
 
 
-def _pb_attributes(target: Any, attributes: Mapping[str, Any]) -> None:
+def _pb_attributes(target: Any, attributes: Mapping[str, Any], max_length: int) -> None:
+    add = target.add
     for key, value in attributes.items():
         if value is not None:
-            _pb_any(target.add(key=key).value, value)
+            _pb_any(add(key=key).value, value, max_length)
 
 
 def encode_protobuf(groups: Sequence[ResourceSpans], max_length: int, max_count: int) -> bytes:
@@ -197,13 +197,13 @@ def encode_protobuf(groups: Sequence[ResourceSpans], max_length: int, max_count:
     request = ExportTraceServiceRequest()
     for group in groups:
         resource_spans = request.resource_spans.add()
-        _pb_attributes(resource_spans.resource.attributes, group.resource)
+        _pb_attributes(resource_spans.resource.attributes, group.resource, max_length)
         scope_spans = resource_spans.scope_spans.add()
         scope_spans.scope.name = group.scope_name
         scope_spans.scope.version = group.scope_version
         spans = scope_spans.spans
         for span in group.spans:
-            attributes, dropped = limit_attributes(span.attributes, max_length, max_count)
+            attributes, dropped = _within_count(span.attributes, max_count)
             message = spans.add(
                 trace_id=bytes.fromhex(span.trace_id),
                 span_id=bytes.fromhex(span.span_id),
@@ -215,10 +215,10 @@ def encode_protobuf(groups: Sequence[ResourceSpans], max_length: int, max_count:
             )
             if span.parent_span_id:
                 message.parent_span_id = bytes.fromhex(span.parent_span_id)
-            _pb_attributes(message.attributes, attributes)
+            _pb_attributes(message.attributes, attributes, max_length)
             for event in span.events:
                 added = message.events.add(time_unix_nano=event.time_unix_nano, name=event.name)
-                _pb_attributes(added.attributes, limit_attributes(event.attributes, max_length, max_count)[0])
+                _pb_attributes(added.attributes, _within_count(event.attributes, max_count)[0], max_length)
             if span.status_code:
                 message.status.code = span.status_code
                 message.status.message = truncate_text(span.status_message, max_length)
