@@ -689,7 +689,7 @@ def event_to_span(
     """
     session = session or {}
     metadata = event.get("metadata")
-    metadata = dict(metadata) if isinstance(metadata, dict) else {}
+    metadata = metadata if isinstance(metadata, dict) else {}  # read only
     session_id = str(event.get("session_id") or session.get("session_id") or "")
     event_id = str(event["event_id"])
     trace_id = metadata.get("otel.trace_id") or trace_id_for(session_id or event_id)
@@ -719,7 +719,10 @@ def event_to_span(
         attributes["honeyhive_error"] = error
     for name in _schema.BUCKETS:
         value = metadata if name == "metadata" else event.get(name)
-        if not isinstance(value, dict):
+        if not isinstance(value, dict) or not value:
+            continue
+        if json_buckets and not any("." in key for key in value):  # nothing to take out: no copy
+            attributes[f"honeyhive_{name}"] = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
             continue
         shown = dict(value)
         if name == "metadata":
