@@ -310,6 +310,16 @@ def test_partial_success_through_the_pipeline_is_counted_rejected(receiver: OTLP
     assert (stats["sent"], stats["dropped"]["rejected"]) == (1, 1)
 
 
+def test_a_503_with_retry_after_that_outlasts_the_export_reports_the_wait(receiver: OTLPReceiver) -> None:
+    receiver.fail(503, retry_after="30", times=3)
+    exporter = OTLPExporter(receiver.endpoint, max_retry_after=60.0)
+    (result,) = exporter.export_batches([_batch(_tree())], timeout=1.0)
+    assert isinstance(result, ExportResult)
+    assert (result.failed, result.reason, result.retry_events) == (3, "export_failed", (0, 1, 2))
+    assert result.retry_after == 30.0 and len(receiver.requests) == 1  # no retry inside the deadline
+    exporter.shutdown()
+
+
 def test_an_unreachable_endpoint_gives_every_event_back_for_the_spool() -> None:
     exporter = OTLPExporter(dead_url() + "/v1/traces", base_delay=0.01, max_delay=0.02, max_attempts=2)
     (result,) = exporter.export_batches([_batch(_tree())], timeout=2.0)

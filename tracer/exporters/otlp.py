@@ -295,6 +295,7 @@ class OTLPExporter(Exporter):
             failed=size,
             reason="export_failed",
             retry_events=tuple(range(size)),
+            retry_after=result.retry_after,  # the spool waits that long before offering them again
             retried_requests=result.retries,
             failed_requests=1,
             last_error=error,
