@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import gzip
 import json
 import statistics
 import sys
@@ -79,18 +80,42 @@ def make_variants(queue_size: int) -> list[Variant]:
         def export(self, batch: tracer.Batch) -> bool:
             return True
 
+    from tracer.exporters import OTLPExporter
+
+    class OTLPEncodeDiscard(OTLPExporter):
+        """The OTLP exporter's work on the worker (spans, protobuf, gzip), without the request."""
+
+        def export_batches(self, batches: list[tracer.Batch], timeout: float | None = None) -> list[Any]:
+            for batch in batches:
+                gzip.compress(self.encode(batch), compresslevel=1)
+            return [True] * len(batches)
+
     ours = tracer.Tracer(exporter=Discard(), session_name="bench", max_queue_size=queue_size)
+    ours_otlp = tracer.Tracer(
+        exporter=OTLPEncodeDiscard("http://127.0.0.1:9/v1/traces"), session_name="bench", max_queue_size=queue_size
+    )
     off = tracer.Tracer(exporter=Discard(), disabled=True)
 
     class OtelDiscard(SpanExporter):
         def export(self, spans: Sequence[Any]) -> SpanExportResult:
             return SpanExportResult.SUCCESS
 
+    class OtelOTLPDiscard(SpanExporter):
+        """OTel's OTLP exporter's work (its protobuf encoder, gzip), without the request."""
+
+        def export(self, spans: Sequence[Any]) -> SpanExportResult:
+            from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+            gzip.compress(encode_spans(spans).SerializeToString(), compresslevel=1)
+            return SpanExportResult.SUCCESS
+
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(OtelDiscard(), max_queue_size=queue_size))
+    otlp_provider = TracerProvider()
+    otlp_provider.add_span_processor(BatchSpanProcessor(OtelOTLPDiscard(), max_queue_size=queue_size))
     otel = provider.get_tracer("bench")
 
-    def otel_io(fn: Any) -> Any:
+    def otel_io(fn: Any, otel: Any = otel) -> Any:
         """OTel with I/O capture: a span plus json.dumps of the arguments and of the result."""
         import functools
         import inspect
@@ -123,6 +148,12 @@ def make_variants(queue_size: int) -> list[Variant]:
         Variant("tracer", ours.trace, lambda: ours.flush(60)),
         Variant("tracer-disabled", off.trace, lambda: None),
         Variant("otel-io", otel_io, lambda: provider.force_flush(60_000)),
+        Variant("tracer-otlp", ours_otlp.trace, lambda: ours_otlp.flush(60)),
+        Variant(
+            "otel-io-otlp",
+            lambda fn: otel_io(fn, otlp_provider.get_tracer("bench")),
+            lambda: otlp_provider.force_flush(60_000),
+        ),
     ]
 
 
