@@ -522,3 +522,47 @@ def test_the_official_exporter_and_ours_give_the_receiver_the_same_span_tree(rec
         return {(s.name, names.get(s.parent_span_id)) for s in spans}
 
     assert tree(ours) == tree(theirs) == {("agent", None), ("plan", "agent"), ("act", "agent"), ("tool-call", "act")}
+
+
+# -- into tracer serve's OTLP ingest ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_tracer_serve_stores_what_the_exporter_sent_as_the_same_events(tmp_path: Any, protocol: str) -> None:
+    pytest.importorskip("starlette")
+    from tracer.store import TraceStore
+
+    from ..processes import Server
+
+    server = Server(tmp_path / "c.db", "--api-key", "k")
+    try:
+        memory = tracer.InMemoryExporter()
+        otlp = OTLPExporter(server.url + "/v1/traces", headers={"Authorization": "Bearer k"}, protocol=protocol)
+        t = Tracer(project="p", source="test", exporter=[memory, otlp], instrument=False, spool=False)
+        with t.session("served") as session:
+            with t.span("agent", event_type="chain", inputs={"q": "why?"}):
+                with t.span("llm", event_type="model") as llm:
+                    llm.update(
+                        config={"provider": "openai", "model": "m-1", "temperature": 0.5},
+                        outputs={"role": "assistant", "content": "because", "finish_reason": "stop"},
+                        metadata={"prompt_tokens": 4, "completion_tokens": 6, "response_id": "r-1"},
+                    )
+                with pytest.raises(ValueError), t.span("lookup"):
+                    raise ValueError("nope")
+        assert t.flush(10.0)
+        t.shutdown()
+        with TraceStore(server.store) as store:
+            stored = {event["event_id"]: event for event in store.session_events(session.session_id)}
+        sent = {event["event_id"]: event for event in memory.events if event["session_id"] == session.session_id}
+        assert set(stored) == set(sent) and len(sent) == 3
+        for event_id, event in sent.items():
+            back = stored[event_id]
+            for field in ("parent_id", "event_type", "event_name", "source", "start_time", "error"):
+                assert back[field] == event[field], field
+            for bucket in ("config", "inputs", "outputs", "feedback", "metrics", "user_properties"):
+                assert back[bucket] == event[bucket], bucket
+            # The collector adds what it knows about the span's origin (resource, scope) under otel.*.
+            kept = {key: value for key, value in back["metadata"].items() if not key.startswith("otel.")}
+            assert kept == event["metadata"]
+    finally:
+        assert server.stop() == 0
