@@ -539,16 +539,15 @@ def test_tracer_serve_stores_what_the_exporter_sent_as_the_same_events(tmp_path:
         memory = tracer.InMemoryExporter()
         otlp = OTLPExporter(server.url + "/v1/traces", headers={"Authorization": "Bearer k"}, protocol=protocol)
         t = Tracer(project="p", source="test", exporter=[memory, otlp], instrument=False, spool=False)
-        with t.session("served") as session:
-            with t.span("agent", event_type="chain", inputs={"q": "why?"}):
-                with t.span("llm", event_type="model") as llm:
-                    llm.update(
-                        config={"provider": "openai", "model": "m-1", "temperature": 0.5},
-                        outputs={"role": "assistant", "content": "because", "finish_reason": "stop"},
-                        metadata={"prompt_tokens": 4, "completion_tokens": 6, "response_id": "r-1"},
-                    )
-                with pytest.raises(ValueError), t.span("lookup"):
-                    raise ValueError("nope")
+        with t.session("served") as session, t.span("agent", event_type="chain", inputs={"q": "why?"}):
+            with t.span("llm", event_type="model") as llm:
+                llm.update(
+                    config={"provider": "openai", "model": "m-1", "temperature": 0.5},
+                    outputs={"role": "assistant", "content": "because", "finish_reason": "stop"},
+                    metadata={"prompt_tokens": 4, "completion_tokens": 6, "response_id": "r-1"},
+                )
+            with pytest.raises(ValueError), t.span("lookup"):
+                raise ValueError("nope")
         assert t.flush(10.0)
         t.shutdown()
         with TraceStore(server.store) as store:
