@@ -79,4 +79,16 @@ class PrintIds(tracer.Exporter):
 
 
 tracer.init(exporter=[PrintIds(), tracer.JSONLExporter("events.jsonl")])
+tracer.init(exporter=tracer.OTLPExporter("http://localhost:4318/v1/traces"))  # protobuf + gzip by default
+tracer.init(
+    exporter=[
+        tracer.OTLPExporter(
+            "https://otlp.example.com/v1/traces",
+            headers={"x-api-key": "…"},
+            protocol="http/json",
+            compression=None,
+            timeout=10.0,
+        )
+    ]
+)
 print(answer("what is the capital of france"), asyncio.run(answer_async("and of Italy?")))
