@@ -714,14 +714,16 @@ class BatchProcessor(Processor):
         ``_PASSES_PER_TURN`` passes: other tracers' queues get their turn in between.
 
         While the queue is calm (under the wake thresholds), the worker hands the GIL back every
-        128 events it encodes (``time.sleep(0)``, about 0.3 ms of work): an app thread that wants
-        the GIL runs on at once and keeps it for a switch interval (5 ms), so a busy app loses
-        about 6 % of its time to the worker instead of half. Measured with bench/overhead.py
-        (2026-12-05, same runs): 3.0-3.1 µs per span on the calling thread with a pause every 128
-        events, 3.2-3.8 with one per batch (512), 4.0-5.1 with none, for the same total CPU;
-        bench/throughput.py delivers 3-10 % fewer events/s from a full-speed loop (the work waits
-        for the app). Past the thresholds (a burst the queue may not hold) the worker keeps the GIL
-        for its usual share; when the app waits on I/O a pause returns at once.
+        64 events it encodes (``_encode._PAUSE_EVERY``, ``time.sleep(0)``, about 0.15 ms of work):
+        an app thread that wants the GIL runs on at once and keeps it for a switch interval (5 ms),
+        so a busy app loses a few % of its time to the worker instead of half. Measured with
+        bench/overhead.py (2026-12-05, same runs): 3.0-3.1 µs per span on the calling thread with
+        a pause every 128 events, 3.2-3.8 with one per batch (512), 4.0-5.1 with none, for the same
+        total CPU; every 64 against every 128 in paired runs (2026-12-06): 2.89-3.02 against
+        2.97-3.04, lower in each pair. bench/throughput.py delivers 3-10 % fewer events/s from a
+        full-speed loop (the work waits for the app). Past the thresholds (a burst the queue may
+        not hold) the worker keeps the GIL for its usual share; when the app waits on I/O a pause
+        returns at once.
         """
         clock.resync()
         # Enough batches per pass for every exporter to fill its requests in flight.
