@@ -12,18 +12,22 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
 from ._export import Exporter
+from ._propagation import TraceScope
+from ._propagation import inject as _inject
 from ._scopes import SessionScope, SpanScope
 from ._span import RecorderRef, Span
 from ._tracer import Tracer, recorder_of, trace_with
 
 __all__ = [
     "aflush",
+    "continue_trace",
     "current_span",
     "enrich_session",
     "enrich_span",
     "flush",
     "get_default_tracer",
     "init",
+    "inject",
     "session",
     "set_default_tracer",
     "shutdown",
@@ -165,6 +169,16 @@ def session(
 ) -> SessionScope:
     """``with tracer.session(...)``: events inside belong to a new session (one per request, say)."""
     return get_default_tracer().session(session_name, session_id, inputs, metadata, user_properties)
+
+
+def inject(headers: Any) -> Any:
+    """Write the current span's W3C ``traceparent``/``tracestate``/``baggage`` into *headers*; returns it."""
+    return _inject(headers)
+
+
+def continue_trace(headers: Any, session_name: str | None = None) -> TraceScope:
+    """``with tracer.continue_trace(request.headers):``: events inside continue the caller's trace."""
+    return get_default_tracer().continue_trace(headers, session_name)
 
 
 def current_span() -> Span | None:

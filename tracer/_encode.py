@@ -81,7 +81,7 @@ class Encoder:
         self.dropped_by_mask = 0
         # Formatted ids: a child's parent_id is formatted again as the parent's event_id, and
         # children_ids repeat ids already seen, so most ids are formatted once.
-        self._ids: dict[int, bytes] = {}
+        self._ids: dict[int | bytes, bytes] = {}
         self._ms_text: dict[int, bytes] = {}
         self._names: dict[str, bytes] = {}
         # session_id -> (version, session_properties, source JSON, id bytes)
@@ -177,7 +177,8 @@ class Encoder:
             if parent is not None:
                 cached = ids_get(parent)
                 if cached is None:
-                    cached = ids[parent] = format_id_bytes(parent)
+                    # bytes: a continued trace's remote parent, its id already formatted (_propagation)
+                    cached = ids[parent] = format_id_bytes(parent) if isinstance(parent, int) else parent
                 parent_id = cached
             start_ms = (start + anchor) // 1_000_000
             start_text = ms_get(start_ms)

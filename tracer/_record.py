@@ -34,7 +34,8 @@ __all__ = [
 ]
 
 # An ended span: (size, session id, id, parent id, child ids, name, type, inputs and outputs,
-# error, start, end, rare buckets). Ids are the ints of ``_ids.new_id``; child ids are None, one
+# error, start, end, rare buckets). Ids are the ints of ``_ids.new_id`` (a parent id may be the bytes
+# of a remote parent's event id instead: see ``_propagation.RemoteSpan``); child ids are None, one
 # int, or a tuple of several; inputs and outputs are one JSON object ``{"inputs": {...},
 # "outputs": {...}}`` (``_capture.snapshot_io``: one serialization for the two usual buckets) or
 # None when neither is set; times are ``perf_counter_ns`` values; rare buckets are None or the
@@ -48,7 +49,7 @@ EventRecord: TypeAlias = tuple[
     int,
     str,
     int,
-    "int | None",
+    "int | bytes | None",
     "int | tuple[int, ...] | None",
     str,
     str,
@@ -65,7 +66,7 @@ DeferredRecord: TypeAlias = tuple[
     int,
     str,
     int,
-    "int | None",
+    "int | bytes | None",
     "int | tuple[int, ...] | None",
     str,
     str,

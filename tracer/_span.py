@@ -326,8 +326,12 @@ class Span:
     _children: list[int] | None
     # Fields shaped on the worker thread (LLM calls, see _deferred); set by the integrations.
     _deferred: Deferred | None
-    # Set by end(): before that they are not read.
-    _parent_int: int | None
+    # This span's id (``_ids.new_id``). A continued trace's remote parent (``_propagation.RemoteSpan``,
+    # never ended or recorded) has its event id there as ASCII bytes instead, so that its children
+    # copy it as their parent id with no check on this path; only ``parent_id`` and the encoder see it.
+    _id: int
+    # Set by end(): before that they are not read. Bytes: the remote parent's id (see _id).
+    _parent_int: int | bytes | None
     _end: int
 
     def __init__(
@@ -392,7 +396,9 @@ class Span:
     def parent_id(self) -> str:
         """The parent event's id, or the session id for a root event (HoneyHive's convention)."""
         parent = self._parent_int if self._ended else (self._parent._id if self._parent is not None else None)
-        return format_id(parent) if parent is not None else self._session.session_id
+        if parent is None:
+            return self._session.session_id
+        return format_id(parent) if isinstance(parent, int) else parent.decode()
 
     def update(
         self,

@@ -18,6 +18,7 @@ from ._export import Exporter, as_exporter_list
 from ._fields import merge_fields, safe_str
 from ._ids import format_id, new_id, parse_uuid
 from ._pipeline import BatchProcessor, Processor, Stats, SyncProcessor
+from ._propagation import TraceScope, inject
 from ._scopes import SessionScope, SpanScope
 from ._span import Recorder, RecorderRef, Session, Span
 from ._spool import Spool
@@ -316,6 +317,17 @@ class Tracer:
             session_id, session_name or self.config.session_name, inputs, metadata, user_properties
         )
         return SessionScope(session)
+
+    def inject(self, headers: Any) -> Any:
+        """Write W3C ``traceparent``, ``tracestate`` and ``baggage`` for the current span into
+        *headers* (a dict or other mutable mapping) and return it; unchanged with no current span."""
+        return inject(headers)
+
+    def continue_trace(self, headers: Any, session_name: str | None = None) -> TraceScope:
+        """``with tracer.continue_trace(request.headers):`` (or ``async with``): events inside join
+        the caller's session as children of its span. Headers without a valid trace context change
+        nothing (the block yields None); *session_name* names a session the caller did not name."""
+        return TraceScope(self._recorder, headers, session_name)
 
     def current_span(self) -> Span | None:
         """The innermost open span of this context, or None."""
