@@ -63,6 +63,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "tracer._pytest_plugin",
         "tracer.integrations",
         "tracer.integrations._patch",
+        "tracer.integrations._propagate",
     ),
     "surface and tools": (
         "tracer",

@@ -64,6 +64,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("max_items", ("TRACER_MAX_ITEMS",), 1000, "int", "Items kept per collection.", 1),
     Setting("max_event_bytes", ("TRACER_MAX_EVENT_BYTES",), 1024 * 1024, "int", "Size cap of one encoded event.", 4096),
     Setting("propagate_to_threads", ("TRACER_PROPAGATE_TO_THREADS",), True, "bool", "Nest thread and executor work under the submitting span."),
+    Setting("propagate_http", ("TRACER_PROPAGATE_HTTP",), False, "bool", "Add W3C trace headers to outgoing httpx and requests calls made inside a span (never to the tracer's own endpoints)."),
     Setting("batch", ("TRACER_BATCH",), True, "bool", "Ship from a background thread (False: export inline, e.g. serverless)."),
     Setting("max_queue_size", ("TRACER_MAX_QUEUE_SIZE",), 1_000_000, "int", "Events held in memory before dropping the oldest (far above what fits in max_queue_bytes: the bytes bound).", 1),
     Setting("max_queue_bytes", ("TRACER_MAX_QUEUE_BYTES",), 64 * 1024 * 1024, "int", "Bytes held in memory; past half of it the worker spills to the spool, at it the oldest are dropped.", 1024),
@@ -106,6 +107,7 @@ class Config:
     max_items: int
     max_event_bytes: int
     propagate_to_threads: bool
+    propagate_http: bool
     batch: bool
     max_queue_size: int
     max_queue_bytes: int

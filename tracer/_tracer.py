@@ -159,6 +159,31 @@ class Tracer:
         # False (or disabled) still goes through auto_instrument: it undoes what an earlier
         # init() patched, and keeps what instrument() was asked for explicitly.
         self._instrument(config.instrument if not config.disabled else False)
+        self._propagate_http(config.propagate_http and not config.disabled)
+
+    def _propagate_http(self, on: bool) -> None:
+        """Turn trace headers on outgoing httpx/requests calls on (never to our own endpoints) or off."""
+        try:
+            from .integrations import _propagate
+        except ImportError:  # the integrations package is optional in a minimal install
+            return
+        try:
+            if on:
+                _propagate.enable(self._own_endpoints())
+            else:
+                _propagate.disable()
+        except Exception as exc:
+            report_internal_error("patching HTTP clients for trace propagation", exc)
+
+    def _own_endpoints(self) -> list[str]:
+        """The URLs this tracer sends to: the server URL and every exporter's endpoint."""
+        urls = [self.config.server_url]
+        for exporter in self.exporters:
+            for name in ("server_url", "endpoint"):
+                value = getattr(exporter, name, None)
+                if isinstance(value, str):
+                    urls.append(value)
+        return urls
 
     def _instrument(self, names: bool | tuple[str, ...]) -> None:
         """Patch the installed LLM client libraries (now, or when they are imported later)."""
@@ -430,6 +455,8 @@ class Tracer:
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Drain, stop the worker and close exporters. Events ended afterwards are counted as dropped."""
+        if self._is_default and self.config.propagate_http:
+            self._propagate_http(False)  # nothing is recorded any more: outgoing calls go out as sent
         self._processor.shutdown(timeout)
 
     def stats(self) -> dict[str, Any]:

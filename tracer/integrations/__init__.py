@@ -21,7 +21,7 @@ from typing import Final
 
 from .._errors import logger, warn_once
 from .._registry import INTEGRATIONS, NAMES
-from . import _patch
+from . import _patch, _propagate
 from ._patch import Library
 
 __all__ = ["SUPPORTED", "auto_instrument", "instrument", "instrumented", "uninstrument"]
@@ -114,7 +114,10 @@ def instrument(*names: str, include_stream_usage: bool | None = None) -> list[st
 
 
 def uninstrument(*names: str) -> list[str]:
-    """Remove the instrumentation of these libraries (none given: all); returns the names restored."""
+    """Remove the instrumentation of these libraries (none given: all, and the trace headers on
+    outgoing HTTP calls of ``propagate_http``); returns the names restored."""
+    if not names:
+        _propagate.disable()
     with _lock:
         restored = [name for name in _names(names or SUPPORTED) if _disable(name)]
         for name in _names(names or SUPPORTED):
