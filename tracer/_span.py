@@ -43,6 +43,7 @@ __all__ = [
     "is_ended",
     "is_open_model_span",
     "recorder_here",
+    "rename",
     "span_fields",
 ]
 
@@ -597,6 +598,11 @@ def is_open_model_span(span: Span, recorder: Recorder) -> bool:
 
 def is_ended(span: Span) -> bool:
     return span._ended
+
+
+def rename(span: Span, event_name: str) -> None:
+    """Give an open *span* another name (a request's, once the framework has routed it)."""
+    span._event_name = event_name
 
 
 def attach_deferred(span: Span, deferred: Deferred) -> None:
