@@ -341,6 +341,16 @@ class TraceScope:
         self.__exit__(exc_type, exc, tb)
 
 
+class _Forget(list[int]):
+    """A children list that keeps nothing (``Span.__init__`` appends a child's id to its parent's)."""
+
+    def append(self, value: int, /) -> None:
+        pass
+
+
+_NO_CHILDREN: Final = _Forget()
+
+
 def _stand_in(recorder: Recorder, session: Session, remote: RemoteParent) -> RemoteSpan:
     """The never-recorded ``Span`` for the remote parent (see ``RemoteSpan``)."""
     span = RemoteSpan.__new__(RemoteSpan)
@@ -353,7 +363,8 @@ def _stand_in(recorder: Recorder, session: Session, remote: RemoteParent) -> Rem
     span._event_type = "chain"
     span._id = remote.event_id.encode()  # type: ignore[assignment]  # a parent id as bytes: see Span._id
     span._tracked = False
-    span._inputs = span._outputs = span._rare = span._error = span._children = span._deferred = None
+    span._inputs = span._outputs = span._rare = span._error = span._deferred = None
+    span._children = _NO_CHILDREN  # never exported: a long block's root spans are not listed
     span._ended = True
     span._start = span._end = 0
     return span

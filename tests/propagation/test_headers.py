@@ -19,6 +19,7 @@ from starlette.datastructures import Headers as StarletteHeaders
 import tracer
 from tracer import InMemoryExporter, Tracer
 from tracer._otlp_mapping import event_id_for, event_to_span, span_id_for, trace_id_for
+from tracer._span import current_span_var
 
 from ..conftest import Recorder
 
@@ -85,8 +86,8 @@ def _roundtrip(caller: Recorder, callee: Recorder, headers_of: Any = dict) -> tu
         headers = caller.tracer.inject({})
     with callee.tracer.continue_trace(headers_of(headers)) as session:
         assert session is not None
-        with callee.tracer.span("handle"), callee.tracer.span("inner"):
-            pass
+        with callee.tracer.span("handle") as handle, callee.tracer.span("inner"):
+            assert handle.parent_id == caller.by_name("call_b")["event_id"]  # while open too
     return caller.by_name("call_b"), callee.by_name("handle"), callee.by_name("inner")
 
 
@@ -185,6 +186,17 @@ def test_async_with_and_threads_inside_a_continued_block(caller: Recorder, calle
     call_b = caller.by_name("call_b")
     assert callee.by_name("handle_async")["parent_id"] == call_b["event_id"]
     assert callee.by_name("in_thread")["parent_id"] == call_b["event_id"]
+
+
+def test_a_long_continued_block_keeps_no_list_of_its_root_spans(callee: Recorder) -> None:
+    with callee.tracer.continue_trace({"traceparent": FOREIGN}):
+        assert callee.tracer.current_span() is None
+        remote = current_span_var.get()
+        for _ in range(100):
+            with callee.tracer.span("root"):
+                pass
+    assert remote is not None and not remote._children
+    assert len(callee.events()) == 100
 
 
 def test_the_background_pipeline_writes_the_remote_parent(batch_rec: Recorder) -> None:

@@ -40,10 +40,14 @@ class RequestEvent:
         chosen = tracer if tracer is not None else get_default_tracer()
         name = route or path
         self._outer: _Context = (current_span_var.get(), current_session_var.get())
-        if chosen.continue_trace(list(headers), session_name=name).__enter__() is None:
-            chosen.session(name).__enter__()
-        inputs = {"method": method, "path": path, "query": query}
-        self.span = chosen.span(f"{method} {name}", "chain", inputs=inputs).__enter__()
+        try:
+            if chosen.continue_trace(list(headers), session_name=name).__enter__() is None:
+                chosen.session(name).__enter__()
+            inputs = {"method": method, "path": path, "query": query}
+            self.span = chosen.span(f"{method} {name}", "chain", inputs=inputs).__enter__()
+        except BaseException:
+            self.leave()  # the server's context must not keep half a request
+            raise
         self._context: _Context = (current_span_var.get(), current_session_var.get())
 
     def enter(self) -> _Context:
