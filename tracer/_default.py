@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
 from ._export import Exporter
-from ._propagation import TraceScope
+from ._propagation import Headers, TraceScope
 from ._propagation import inject as _inject
 from ._scopes import SessionScope, SpanScope
 from ._span import RecorderRef, Span
@@ -171,7 +171,7 @@ def session(
     return get_default_tracer().session(session_name, session_id, inputs, metadata, user_properties)
 
 
-def inject(headers: Any) -> Any:
+def inject(headers: Headers) -> Headers:
     """Write the current span's W3C ``traceparent``/``tracestate``/``baggage`` into *headers*; returns it."""
     return _inject(headers)
 

@@ -29,14 +29,23 @@ import urllib.parse
 import uuid
 from collections.abc import Iterable, Mapping, MutableMapping
 from types import TracebackType
-from typing import Any, Final
+from typing import Final, TypeVar
 
 from ._errors import logger
 from ._ids import format_id
 from ._otlp_mapping import event_id_for, trace_id_for
 from ._span import Recorder, Session, Span, current_session_var, current_span_var
 
-__all__ = ["RemoteParent", "RemoteSpan", "TraceScope", "inject", "parse_headers", "remote_of", "trace_headers"]
+__all__ = [
+    "Headers",
+    "RemoteParent",
+    "RemoteSpan",
+    "TraceScope",
+    "inject",
+    "parse_headers",
+    "remote_of",
+    "trace_headers",
+]
 
 TRACEPARENT: Final = "traceparent"
 TRACESTATE: Final = "tracestate"
@@ -416,7 +425,10 @@ def trace_headers(span: Span) -> dict[str, str]:
     return headers
 
 
-def inject(headers: Any, span: Span | None = None) -> Any:
+Headers = TypeVar("Headers", bound=MutableMapping[str, str])
+
+
+def inject(headers: Headers, span: Span | None = None) -> Headers:
     """Write the trace headers of *span* (default: the current one) into *headers* and return it;
     unchanged when there is no span or *headers* cannot be written to (one debug line)."""
     if span is None:

@@ -18,7 +18,7 @@ from ._export import Exporter, as_exporter_list
 from ._fields import merge_fields, safe_str
 from ._ids import format_id, new_id, parse_uuid
 from ._pipeline import BatchProcessor, Processor, Stats, SyncProcessor
-from ._propagation import TraceScope, inject
+from ._propagation import Headers, TraceScope, inject
 from ._scopes import SessionScope, SpanScope
 from ._span import Recorder, RecorderRef, Session, Span
 from ._spool import Spool
@@ -343,7 +343,7 @@ class Tracer:
         )
         return SessionScope(session)
 
-    def inject(self, headers: Any) -> Any:
+    def inject(self, headers: Headers) -> Headers:
         """Write W3C ``traceparent``, ``tracestate`` and ``baggage`` for the current span into
         *headers* (a dict or other mutable mapping) and return it; unchanged with no current span."""
         return inject(headers)

@@ -32,26 +32,39 @@ class Service:
             OTEL_SERVICE_NAME=f"service-{name}",
             NEXT_SERVICE=next_service,
         )
-        self.process = subprocess.Popen(
-            [sys.executable, str(SERVICE)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-        )
-        assert self.process.stdout is not None
-        port = self.process.stdout.readline().strip()
-        assert port, self.process.stderr.read() if self.process.stderr else ""
-        self.url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:  # uvicorn accepts on the socket once its loop runs (no request: it would be traced)
-            try:
-                socket.create_connection(("127.0.0.1", int(port)), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and self.process.poll() is None, "the service did not start"
-                time.sleep(0.05)
+        self.errors = store.with_name(f"service-{name}.stderr")
+        with self.errors.open("w") as errors:  # a file: a full pipe would block the service
+            self.process = subprocess.Popen(
+                [sys.executable, str(SERVICE)], stdout=subprocess.PIPE, stderr=errors, text=True, env=env
+            )
+        try:
+            assert self.process.stdout is not None
+            port = self.process.stdout.readline().strip()
+            assert port, self.errors.read_text()
+            self.url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 20
+            while True:  # uvicorn accepts on the socket once its loop runs (no request: it would be traced)
+                try:
+                    socket.create_connection(("127.0.0.1", int(port)), timeout=1).close()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline and self.process.poll() is None, self.errors.read_text()
+                    time.sleep(0.05)
+        except BaseException:
+            self.process.kill()
+            self.process.wait(10)
+            raise
 
     def stop(self) -> str:
         self.process.terminate()  # uvicorn shuts down on SIGTERM; the exit hook drains the queue
-        _, errors = self.process.communicate(timeout=20)
-        return errors
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        return self.errors.read_text()
 
 
 @pytest.fixture
@@ -75,7 +88,11 @@ def test_a_request_through_two_services_is_one_session_tree_and_one_trace(
 ) -> None:
     store = tmp_path / "shared.db"
     service_b = Service("b", store, receiver)
-    service_a = Service("a", store, receiver, next_service=service_b.url)
+    try:
+        service_a = Service("a", store, receiver, next_service=service_b.url)
+    except BaseException:
+        service_b.stop()
+        raise
     try:
         assert httpx.get(service_a.url + "/ask", params={"n": 21}, timeout=20).json() == {"from_b": {"answer": 42}}
         names = {"GET /ask", "ask_b", "GET /answer/{n}", "think"}
