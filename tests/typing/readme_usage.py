@@ -8,9 +8,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from starlette.responses import StreamingResponse
+import flask
+import httpx
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route
 
 import tracer
+from tracer.integrations import asgi, wsgi
 from tracer.testing import CapturedEvents
 
 tracer.init(project="my-app")  # no api_key: events go to ./.tracer/traces.db
@@ -91,4 +98,23 @@ tracer.init(
         )
     ]
 )
+
+
+# Distributed tracing
+def call_b(payload: dict[str, str]) -> None:  # service A, calling B
+    with tracer.span("ask_b"):
+        httpx.post("http://b/answer", json=payload, headers=tracer.inject({}))
+
+
+async def answer_b(request: Request) -> JSONResponse:  # service B, handling it
+    async with tracer.continue_trace(request.headers):
+        return JSONResponse({"answer": await answer_async("…")})
+
+
+tracer.init(propagate_http=True)
+app = Starlette(routes=[Route("/answer", answer_b)], middleware=[Middleware(asgi.TracerMiddleware)])
+asgi_app = asgi.TracerMiddleware(app)
+flask_app = flask.Flask(__name__)
+flask_app.wsgi_app = wsgi.TracerMiddleware(flask_app.wsgi_app)  # type: ignore[method-assign]
+wsgi_app = wsgi.TracerMiddleware(flask_app)
 print(answer("what is the capital of france"), asyncio.run(answer_async("and of Italy?")))
