@@ -43,6 +43,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "tracer._scopes",
         "tracer._lifecycle",
         "tracer._otlp_mapping",
+        "tracer._otel_bridge",
     ),
     "pipeline": (
         "tracer._export",

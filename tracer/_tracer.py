@@ -7,7 +7,7 @@ import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar, overload
 
-from . import _lifecycle, _schema
+from . import _lifecycle, _otel_bridge, _schema
 from ._capture import Limits, Sanitizer
 from ._config import Config, resolve_config
 from ._context import bind_context, install_thread_propagation, uninstall_thread_propagation
@@ -83,6 +83,8 @@ class Tracer:
                 **options,
             }
         )
+        if config.otel_bridge:
+            _otel_bridge.check_available()
         exporters = as_exporter_list(exporter)
         for item in exporters:
             if not isinstance(item, Exporter):
@@ -158,6 +160,17 @@ class Tracer:
         # False (or disabled) still goes through auto_instrument: it undoes what an earlier
         # init() patched, and keeps what instrument() was asked for explicitly.
         self._instrument(config.instrument if not config.disabled else False)
+        self._bridge_otel(config.otel_bridge and not config.disabled)
+
+    def _bridge_otel(self, on: bool) -> None:
+        """Turn the OpenTelemetry bridge on or off (``otel_bridge``: a process-wide hook)."""
+        try:
+            if on:
+                _otel_bridge.enable(self._recorder)
+            elif _otel_bridge.is_enabled():
+                _otel_bridge.disable()
+        except Exception as exc:
+            report_internal_error("bridging OpenTelemetry", exc)
 
     def _instrument(self, names: bool | tuple[str, ...]) -> None:
         """Patch the installed LLM client libraries (now, or when they are imported later)."""
