@@ -49,6 +49,25 @@ def nesting() -> None:
         unattached.end()
         with tracer.span("after-unattached"):
             pass
+    # Made current in another thread (one started before the span existed, so our context propagation
+    # cannot carry it there): OpenTelemetry's attach makes it our current span there too.
+    import queue
+
+    from opentelemetry import trace
+
+    handed: queue.Queue[Any] = queue.Queue()
+
+    def worker() -> None:
+        span = handed.get()
+        with trace.use_span(span, end_on_exit=True), tracer.span("under-attached-elsewhere"):
+            pass
+        with tracer.span("after-attached-elsewhere"):
+            pass
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    handed.put(otel.start_span("otel-handed-over"))
+    thread.join()
 
 
 def asyncio_and_threads() -> None:
@@ -105,6 +124,14 @@ def openinference_openai() -> None:
         client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}])
 
 
+def native_under_otel_span() -> None:
+    """Our OpenAI integration inside a plain OpenTelemetry span: the span is kept, our event under it."""
+    otel = otel_tracer()
+    client = openai_client()
+    with tracer.span("ask"), otel.start_as_current_span("otel-step"):
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}])
+
+
 def otel_openai_v2() -> None:
     """OpenTelemetry's own OpenAI instrumentation, instrumented after tracer: its wrapper is outside ours."""
     from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
@@ -151,6 +178,7 @@ SCENARIOS = {
     "openinference_openai": openinference_openai,
     "openinference_openai_no_native": openinference_openai,
     "otel_openai_v2": otel_openai_v2,
+    "native_under_otel_span": native_under_otel_span,
     "langchain": langchain,
 }
 

@@ -83,6 +83,8 @@ def test_otel_spans_and_ours_nest_both_ways(tmp_path: Path) -> None:
     assert got.parent_of("under-unattached") == "otel-unattached"
     assert got.parent_of("after-unattached") == "outer-2"
     assert got.parent_of("otel-unattached") == "outer-2"
+    assert got.parent_of("under-attached-elsewhere") == "otel-handed-over"
+    assert got.parent_of("after-attached-elsewhere") == "<session>"  # detached: back to what was current
     mid, leaf = got.named("otel-mid"), got.named("otel-leaf")
     assert got.named("nesting.<locals>.inner")["event_id"] in mid["children_ids"]
     assert mid["event_type"] == "chain"  # no type attribute, but children: like our own spans
@@ -162,6 +164,15 @@ def test_otel_openai_instrumentation_wrapping_ours_gives_one_event(tmp_path: Pat
     assert model["event_name"] == "openai.chat.completions.create"
     assert got.parent_of("openai.chat.completions.create") == "ask"  # in the dropped span's place
     assert got.named("ask")["children_ids"] == [model["event_id"]]
+
+
+def test_our_llm_event_inside_a_plain_otel_span_is_its_child(tmp_path: Path, llm: FakeLLMServer) -> None:
+    got = run("native_under_otel_span", tmp_path, llm.openai_url)
+    assert got.parent_of("openai.chat.completions.create") == "otel-step"
+    assert got.parent_of("otel-step") == "ask"
+    step = got.named("otel-step")
+    assert step["event_type"] == "chain"
+    assert step["children_ids"] == [got.named("openai.chat.completions.create")["event_id"]]
 
 
 def test_langchain_chain_with_openinference_and_our_openai_integration(tmp_path: Path, llm: FakeLLMServer) -> None:
