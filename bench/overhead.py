@@ -70,7 +70,7 @@ class Variant:
         self.awall: list[float] = []
 
 
-def make_variants(queue_size: int) -> list[Variant]:
+def make_variants(queue_size: int, otel_bridge: bool = False) -> list[Variant]:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
@@ -143,6 +143,21 @@ def make_variants(queue_size: int) -> list[Variant]:
 
         return wrapper
 
+    bridged: list[Variant] = []
+    if otel_bridge:
+        # The bridge on (process-wide, through the default tracer): our own spans' path is the same
+        # code; OpenTelemetry spans on the global provider become events through the Discard pipeline.
+        from opentelemetry import trace
+
+        default = tracer.init(exporter=Discard(), otel_bridge=True, session_name="bench", max_queue_size=queue_size)
+        bridged = [
+            Variant("tracer-bridge-on", tracer.trace, lambda: default.flush(60)),
+            Variant(
+                "otel-io-bridged",
+                lambda fn: otel_io(fn, trace.get_tracer("bench")),
+                lambda: default.flush(60),
+            ),
+        ]
     return [
         Variant("baseline", lambda fn: fn, lambda: None),
         Variant("tracer", ours.trace, lambda: ours.flush(60)),
@@ -154,6 +169,7 @@ def make_variants(queue_size: int) -> list[Variant]:
             lambda fn: otel_io(fn, otlp_provider.get_tracer("bench")),
             lambda: otlp_provider.force_flush(60_000),
         ),
+        *bridged,
     ]
 
 
@@ -190,8 +206,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--queue-size", type=int, default=200_000, help="both SDKs' queue bound (no drops)")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument(
+        "--otel-bridge",
+        action="store_true",
+        help="turn the OpenTelemetry bridge on (otel_bridge) and add its variants: tracer-bridge-on, otel-io-bridged",
+    )
     args = parser.parse_args(argv)
-    variants = make_variants(args.queue_size)
+    variants = make_variants(args.queue_size, args.otel_bridge)
     for variant in variants:  # warm-up
         run_sync(variant, 2000)
         run_async(variant, 2000)

@@ -44,6 +44,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "tracer._lifecycle",
         "tracer._otlp_mapping",
         "tracer._propagation",
+        "tracer._otel_bridge",
     ),
     "pipeline": (
         "tracer._export",

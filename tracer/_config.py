@@ -80,6 +80,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("gzip", ("TRACER_GZIP",), True, "bool", "Compress request bodies."),
     Setting("debug", ("TRACER_DEBUG",), False, "bool", "Log the library's own activity at DEBUG level."),
     Setting("instrument", ("TRACER_INSTRUMENT",), True, "names", "Auto-instrument installed LLM clients: true, false, or a list of names (openai, anthropic)."),
+    Setting("otel_bridge", ("TRACER_OTEL_BRIDGE",), False, "bool", "Record the spans of every OpenTelemetry instrumentation in the process as events, in the same trees (extra tracer-ai[otel])."),
 )  # fmt: skip
 
 _BY_NAME: Final = {s.name: s for s in SETTINGS}
@@ -123,6 +124,7 @@ class Config:
     gzip: bool
     debug: bool
     instrument: bool | tuple[str, ...]
+    otel_bridge: bool
 
 
 def _where(setting: Setting, env_name: str | None) -> str:

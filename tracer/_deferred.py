@@ -33,11 +33,15 @@ SIZE_ESTIMATE: Final = 4096
 class Deferred:
     """Fields of one event, shaped on the worker thread by ``shape()``."""
 
-    __slots__ = ("eager",)
+    __slots__ = ("eager", "redirect")
 
     def __init__(self) -> None:
         # Set by Span.end(): the ended span, whose own fields (see BUCKETS) take precedence.
         self.eager: Any = None
+        # Where the ended span's record goes instead of its recorder's ``hand_on`` (same
+        # signature), when set: the OpenTelemetry bridge holds an LLM call's event until it knows
+        # whether the OpenTelemetry span around the call is a duplicate of it (see _otel_bridge).
+        self.redirect: Any = None
 
     def shape(self) -> dict[str, Mapping[str, Any] | None]:
         """Bucket name (one of BUCKETS) -> its fields. Runs once, on the worker thread."""

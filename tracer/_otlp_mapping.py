@@ -55,8 +55,10 @@ __all__ = [
     "STATUS_UNSET",
     "Span",
     "SpanEvent",
+    "error_of",
     "event_id_for",
     "event_to_span",
+    "event_type_of",
     "gen_ai_attributes",
     "span_id_for",
     "span_to_event",
@@ -139,6 +141,9 @@ _TOKEN_KEYS: Final = {
     "llm.token_count.prompt": "prompt_tokens",
     "llm.token_count.completion": "completion_tokens",
     "llm.token_count.total": "total_tokens",
+    "llm.token_count.prompt_details.cache_read": "cache_read_input_tokens",
+    "llm.token_count.prompt_details.cache_write": "cache_creation_input_tokens",
+    "llm.token_count.completion_details.reasoning": "reasoning_tokens",
 }
 # Span events of the older GenAI conventions that carry a message, and the role they imply.
 _MESSAGE_EVENTS: Final = {
@@ -249,6 +254,16 @@ def _event_type(attributes: Mapping[str, Any]) -> str:
     if isinstance(traceloop, str) and traceloop in _TRACELOOP_KINDS:
         return _TRACELOOP_KINDS[traceloop]
     return "tool"
+
+
+def event_type_of(attributes: Mapping[str, Any]) -> str:
+    """The event type a span with these attributes maps to (``model``, ``chain`` or ``tool``)."""
+    return _event_type(attributes)
+
+
+def error_of(span: Span) -> str | None:
+    """The ``error`` text of *span*'s event, or None when it did not fail."""
+    return _error(span, set(), set())
 
 
 def _set_path(target: dict[str, Any], path: list[str], value: Any) -> None:

@@ -563,7 +563,11 @@ class Span:
             deferred,
         )
         self._deferred = None  # the record has it now
-        self._recorder.hand_on(record, session)
+        redirect = deferred.redirect
+        if redirect is not None:
+            redirect(record, session)
+        else:
+            self._recorder.hand_on(record, session)
 
     def __repr__(self) -> str:
         state = "ended" if self._ended else "open"

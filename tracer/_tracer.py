@@ -7,7 +7,7 @@ import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar, overload
 
-from . import _lifecycle, _schema
+from . import _lifecycle, _otel_bridge, _schema
 from ._capture import Limits, Sanitizer
 from ._config import Config, resolve_config
 from ._context import bind_context, install_thread_propagation, uninstall_thread_propagation
@@ -84,6 +84,8 @@ class Tracer:
                 **options,
             }
         )
+        if config.otel_bridge:
+            _otel_bridge.check_available()
         exporters = as_exporter_list(exporter)
         for item in exporters:
             if not isinstance(item, Exporter):
@@ -160,6 +162,7 @@ class Tracer:
         # init() patched, and keeps what instrument() was asked for explicitly.
         self._instrument(config.instrument if not config.disabled else False)
         self._propagate_http(config.propagate_http and not config.disabled)
+        self._bridge_otel(config.otel_bridge and not config.disabled)
 
     def _propagate_http(self, on: bool) -> None:
         """Turn trace headers on outgoing httpx/requests calls on (never to our own endpoints) or off."""
@@ -184,6 +187,16 @@ class Tracer:
                 if isinstance(value, str):
                     urls.append(value)
         return urls
+
+    def _bridge_otel(self, on: bool) -> None:
+        """Turn the OpenTelemetry bridge on or off (``otel_bridge``: a process-wide hook)."""
+        try:
+            if on:
+                _otel_bridge.enable(self._recorder)
+            elif _otel_bridge.is_enabled():
+                _otel_bridge.disable()
+        except Exception as exc:
+            report_internal_error("bridging OpenTelemetry", exc)
 
     def _instrument(self, names: bool | tuple[str, ...]) -> None:
         """Patch the installed LLM client libraries (now, or when they are imported later)."""

@@ -21,6 +21,7 @@ from .._context import current_span_var, inside_call, suppressed
 from .._default import get_default_tracer
 from .._deferred import Deferred
 from .._errors import report_internal_error
+from .._otel_bridge import BridgedSpan, adopt_native_call
 from .._span import Span, attach_deferred, is_ended, is_open_model_span, recorder_here
 from .._tracer import recorder_of
 from ._patch import Library, Wrapper, mark
@@ -106,6 +107,7 @@ class Call(Deferred):
         self.request_shape: Request | None = None
         self.result_shape: Result | None = None
         self.recorder: StreamRecorder | None = None
+        self.redirect = None  # see Deferred; set by the OpenTelemetry bridge (adopt_native_call)
 
     # -- request ------------------------------------------------------------------------------
 
@@ -302,7 +304,10 @@ def begin(event_name: str) -> Call | None:
         span = recorder.start_under(parent, event_name, "model")
         if span is None:
             return None
-        return Call(span, True, recorder.capture_content)
+        call = Call(span, True, recorder.capture_content)
+        if type(parent) is BridgedSpan:  # inside an OpenTelemetry span: it may be this very call's
+            adopt_native_call(parent, span, call)
+        return call
     except Exception as exc:
         report_internal_error("starting an LLM event", exc)
         return None
