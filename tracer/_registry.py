@@ -1,13 +1,31 @@
 """The LLM client libraries ``tracer`` can instrument: one entry each, read by the settings and by
 ``tracer.integrations`` (no imports here, so the settings can validate names without loading any
-integration)."""
+integration).
+
+Each entry's ``tested`` pair is the single source of truth for its version range: the oldest
+version is the minimum the integration accepts, and both ends are the versions ``.ci/run`` runs the
+integration's tests against (``tests/integrations/ranges.py``). The README's integrations table and
+the pyproject extras are checked against it by ``tests/integrations/test_ranges.py``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Final
 
-__all__ = ["INTEGRATIONS", "NAMES", "Integration", "min_version"]
+__all__ = ["INTEGRATIONS", "NAMES", "Integration", "integration", "min_version", "version_tuple"]
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    """(1, 9, 0) for "1.9.0"; the leading digits of each of the first three parts ("1.0.0rc1" -> (1, 0, 0))."""
+    parts = []
+    for piece in text.split(".")[:3]:
+        match = re.match(r"\d+", piece)
+        if match is None:
+            break
+        parts.append(int(match.group()))
+    return tuple(parts)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -16,22 +34,36 @@ class Integration:
 
     #: The library's import (and distribution) name, also the name ``instrument=`` takes.
     name: str
-    #: The oldest version the integration supports; older installs are skipped with a log line.
-    min_version: tuple[int, ...]
+    #: The oldest and the newest release the integration's tests run against (both in CI). The
+    #: oldest is the minimum: older installs are skipped with one log line naming the range.
+    tested: tuple[str, str]
     #: Our module that knows the library: it defines ``LIBRARY`` (``tracer.integrations._patch.Library``).
     module: str
 
+    @property
+    def min_version(self) -> tuple[int, ...]:
+        return version_tuple(self.tested[0])
+
 
 INTEGRATIONS: Final = (
-    Integration("anthropic", (0, 30), "tracer.integrations.anthropic"),
-    Integration("openai", (1, 0), "tracer.integrations.openai"),
+    # 0.30-0.40 define Messages in anthropic.resources.messages (a module, a package from 0.41); every
+    # 0.x Stream class rejects proxies in isinstance() (see _stream.bare_stream).
+    Integration("anthropic", ("0.30.0", "2.17.0"), "tracer.integrations.anthropic"),
+    # 1.9.0: the first release whose with_raw_response accessors are built on first use, not with
+    # the client (a client made before tracer.init() would keep the unpatched methods).
+    Integration("openai", ("1.9.0", "3.63.0"), "tracer.integrations.openai"),
 )
 NAMES: Final = tuple(integration.name for integration in INTEGRATIONS)
 
 
+def integration(name: str) -> Integration:
+    """The registry entry of *name*."""
+    for entry in INTEGRATIONS:
+        if entry.name == name:
+            return entry
+    raise KeyError(name)
+
+
 def min_version(name: str) -> tuple[int, ...]:
     """The oldest supported version of integration *name*."""
-    for integration in INTEGRATIONS:
-        if integration.name == name:
-            return integration.min_version
-    raise KeyError(name)
+    return integration(name).min_version

@@ -13,8 +13,8 @@ from tracer.testing import CapturedEvents
 
 from ..fake_llm_server import FakeLLMServer
 
-openai = pytest.importorskip("openai")
-anthropic = pytest.importorskip("anthropic")
+# Each test file needs only its own client library: the range runs (tests/integrations/ranges.py)
+# install one library per venv.
 
 USER = [{"role": "user", "content": "hi"}]
 
@@ -35,11 +35,13 @@ def events() -> Iterator[CapturedEvents]:
 
 @pytest.fixture(scope="session")
 def oai(server: FakeLLMServer) -> Any:
+    openai = pytest.importorskip("openai")
     return openai.OpenAI(base_url=server.openai_url, api_key="sk-test", max_retries=0)
 
 
 @pytest.fixture(scope="session")
 def claude(server: FakeLLMServer) -> Any:
+    anthropic = pytest.importorskip("anthropic")
     return anthropic.Anthropic(base_url=server.url, api_key="sk-test", max_retries=0)
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
+import importlib.util
+import inspect
 import json
 from typing import Any
 
@@ -17,6 +20,28 @@ from ..fake_llm_server import FakeLLMServer
 from .conftest import USER, model_events, only_model_event
 
 anthropic = pytest.importorskip("anthropic")
+
+# What the installed release has: the range runs (tests/integrations/ranges.py) test the oldest
+# supported one too (0.30), where newer APIs are skipped.
+_messages = importlib.import_module("anthropic.resources.messages")
+HAS_PARSE = hasattr(_messages.Messages, "parse")
+try:
+    HAS_BETA_MESSAGES = hasattr(
+        importlib.import_module("anthropic.resources.beta.messages.messages").Messages, "stream"
+    )
+except ImportError:
+    HAS_BETA_MESSAGES = False
+# Responses carry the request id (``_request_id``) from anthropic 0.3x on.
+HAS_REQUEST_ID = "_request_id" in inspect.getsource(importlib.import_module("anthropic._models"))
+_CREATE_PARAMETERS = inspect.signature(_messages.Messages.create).parameters
+NOT_GIVEN = anthropic.NOT_GIVEN
+OMIT = getattr(anthropic, "omit", NOT_GIVEN)
+# Sentinels given for parameters this release has (they must not reach the event's config).
+SENTINEL_ARGS = {
+    name: value
+    for name, value in (("service_tier", NOT_GIVEN), ("thinking", OMIT), ("metadata", OMIT))
+    if name in _CREATE_PARAMETERS
+}
 
 TOOLS = [{"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]
 TOOL_CALL = {"id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
@@ -52,8 +77,7 @@ def test_messages_create(events: CapturedEvents, claude: Any) -> None:
             tools=TOOLS,
             tool_choice={"type": "auto"},
             stop_sequences=["END"],
-            service_tier=anthropic.NOT_GIVEN,
-            thinking=anthropic.omit,
+            **SENTINEL_ARGS,
         )
     assert message.stop_reason == "tool_use"
     event = only_model_event(events)
@@ -63,7 +87,7 @@ def test_messages_create(events: CapturedEvents, claude: Any) -> None:
     assert (config["provider"], config["model"], config["max_tokens"]) == ("anthropic", "claude-x-tools", 100)
     assert (config["tool_choice"], config["stop_sequences"]) == ({"type": "auto"}, ["END"])
     assert config["tools"] == TOOLS
-    assert not {"service_tier", "thinking", "system", "messages"} & set(config)
+    assert not {"service_tier", "thinking", "metadata", "system", "messages"} & set(config)
     assert event["inputs"]["chat_history"] == [{"role": "system", "content": "be brief"}, *USER]
     outputs = event["outputs"]
     assert (outputs["role"], outputs["content"], outputs["finish_reason"]) == ("assistant", "Hello!", "tool_use")
@@ -71,7 +95,7 @@ def test_messages_create(events: CapturedEvents, claude: Any) -> None:
     assert outputs["tool_calls"][0]["id"] == "toolu_1"
     assert_usage(event["metadata"])
     assert event["metadata"]["response_id"] == "msg_1"
-    assert event["metadata"]["request_id"] == "req_fake_1"
+    assert event["metadata"].get("request_id") == ("req_fake_1" if HAS_REQUEST_ID else None)
 
 
 def test_create_stream_true(events: CapturedEvents, claude: Any) -> None:
@@ -118,6 +142,19 @@ def test_stream_helper_break(events: CapturedEvents, claude: Any) -> None:
     event = only_model_event(events)
     assert event["metadata"]["ended_early"] is True
     assert event["outputs"]["content"] == "tok0 tok1 "
+
+
+def test_raw_stream_closed_by_with_exit(events: CapturedEvents, claude: Any) -> None:
+    """On 0.x the stream is handed back without a proxy (isinstance() rejects one there): closing
+    it still ends the event at once."""
+    with claude.messages.create(model="claude-x-long", max_tokens=100, messages=USER, stream=True) as stream:
+        assert isinstance(stream, anthropic.Stream)
+        for event in stream:
+            if event.type == "content_block_delta":
+                break
+        assert model_events(events) == []
+    event = only_model_event(events)
+    assert (event["metadata"]["end_reason"], event["outputs"]["content"]) == ("closed", "tok0 ")
 
 
 def test_abandoned_raw_stream(events: CapturedEvents, claude: Any) -> None:
@@ -168,6 +205,7 @@ def test_http_error_from_the_stream_helper(events: CapturedEvents, claude: Any) 
     assert only_model_event(events)["metadata"]["status_code"] == 429
 
 
+@pytest.mark.skipif(not HAS_PARSE, reason="no messages.parse() in this anthropic")
 def test_parse(events: CapturedEvents, claude: Any) -> None:
     class City(BaseModel):
         city: str
@@ -180,6 +218,7 @@ def test_parse(events: CapturedEvents, claude: Any) -> None:
     assert event["config"]["output_format"]["name"] == "City"
 
 
+@pytest.mark.skipif(not HAS_BETA_MESSAGES, reason="no beta.messages in this anthropic")
 def test_beta_messages(events: CapturedEvents, claude: Any) -> None:
     claude.beta.messages.create(model="claude-x", max_tokens=10, messages=USER)
     with claude.beta.messages.stream(model="claude-x", max_tokens=10, messages=USER) as stream:

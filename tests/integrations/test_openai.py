@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
+import importlib.util
+import inspect
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,22 @@ from ..fake_llm_server import FakeLLMServer
 from .conftest import USER, model_events, only_model_event
 
 openai = pytest.importorskip("openai")
+
+# What the installed release has: the range runs (tests/integrations/ranges.py) test the oldest
+# supported one too, where newer APIs are skipped.
+_chat = importlib.import_module("openai.resources.chat.completions")
+HAS_STREAM_HELPER = hasattr(_chat.Completions, "stream")
+HAS_PARSE = hasattr(_chat.Completions, "parse")
+HAS_STREAM_OPTIONS = "stream_options" in inspect.signature(_chat.Completions.create).parameters
+HAS_RESPONSES = importlib.util.find_spec("openai.resources.responses") is not None
+needs_stream_helper = pytest.mark.skipif(not HAS_STREAM_HELPER, reason="no chat.completions.stream() in this openai")
+needs_parse = pytest.mark.skipif(not HAS_PARSE, reason="no chat.completions.parse() in this openai")
+needs_stream_options = pytest.mark.skipif(not HAS_STREAM_OPTIONS, reason="no stream_options in this openai")
+needs_responses = pytest.mark.skipif(not HAS_RESPONSES, reason="no Responses API in this openai")
+# Responses carry the request id (``_request_id``) from openai 1.4x on.
+HAS_REQUEST_ID = "_request_id" in inspect.getsource(importlib.import_module("openai._models"))
+NOT_GIVEN = getattr(openai, "NOT_GIVEN", None) or importlib.import_module("openai._types").NOT_GIVEN
+OMIT = getattr(openai, "omit", NOT_GIVEN)
 
 TOOLS = [
     {
@@ -50,8 +69,8 @@ def test_chat_create_records_a_model_event_under_the_current_span(events: Captur
             top_p=0.9,
             tools=TOOLS,
             tool_choice="auto",
-            seed=openai.NOT_GIVEN,
-            user=openai.omit,
+            seed=NOT_GIVEN,
+            user=OMIT,
         )
     assert reply.choices[0].message.content == "Hello!"
     event = only_model_event(events)
@@ -76,7 +95,7 @@ def test_chat_create_records_a_model_event_under_the_current_span(events: Captur
     assert metadata["reasoning_tokens"] == 0
     assert metadata["response_id"] == "chatcmpl-1"
     assert metadata["response_model"] == "gpt-x"
-    assert metadata["request_id"] == "req_fake_1"
+    assert metadata.get("request_id") == ("req_fake_1" if HAS_REQUEST_ID else None)
     assert event["error"] is None
 
 
@@ -152,6 +171,30 @@ def test_calls_still_being_shaped_or_streamed_at_exit_are_delivered(server: Fake
     assert "Hello!".startswith(open_at_exit["outputs"]["content"]) and open_at_exit["outputs"]["content"]
 
 
+def test_raw_response_calls_of_a_client_made_before_init_are_traced(server: FakeLLMServer, tmp_path: Path) -> None:
+    """The client (and its with_raw_response accessors, where the release builds them with the
+    client) exists before tracer.init(): its raw-response calls are still traced (openai < 1.9 bound
+    the unpatched methods at client creation, hence the minimum)."""
+    out = tmp_path / "events.jsonl"
+    done = run_script(
+        f"""
+        import openai, tracer
+        client = openai.OpenAI(base_url={server.openai_url!r}, api_key="sk-test", max_retries=0)
+        tracer.init(exporter=tracer.JSONLExporter({str(out)!r}))
+        messages = [{{"role": "user", "content": "Hi"}}]
+        client.chat.completions.with_raw_response.create(model="gpt-x", messages=messages).parse()
+        client.with_raw_response.chat.completions.create(model="gpt-x", messages=messages).parse()
+        """,
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    events = read_events(out)
+    assert [event["event_name"] for event in events] == ["openai.chat.completions.create"] * 2
+    for event in events:
+        assert event["outputs"]["content"] == "Hello!"
+        assert (event["metadata"]["raw_response"], event["metadata"]["total_tokens"]) == (True, 13)
+
+
 def test_chat_stream_covers_the_whole_stream(events: CapturedEvents, oai: Any, server: FakeLLMServer) -> None:
     stream = oai.chat.completions.create(model="gpt-x", messages=USER, stream=True)
     assert isinstance(stream, openai.Stream)
@@ -167,6 +210,7 @@ def test_chat_stream_covers_the_whole_stream(events: CapturedEvents, oai: Any, s
     assert "stream_options" not in server.requests[-1][1]  # …and not injected
 
 
+@needs_stream_options
 def test_chat_stream_records_usage_when_the_caller_asks_for_it(events: CapturedEvents, oai: Any) -> None:
     stream = oai.chat.completions.create(
         model="gpt-x", messages=USER, stream=True, stream_options={"include_usage": True}
@@ -177,6 +221,7 @@ def test_chat_stream_records_usage_when_the_caller_asks_for_it(events: CapturedE
     assert (metadata["prompt_tokens"], metadata["completion_tokens"], metadata["total_tokens"]) == (11, 2, 13)
 
 
+@needs_stream_options
 def test_include_stream_usage_option_asks_and_hides_the_usage_chunk(
     events: CapturedEvents, oai: Any, server: FakeLLMServer
 ) -> None:
@@ -235,6 +280,7 @@ def test_break_out_of_a_stream_without_with_ends_on_release(events: CapturedEven
     assert only_model_event(events)["metadata"]["ended_early"] is True
 
 
+@needs_stream_helper
 def test_stream_helper_is_one_event(events: CapturedEvents, oai: Any) -> None:
     with oai.chat.completions.stream(model="gpt-x-tools", messages=USER, tools=TOOLS) as stream:
         final = stream.get_final_completion()
@@ -246,6 +292,7 @@ def test_stream_helper_is_one_event(events: CapturedEvents, oai: Any) -> None:
     assert "ended_early" not in event["metadata"]
 
 
+@needs_stream_helper
 def test_stream_helper_break_ends_at_with_exit(events: CapturedEvents, oai: Any) -> None:
     with oai.chat.completions.stream(model="gpt-x-long", messages=USER) as stream:
         for event in stream:
@@ -287,6 +334,7 @@ def test_http_errors_are_recorded_and_reraised_unchanged(
     assert metadata["request_id"] == "req_fake_1"
 
 
+@needs_parse
 def test_parse_with_a_pydantic_response_format(events: CapturedEvents, oai: Any) -> None:
     class City(BaseModel):
         city: str
@@ -321,6 +369,7 @@ def test_with_streaming_response_records_the_status_only(events: CapturedEvents,
 def test_azure_client_is_provider_azure(events: CapturedEvents, server: FakeLLMServer) -> None:
     client = openai.AzureOpenAI(azure_endpoint=server.url, api_key="sk-test", api_version="2024-10-21", max_retries=0)
     client.chat.completions.create(model="my-deployment", messages=USER)
+    client.close()
     event = only_model_event(events)
     assert event["config"]["provider"] == "azure"
     assert event["config"]["model"] == "my-deployment"
@@ -330,6 +379,7 @@ def test_azure_client_is_provider_azure(events: CapturedEvents, server: FakeLLMS
 # -- responses, embeddings, legacy completions ---------------------------------------------------------------
 
 
+@needs_responses
 def test_responses_create(events: CapturedEvents, oai: Any) -> None:
     response = oai.responses.create(model="gpt-x", input="hi", instructions="be brief", max_output_tokens=20)
     assert response.output_text == "Hello!"
@@ -342,6 +392,7 @@ def test_responses_create(events: CapturedEvents, oai: Any) -> None:
     assert event["metadata"]["response_id"] == "resp_1"
 
 
+@needs_responses
 def test_responses_tool_call(events: CapturedEvents, oai: Any) -> None:
     oai.responses.create(model="gpt-x-tools", input=[{"role": "user", "content": "weather?"}])
     event = only_model_event(events)
@@ -351,6 +402,7 @@ def test_responses_tool_call(events: CapturedEvents, oai: Any) -> None:
     ]
 
 
+@needs_responses
 def test_responses_stream_and_helper(events: CapturedEvents, oai: Any) -> None:
     kinds = [event.type for event in oai.responses.create(model="gpt-x", input="hi", stream=True)]
     assert kinds[-1] == "response.completed"
@@ -363,6 +415,7 @@ def test_responses_stream_and_helper(events: CapturedEvents, oai: Any) -> None:
         assert event["metrics"]["time_to_first_token_ms"] > 0
 
 
+@needs_responses
 def test_responses_stream_break_keeps_partial_text(events: CapturedEvents, oai: Any) -> None:
     with oai.responses.stream(model="gpt-x-long", input="hi") as stream:
         for event in stream:
@@ -373,6 +426,7 @@ def test_responses_stream_break_keeps_partial_text(events: CapturedEvents, oai: 
     assert event["outputs"]["content"] == "tok0 tok1 "
 
 
+@needs_responses
 def test_responses_parse(events: CapturedEvents, oai: Any) -> None:
     oai.responses.parse(model="gpt-x", input="hi")
     assert only_model_event(events)["event_name"] == "openai.responses.parse"
@@ -437,6 +491,7 @@ def test_async_with_break_and_aclose(events: CapturedEvents, server: FakeLLMServ
     assert first["metadata"]["ended_early"] is True and second["metadata"]["ended_early"] is True
 
 
+@needs_stream_helper
 def test_async_stream_helper(events: CapturedEvents, server: FakeLLMServer) -> None:
     async def main() -> str:
         client = aclient(server)
@@ -486,6 +541,7 @@ def test_async_errors(events: CapturedEvents, server: FakeLLMServer) -> None:
     assert only_model_event(events)["metadata"]["status_code"] == 429
 
 
+@needs_stream_helper
 def test_async_stream_helper_break_and_midstream_error(events: CapturedEvents, server: FakeLLMServer) -> None:
     async def main() -> None:
         client = aclient(server)
@@ -506,6 +562,7 @@ def test_async_stream_helper_break_and_midstream_error(events: CapturedEvents, s
     assert failed["error"].startswith("APIError")
 
 
+@needs_stream_helper
 def test_include_stream_usage_with_the_stream_helper(events: CapturedEvents, oai: Any, server: FakeLLMServer) -> None:
     instrument("openai", include_stream_usage=True)
     try:

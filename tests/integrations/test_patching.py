@@ -21,6 +21,7 @@ import wrapt
 import tracer
 from tracer import integrations
 from tracer._context import suppressed
+from tracer._registry import integration
 from tracer.integrations import _patch
 from tracer.integrations._patch import Library, Target
 from tracer.testing import CapturedEvents
@@ -218,9 +219,21 @@ def test_too_old_version_is_skipped_with_one_log_line(caplog: pytest.LogCaptureF
     with caplog.at_level(logging.WARNING, logger="tracer"):
         assert integrations._supported_install(library) is False
         assert integrations._supported_install(library) is False
-    lines = [r.getMessage() for r in caplog.records if "older than the supported" in r.getMessage()]
+    lines = [r.getMessage() for r in caplog.records if "outside the supported range" in r.getMessage()]
     assert len(lines) == 1
-    assert "openai" in lines[0] and "999.0" in lines[0]
+    tested = integration("openai").tested
+    assert "openai" in lines[0] and f">= 999.0, tested 999.0 to {tested[1]}" in lines[0]
+
+
+def test_a_release_newer_than_tested_is_instrumented_with_one_info_line(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    library = Library("openai", (1, 0), lambda: ())
+    monkeypatch.setitem(integrations._NEWEST_TESTED, "openai", "1.0.0")
+    with caplog.at_level(logging.INFO, logger="tracer"):
+        assert integrations._supported_install(library) is True
+    lines = [r.getMessage() for r in caplog.records if "newer than the newest release tested" in r.getMessage()]
+    assert len(lines) == 1 and "(1.0.0)" in lines[0]
 
 
 def test_changed_shape_is_skipped_and_never_breaks_the_import(

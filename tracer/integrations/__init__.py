@@ -14,13 +14,12 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
-import re
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Final
 
 from .._errors import logger, warn_once
-from .._registry import INTEGRATIONS, NAMES
+from .._registry import INTEGRATIONS, NAMES, version_tuple
 from . import _patch, _propagate
 from ._patch import Library
 
@@ -28,6 +27,7 @@ __all__ = ["SUPPORTED", "auto_instrument", "instrument", "instrumented", "uninst
 
 SUPPORTED: Final = NAMES
 _MODULES: Final = {integration.name: integration.module for integration in INTEGRATIONS}
+_NEWEST_TESTED: Final = {integration.name: integration.tested[1] for integration in INTEGRATIONS}
 
 _lock = threading.RLock()
 _explicit: set[str] = set()  # instrumented by instrument(): auto_instrument() leaves them alone
@@ -50,18 +50,13 @@ def _names(names: Iterable[str]) -> list[str]:
     return sorted(set(chosen))
 
 
-def _version_tuple(text: str) -> tuple[int, ...]:
-    parts = []
-    for piece in text.split(".")[:3]:
-        match = re.match(r"\d+", piece)
-        if match is None:
-            break
-        parts.append(int(match.group()))
-    return tuple(parts)
-
-
 def _supported_install(library: Library) -> bool:
-    """Installed in a supported version? (Looks at package metadata; imports nothing.)"""
+    """Installed in a supported version? (Looks at package metadata; imports nothing.)
+
+    Older than the minimum: skipped with one warning naming the range. Newer than the newest
+    release tested: instrumented (a changed shape is caught target by target, see ``_patch``), with
+    one info line saying so.
+    """
     if importlib.util.find_spec(library.name) is None:
         return False
     try:
@@ -69,17 +64,26 @@ def _supported_install(library: Library) -> bool:
     except importlib.metadata.PackageNotFoundError:
         version = "?"
     library.version = version
-    parsed = _version_tuple(version)
+    parsed = version_tuple(version)
+    wanted = ".".join(map(str, library.min_version))
+    newest = _NEWEST_TESTED.get(library.name)
+    supported = f">= {wanted}" + (f", tested {wanted} to {newest}" if newest else "")
     if parsed and parsed < library.min_version:
-        wanted = ".".join(map(str, library.min_version))
         warn_once(
             f"integration-version:{library.name}",
-            "tracer: %s %s is older than the supported %s; its calls are not traced",
+            "tracer: %s %s is outside the supported range (%s); its calls are not traced",
             library.name,
             version,
-            wanted,
+            supported,
         )
         return False
+    if parsed and newest is not None and parsed > version_tuple(newest):
+        logger.info(
+            "tracer: %s %s is newer than the newest release tested (%s); instrumenting it",
+            library.name,
+            version,
+            newest,
+        )
     return True
 
 

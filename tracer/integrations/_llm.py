@@ -27,7 +27,9 @@ from .._tracer import recorder_of
 from ._patch import Library, Wrapper, mark
 from ._stream import (
     StreamRecorder,
+    afinish_bare_stream,
     afinish_helper_stream,
+    finish_bare_stream,
     finish_helper_stream,
     traced_async_stream,
     traced_manager,
@@ -38,6 +40,7 @@ __all__ = [
     "Api",
     "Call",
     "async_wrapper",
+    "bare_stream_close_wrapper",
     "begin",
     "clean_params",
     "error_metadata",
@@ -353,6 +356,11 @@ def error_metadata(error: BaseException) -> dict[str, Any]:
     if isinstance(status, int):
         metadata["status_code"] = status
     request_id = getattr(error, "request_id", None)
+    if request_id is None:  # releases before the attribute (openai < 1.x…): the response's header
+        headers = getattr(getattr(error, "response", None), "headers", None)
+        if headers is not None:
+            with contextlib.suppress(Exception):
+                request_id = headers.get("x-request-id") or headers.get("request-id")
     if isinstance(request_id, str):
         metadata["request_id"] = request_id
     body = getattr(error, "body", None)
@@ -578,6 +586,28 @@ def helper_close_wrapper(aio: bool) -> Wrapper:
             return wrapped(*args, **kwargs)
         finally:
             finish_helper_stream(instance)
+
+    return mark(close)
+
+
+def bare_stream_close_wrapper(aio: bool) -> Wrapper:
+    """Wrapper for an SDK stream class's ``close()``: ends the event of a stream handed back without
+    a proxy (see ``_stream._proxy``); ``with`` exit goes through ``close()`` too."""
+    if aio:
+
+        async def async_close(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            try:
+                return await wrapped(*args, **kwargs)
+            finally:
+                await afinish_bare_stream(instance)
+
+        return mark(async_close)
+
+    def close(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        try:
+            return wrapped(*args, **kwargs)
+        finally:
+            finish_bare_stream(instance)
 
     return mark(close)
 

@@ -40,7 +40,9 @@ __all__ = [
     "StreamRecorder",
     "TracedStream",
     "TracedStreamManager",
+    "afinish_bare_stream",
     "afinish_helper_stream",
+    "finish_bare_stream",
     "finish_helper_stream",
     "traced_async_stream",
     "traced_manager",
@@ -450,7 +452,49 @@ def _proxy(wrapped: Any, recorder: StreamRecorder, hide: Callable[[Any], bool] |
     # No __init__ of ours: wrapt's own (in C) and two slot stores are the cheapest construction.
     proxy._self_recorder = recorder
     proxy._self_gen = gen
+    if gen is not None and not _passes_for(type(wrapped), proxy):
+        # The SDK's own stream, with our generator chained in, so isinstance() holds; its close()
+        # is patched to end the event (finish_bare_stream), collection ends it as abandoned.
+        wrapped.__dict__[_BARE] = (recorder, gen)
+        return wrapped
     return proxy
+
+
+# Whether a proxy passes isinstance() for a stream class. Not for anthropic 0.x: its Stream's
+# metaclass answers False for anything whose type is not exactly Stream.
+_passes: dict[type, bool] = {}
+_BARE = "_tracer_stream"  # on an SDK stream handed back without a proxy: (recorder, our generator)
+
+
+def _passes_for(kind: type, proxy: Any) -> bool:
+    passes = _passes.get(kind)
+    if passes is None:
+        try:
+            passes = isinstance(proxy, kind)
+        except Exception:
+            passes = False
+        _passes[kind] = passes
+    return passes
+
+
+def finish_bare_stream(stream: Any) -> None:
+    """An SDK stream handed back without a proxy was closed: end its event (``close`` is patched)."""
+    found = getattr(stream, "__dict__", {}).pop(_BARE, None)
+    if found is not None:
+        recorder, gen = found
+        recorder.finish("closed")
+        if gen.gi_frame is not None and not gen.gi_running:
+            gen.close()  # GeneratorExit in _wrap: finish() is a no-op by now
+
+
+async def afinish_bare_stream(stream: Any) -> None:
+    """``finish_bare_stream`` for an asynchronous stream."""
+    found = getattr(stream, "__dict__", {}).pop(_BARE, None)
+    if found is not None:
+        recorder, gen = found
+        recorder.finish("closed")
+        if gen.ag_frame is not None and not gen.ag_running:
+            await gen.aclose()
 
 
 def _closed(proxy: Any) -> None:

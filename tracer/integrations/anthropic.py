@@ -1,4 +1,4 @@
-"""Anthropic (``anthropic`` >= 0.30, tested with 2.x): the Messages API, streams included.
+"""Anthropic (``anthropic`` >= 0.30, see the range in ``tracer._registry``): the Messages API, streams included.
 
 Patched (sync and async, first-party and beta classes; Bedrock/Vertex clients share them):
 ``messages.create`` (``stream=True`` too), ``messages.parse`` and ``messages.stream(...)``, whose
@@ -18,13 +18,25 @@ from typing import Any, Final
 import orjson
 
 from .._registry import min_version
-from ._llm import Api, Call, async_wrapper, clean_params, given, manager_wrapper, skipping, sync_wrapper
+from ._llm import (
+    Api,
+    Call,
+    async_wrapper,
+    bare_stream_close_wrapper,
+    clean_params,
+    given,
+    manager_wrapper,
+    skipping,
+    sync_wrapper,
+)
 from ._patch import Library, Target, loaded
 from ._stream import StreamRecorder
 
 __all__ = ["LIBRARY"]
 
 _MESSAGES: Final = "anthropic.resources.messages.messages"
+_MESSAGES_0_30: Final = "anthropic.resources.messages"  # the defining module before 0.41 (a package since)
+_STREAMING: Final = "anthropic._streaming"
 _BETA_MESSAGES: Final = "anthropic.resources.beta.messages.messages"
 # Bedrock/Vertex beta classes copy the first-party methods into their own class bodies at import.
 _PLATFORM_BETA: Final = ("anthropic.lib.bedrock._beta_messages", "anthropic.lib.vertex._beta_messages")
@@ -119,12 +131,14 @@ def _result(message: Any) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     usage = fields.get("usage")
     if usage is not None:
         counts = usage.__dict__
+        # Releases before the cache fields were declared (0.30…) keep them as pydantic extras.
+        extra = getattr(usage, "__pydantic_extra__", None) or {}
         _usage(
             metadata,
             counts.get("input_tokens"),
             counts.get("output_tokens"),
-            counts.get("cache_read_input_tokens"),
-            counts.get("cache_creation_input_tokens"),
+            counts.get("cache_read_input_tokens", extra.get("cache_read_input_tokens")),
+            counts.get("cache_creation_input_tokens", extra.get("cache_creation_input_tokens")),
         )
     return outputs, metadata
 
@@ -302,7 +316,10 @@ _EXTRA: Final[dict[str, Any]] = {
 def _targets() -> tuple[Target, ...]:
     targets: list[Target] = []
     for module, prefix, optional in (
-        (_MESSAGES, "anthropic.messages", False),
+        # Optional, as one of the two exists: 0.41+ defines the classes in the first (the package
+        # re-exports them, already wrapped), 0.30-0.40 in the second.
+        (_MESSAGES, "anthropic.messages", True),
+        (_MESSAGES_0_30, "anthropic.messages", True),
         (_BETA_MESSAGES, "anthropic.beta.messages", True),
         *((name, "anthropic.beta.messages", True) for name in _PLATFORM_BETA),
     ):
@@ -317,6 +334,11 @@ def _targets() -> tuple[Target, ...]:
             Target(module, "Messages.stream", manager_wrapper(stream, False), optional),
             Target(module, "AsyncMessages.stream", manager_wrapper(stream, True), optional),
         ]
+    # 0.x streams are handed back without a proxy (their isinstance() rejects one): closing one ends its event.
+    targets += [
+        Target(_STREAMING, "Stream.close", bare_stream_close_wrapper(False), True),
+        Target(_STREAMING, "AsyncStream.close", bare_stream_close_wrapper(True), True),
+    ]
     return tuple(targets)
 
 

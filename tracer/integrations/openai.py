@@ -1,4 +1,4 @@
-"""OpenAI (``openai`` >= 1.0, tested with 3.x): chat completions, Responses, embeddings, legacy completions.
+"""OpenAI (``openai`` >= 1.9, range in ``tracer._registry``): chat, Responses, embeddings, legacy completions.
 
 Patched (sync and async, every client sharing these classes: ``OpenAI``, ``AzureOpenAI``, any
 ``base_url``): ``chat.completions.create`` / ``.parse`` (``.stream(...)`` goes through ``create``),
@@ -189,7 +189,7 @@ def _tool_call(call: Any) -> Any:
 def _chat_choice(choice: Any) -> dict[str, Any]:
     message = choice.message
     output: dict[str, Any] = {"role": message.role, "content": message.content}
-    tool_calls = message.tool_calls
+    tool_calls = message.__dict__.get("tool_calls")  # no such field before openai 1.1
     if tool_calls:
         output["tool_calls"] = [_tool_call(call) for call in tool_calls]
     refusal = getattr(message, "refusal", None)
@@ -248,14 +248,22 @@ def _usage(usage: Any, metadata: dict[str, Any], names: tuple[str, str, str, str
     if completed is not None:
         metadata["completion_tokens"] = completed
     metadata["total_tokens"] = counts.get("total_tokens")
-    details = counts.get(prompt_details)
-    cached = details.__dict__.get("cached_tokens") if details is not None else None
+    # Releases before the details were declared (openai < 1.4x) keep them as pydantic extras (dicts).
+    extra = usage.__pydantic_extra__ if prompt_details not in counts else None
+    cached = _detail(counts.get(prompt_details) or (extra and extra.get(prompt_details)), "cached_tokens")
     if cached is not None:
         metadata["cached_tokens"] = cached
-    details = counts.get(completion_details)
-    reasoning = details.__dict__.get("reasoning_tokens") if details is not None else None
+    reasoning = _detail(counts.get(completion_details) or (extra and extra.get(completion_details)), "reasoning_tokens")
     if reasoning is not None:
         metadata["reasoning_tokens"] = reasoning
+
+
+def _detail(details: Any, name: str) -> Any:
+    if details is None:
+        return None
+    if isinstance(details, dict):
+        return details.get(name)
+    return details.__dict__.get(name)
 
 
 def _chat_result(completion: Any) -> tuple[dict[str, Any] | None, dict[str, Any]]:
