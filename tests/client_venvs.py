@@ -33,7 +33,12 @@ def _base_python() -> str:
 
 def client_python(name: str) -> Path:
     """The ``python`` of the venv holding client *name*, made if it is not there yet."""
-    requirements = CLIENTS[name]
+    return venv_python(name, CLIENTS[name])
+
+
+def venv_python(name: str, requirements: tuple[str, ...]) -> Path:
+    """The ``python`` of a venv named *name* holding *requirements* (pip arguments), made if it is
+    not there yet (also used for the LLM clients' version ranges, ``tests/integrations/ranges.py``)."""
     root = Path(os.environ.get("TRACER_CLIENT_VENVS") or REPO / ".client-venvs")
     key = hashlib.sha256("\n".join(requirements).encode()).hexdigest()[:12]
     venv = root / f"{name}-{key}"
