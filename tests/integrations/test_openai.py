@@ -77,7 +77,7 @@ def test_chat_create_records_a_model_event_under_the_current_span(events: Captur
     assert event["event_name"] == "openai.chat.completions.create"
     assert event["parent_id"] == events.by_name("agent")["event_id"]
     config = event["config"]
-    assert config["provider"] == "openai"
+    assert config["provider"] == "local"  # the fake server is on 127.0.0.1 (see test_provider_from_the_host)
     assert config["model"] == "gpt-x"
     assert (config["temperature"], config["max_tokens"], config["top_p"], config["tool_choice"]) == (
         0.2,
@@ -374,6 +374,45 @@ def test_azure_client_is_provider_azure(events: CapturedEvents, server: FakeLLMS
     assert event["config"]["provider"] == "azure"
     assert event["config"]["model"] == "my-deployment"
     assert server.requests[-1][0] == "/openai/deployments/my-deployment/chat/completions"
+
+
+@pytest.mark.parametrize(
+    ("base_url", "provider"),
+    [
+        ("https://api.openai.com/v1", "openai"),
+        ("https://api.groq.com/openai/v1", "groq"),
+        ("https://openrouter.ai/api/v1", "openrouter"),
+        ("https://api.deepseek.com", "deepseek"),
+        ("http://localhost:11434/v1", "ollama"),
+        ("http://127.0.0.1:11434/v1", "ollama"),
+        ("http://localhost:8000/v1", "vllm"),
+        ("http://127.0.0.1:1234/v1", "lmstudio"),
+        ("http://[::1]:8080/v1", "local"),
+        ("http://127.0.0.2:9999/v1", "local"),
+        ("http://localhost/v1", "local"),
+        ("http://gpu-box.internal:11434/v1", "openai"),  # another machine: no claim from the port
+    ],
+)
+def test_provider_from_the_host(base_url: str, provider: str) -> None:
+    """The provider comes from the client's base URL: hosted providers by host, servers on this
+    machine by their default port (Ollama, vLLM, LM Studio), any other loopback server "local".
+    Read from real clients; nothing is sent."""
+    from tracer.integrations.openai import _provider
+
+    client = openai.OpenAI(base_url=base_url, api_key="sk-test")
+    assert _provider(client.chat.completions) == (
+        provider,
+        None if provider == "openai" and "api.openai.com" in base_url else base_url.rstrip("/"),
+    )
+    client.close()
+
+
+def test_a_local_server_is_named_local_in_the_event(events: CapturedEvents, server: FakeLLMServer) -> None:
+    client = openai.OpenAI(base_url=server.openai_url.replace("127.0.0.1", "localhost"), api_key="x", max_retries=0)
+    client.chat.completions.create(model="llama3", messages=USER)
+    client.close()
+    config = only_model_event(events)["config"]
+    assert (config["provider"], config["base_url"]) == ("local", server.openai_url.replace("127.0.0.1", "localhost"))
 
 
 # -- responses, embeddings, legacy completions ---------------------------------------------------------------

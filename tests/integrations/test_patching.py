@@ -306,7 +306,7 @@ def test_a_user_model_span_is_enriched_not_nested(events: CapturedEvents, oai: A
     assert event["event_name"].endswith("ask")
     assert event["inputs"]["question"] == "hi"
     assert event["inputs"]["chat_history"] == USER
-    assert event["config"]["provider"] == "openai"
+    assert event["config"]["provider"] == "local"  # the fake server is on 127.0.0.1
     assert event["outputs"]["content"] == "Hello!"
     assert event["metadata"]["total_tokens"] == 13
 

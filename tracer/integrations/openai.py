@@ -71,13 +71,25 @@ _KNOWN_HOSTS: Final = (
     ("bedrock", "bedrock"),
 )
 
+# OpenAI-compatible servers run on this machine, by their default port; any other loopback server is "local".
+_LOCAL_PORTS: Final = {11434: "ollama", 8000: "vllm", 1234: "lmstudio"}
+_LOOPBACK_NAMES: Final = frozenset({"localhost", "::1", "[::1]", "0.0.0.0", "ip6-localhost"})
+
+
+def _local_provider(host: str, port: Any) -> str | None:
+    """ "ollama" / "vllm" / "lmstudio" / "local" for a server on this machine, else None."""
+    if host in _LOOPBACK_NAMES or host.startswith("127.") or host.endswith(".localhost"):
+        return _LOCAL_PORTS.get(port, "local") if isinstance(port, int) else "local"
+    return None
+
+
 # Per client: (provider, base URL) by id, and the weak reference whose callback drops the entry
 # when the client goes (before its id can be reused). A plain dict lookup: this runs for every call.
 _providers: dict[int, tuple[tuple[str, str | None], weakref.ref[Any]]] = {}
 
 
 def _provider(instance: Any) -> tuple[str, str | None]:
-    """("openai" | "azure" | "openrouter"…, base URL when it is not api.openai.com) for a resource's client."""
+    """(provider: "openai", "azure", "ollama"…, base URL unless api.openai.com) of a resource's client."""
     client = getattr(instance, "_client", None)
     cached = _providers.get(id(client))
     if cached is not None:
@@ -89,10 +101,14 @@ def _provider(instance: Any) -> tuple[str, str | None]:
     if "Azure" in type(client).__name__:
         name = "azure"
     else:
-        for needle, provider in _KNOWN_HOSTS:
-            if needle in host:
-                name = provider
-                break
+        local = _local_provider(host.lower(), getattr(base, "port", None))
+        if local is not None:
+            name = local
+        else:
+            for needle, provider in _KNOWN_HOSTS:
+                if needle in host:
+                    name = provider
+                    break
     found = (name, None if host == "api.openai.com" else url)
     key = id(client)
     with contextlib.suppress(TypeError):  # not weak-referenceable: just do not cache
