@@ -5,7 +5,9 @@ real socket (``ThreadingHTTPServer``, HTTP/1.1, chunked SSE), so the whole clien
 
 Routes (matched by path suffix, so Azure-style ``/openai/deployments/<d>/chat/completions`` works):
 ``/chat/completions``, ``/responses``, ``/embeddings``, ``/completions`` (OpenAI, under ``/v1``) and
-``/v1/messages`` (Anthropic). ``"stream": true`` in the body selects SSE.
+``/v1/messages`` (Anthropic); ``/api/chat``, ``/api/generate`` (Ollama, NDJSON streams); Groq's
+``/openai/v1/chat/completions`` streams add ``x_groq.usage`` to the last chunk. ``"stream": true``
+in the body selects SSE.
 
 The request's ``model`` picks a scenario:
 
@@ -347,10 +349,59 @@ def messages_sse(body: dict[str, Any]) -> Iterator[bytes | float]:
     yield event("message_stop")
 
 
+# -- Ollama (/api/chat, /api/generate: NDJSON streams) ----------------------------------------------------------
+
+_OLLAMA_COUNTS = {"prompt_eval_count": 8, "eval_count": 2, "total_duration": 5_000_000, "eval_duration": 2_000_000}
+
+
+def _ollama_message(body: dict[str, Any], content: str) -> dict[str, Any]:
+    if _wants_tool(body) or body.get("tools"):
+        call = {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+        return {"role": "assistant", "content": "", "tool_calls": [call]}
+    return {"role": "assistant", "content": content}
+
+
+def ollama_chat_json(body: dict[str, Any]) -> dict[str, Any]:
+    model = body.get("model", "llama3")
+    message = _ollama_message(body, "".join(_words(model)))
+    return {"model": model, "created_at": "2026-01-01T00:00:00Z", "message": message, "done": True,
+            "done_reason": "stop", **_OLLAMA_COUNTS}  # fmt: skip
+
+
+def ollama_chat_ndjson(body: dict[str, Any]) -> Iterator[bytes | float]:
+    model = body.get("model", "llama3")
+    head = {"model": model, "created_at": "2026-01-01T00:00:00Z"}
+    for index, word in enumerate(_words(model)):
+        if _delay(model):
+            yield _delay(model)
+        yield json.dumps({**head, "message": {"role": "assistant", "content": word}, "done": False}).encode() + b"\n"
+        if "midstream-error" in model and index == 0:
+            yield json.dumps({"error": "model crashed"}).encode() + b"\n"
+            return
+    last = {**head, "message": _ollama_message(body, ""), "done": True, "done_reason": "stop", **_OLLAMA_COUNTS}
+    yield json.dumps(last).encode() + b"\n"
+
+
+def ollama_generate_json(body: dict[str, Any]) -> dict[str, Any]:
+    model = body.get("model", "llama3")
+    return {"model": model, "created_at": "2026-01-01T00:00:00Z", "response": "".join(_words(model)), "done": True,
+            "done_reason": "stop", "context": [1, 2], **_OLLAMA_COUNTS}  # fmt: skip
+
+
+def ollama_generate_ndjson(body: dict[str, Any]) -> Iterator[bytes | float]:
+    model = body.get("model", "llama3")
+    head = {"model": model, "created_at": "2026-01-01T00:00:00Z"}
+    for word in _words(model):
+        yield json.dumps({**head, "response": word, "done": False}).encode() + b"\n"
+    yield json.dumps({**head, "response": "", "done": True, "done_reason": "stop", **_OLLAMA_COUNTS}).encode() + b"\n"
+
+
 # -- the server ----------------------------------------------------------------------------------------------
 
 
 def _error(path: str, status: int) -> dict[str, Any]:
+    if path.startswith("/api/"):  # Ollama
+        return {"error": "rate limited" if status == 429 else "boom"}
     if path.endswith("/messages"):
         kind = "rate_limit_error" if status == 429 else "api_error"
         return {"type": "error", "error": {"type": kind, "message": "rate limited" if status == 429 else "boom"}}
@@ -359,12 +410,33 @@ def _error(path: str, status: int) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": None, "code": kind}}
 
 
+def _with_x_groq(events: Iterator[bytes | float]) -> Iterator[bytes | float]:
+    """Groq's chat stream: the chunk before ``[DONE]`` carries the usage in ``x_groq``."""
+    previous: bytes | None = None
+    for item in events:
+        if isinstance(item, float):
+            yield item
+            continue
+        if item.startswith(b"data: [DONE]") and previous is not None:
+            data = json.loads(previous[len(b"data: ") :])
+            usage = {"prompt_tokens": 11, "completion_tokens": 2, "total_tokens": 13}
+            data["x_groq"] = {"id": "req_groq_1", "usage": usage}
+            previous = b"data: " + json.dumps(data).encode() + b"\n\n"
+        if previous is not None:
+            yield previous
+        previous = item
+    if previous is not None:
+        yield previous
+
+
 _ROUTES = (
     ("/chat/completions", chat_json, chat_sse),
     ("/responses", responses_json, responses_sse),
     ("/embeddings", embeddings_json, None),
     ("/completions", completions_json, completions_sse),
     ("/messages", messages_json, messages_sse),
+    ("/api/chat", ollama_chat_json, ollama_chat_ndjson),
+    ("/api/generate", ollama_generate_json, ollama_generate_ndjson),
 )
 
 
@@ -389,6 +461,9 @@ class _Handler(BaseHTTPRequestHandler):
         for suffix, as_json, as_sse in _ROUTES:
             if path.endswith(suffix):
                 if body.get("stream") and as_sse is not None:
+                    if path.startswith("/openai/v1/") and as_sse is chat_sse:  # Groq's path
+                        self._sse(_with_x_groq(as_sse(body)))
+                        return
                     self._sse(as_sse(body))
                 else:
                     self._json(200, as_json(body))

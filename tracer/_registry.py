@@ -52,6 +52,9 @@ INTEGRATIONS: Final = (
     # 1.9.0: the first release whose with_raw_response accessors are built on first use, not with
     # the client (a client made before tracer.init() would keep the unpatched methods).
     Integration("openai", ("1.9.0", "3.63.0"), "tracer.integrations.openai"),
+    Integration("groq", ("0.9.0", "1.7.0"), "tracer.integrations.groq"),
+    # 0.4.0: the first release whose responses are models (dicts before).
+    Integration("ollama", ("0.4.0", "0.6.3"), "tracer.integrations.ollama"),
 )
 NAMES: Final = tuple(integration.name for integration in INTEGRATIONS)
 

@@ -33,6 +33,7 @@ TEST_TOOLS = ("pytest>=8", "pytest-timeout>=2.3", "pydantic>=2")
 END_PINS: dict[tuple[str, str], tuple[str, ...]] = {
     ("openai", "1.9.0"): ("httpx>=0.27,<0.28",),
     ("anthropic", "0.30.0"): ("httpx>=0.27,<0.28",),
+    ("groq", "0.9.0"): ("httpx>=0.27,<0.28",),
 }
 
 

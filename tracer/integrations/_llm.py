@@ -373,6 +373,8 @@ def error_metadata(error: BaseException) -> dict[str, Any]:
                 metadata[name] = value
     elif isinstance(getattr(error, "message", None), str):
         metadata["error_message"] = error.message  # type: ignore[attr-defined]
+    elif isinstance(getattr(error, "error", None), str):  # ollama's ResponseError
+        metadata["error_message"] = error.error  # type: ignore[attr-defined]
     return metadata
 
 
@@ -411,6 +413,9 @@ class Api:
     helper_recorder: Callable[[Call, Any], StreamRecorder | None] | None = None
     # Arguments that may be one-shot iterators or lists the caller changes later (see save_request).
     saved: tuple[str, ...] = ()
+    # Names of the leading positional-or-keyword parameters (ollama's ``chat(model, messages)``):
+    # positional arguments are passed on as these keywords, so the request is recorded whole.
+    positional: tuple[str, ...] = ()
 
     def for_helper(self, call: Call, helper: Any) -> tuple[StreamRecorder, bool]:
         """The recorder for a helper's stream: reading the helper's own snapshot when it can, else ours."""
@@ -487,6 +492,14 @@ def _outcome(api: Api, call: Call, result: Any, raw: str | None, hide: Callable[
     return result
 
 
+def _as_keywords(
+    names: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The leading positional arguments as the keywords *names* (the same call for such parameters)."""
+    count = min(len(names), len(args))
+    return args[count:], {**dict(zip(names[:count], args[:count], strict=True)), **kwargs}
+
+
 def sync_wrapper(api: Api) -> Wrapper:
     """Wrapper for a synchronous client method (``create``, ``parse``)."""
     library = api.library
@@ -494,6 +507,8 @@ def sync_wrapper(api: Api) -> Wrapper:
     def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if not library.active:
             return wrapped(*args, **kwargs)
+        if args and api.positional:
+            args, kwargs = _as_keywords(api.positional, args, kwargs)
         call, raw, hide = _start(api, kwargs, instance)
         if call is None:
             return wrapped(*args, **kwargs)
@@ -517,6 +532,8 @@ def async_wrapper(api: Api) -> Wrapper:
     async def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if not library.active:
             return await wrapped(*args, **kwargs)
+        if args and api.positional:
+            args, kwargs = _as_keywords(api.positional, args, kwargs)
         call, raw, hide = _start(api, kwargs, instance)
         if call is None:
             return await wrapped(*args, **kwargs)

@@ -36,7 +36,7 @@ _pending: set[tuple[str, str]] = set()  # (library, module) with a post-import h
 
 @dataclass(frozen=True)
 class Target:
-    """One method to wrap: ``module`` defines ``path`` (``"Class.method"``)."""
+    """One method to wrap: ``module`` defines ``path`` (``"Class.method"``, or ``"name"`` for a module attribute)."""
 
     module: str
     path: str
@@ -130,8 +130,11 @@ def _patch_module(library: Library, module_name: str, module: ModuleType) -> Non
         if target.module != module_name:
             continue
         class_name, _, method_name = target.path.partition(".")
-        owner = getattr(module, class_name, None)
-        current = getattr(owner, "__dict__", {}).get(method_name) if owner is not None else None
+        if method_name:
+            owner = getattr(module, class_name, None)
+            current = getattr(owner, "__dict__", {}).get(method_name) if owner is not None else None
+        else:  # a module-level function (or a bound method kept there, like ollama.chat)
+            current = module.__dict__.get(class_name)
         if current is None:
             if target.optional:
                 logger.debug(
