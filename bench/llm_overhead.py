@@ -1,13 +1,15 @@
-"""What auto-instrumentation adds to an OpenAI / Anthropic call on the calling thread, excluding the network.
+"""What auto-instrumentation adds to an OpenAI / Anthropic / Groq / Ollama call on the calling thread, no network.
 
     python bench/llm_overhead.py                     # 3 processes per variant, about 3 minutes
     python bench/llm_overhead.py --no-peer           # ours only, about 1.5 minutes
     python bench/llm_overhead.py --processes 5 --pairs 3000 --json llm.json
+    python bench/llm_overhead.py --no-peer --only groq ollama   # some cases only
 
-The real SDKs (openai 3.x, anthropic 2.x) talk to an in-process ``httpx2.MockTransport`` that
-returns canned JSON / SSE bytes, so the figures are the SDK's own work plus ours, no sockets. The
-tracer runs its real pipeline (bounded queue, background worker, an exporter that decodes and
-discards batches); the worker is held back while calls are timed and flushed in between.
+The real SDKs (openai 3.x, anthropic 2.x; groq and ollama, on httpx) talk to an in-process
+``httpx2.MockTransport`` (``httpx.MockTransport``) that returns canned JSON / SSE / NDJSON bytes, so
+the figures are the SDK's own work plus ours, no sockets. The tracer runs its real pipeline (bounded
+queue, background worker, an exporter that decodes and discards batches); the worker is held back
+while calls are timed and flushed in between.
 
 How: calls are timed one at a time, instrumented and plain alternately (the patched methods are
 swapped on their classes between calls, outside the timing), and each figure is the median of the
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import os
 import statistics
@@ -45,7 +48,10 @@ from collections.abc import Callable
 from typing import Any
 
 import anthropic
+import groq
+import httpx
 import httpx2
+import ollama
 import openai
 
 import tracer
@@ -147,6 +153,49 @@ def transport(streams: dict[tuple[int, int], bytes]) -> httpx2.MockTransport:
     return httpx2.MockTransport(handler)
 
 
+def ollama_body() -> bytes:
+    return json.dumps(
+        {
+            "model": "llama3",
+            "created_at": "2026-01-01T00:00:00Z",
+            "message": {"role": "assistant", "content": "Paris."},
+            "done": True,
+            "done_reason": "stop",
+            "prompt_eval_count": 20,
+            "eval_count": 2,
+            "total_duration": 5_000_000,
+        }
+    ).encode()
+
+
+def ollama_ndjson(chunks: int) -> bytes:
+    head = {"model": "llama3", "created_at": "2026-01-01T00:00:00Z"}
+    lines = [{**head, "message": {"role": "assistant", "content": "tok "}, "done": False}] * (chunks - 1)
+    lines.append({**head, "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "stop"})
+    return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+
+
+def httpx_transport(streams: dict[tuple[int, int], bytes]) -> httpx.MockTransport:
+    """The same for the clients on httpx (groq: OpenAI's format; ollama: /api/chat, NDJSON streams
+    as long as ``options.num_predict`` says)."""
+    chat, reply = chat_body(), ollama_body()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        if request.url.path == "/api/chat":
+            if body.get("stream"):
+                content = ollama_ndjson(body["options"]["num_predict"])
+                return httpx.Response(200, headers={"content-type": "application/x-ndjson"}, content=content)
+            return httpx.Response(200, headers={"content-type": "application/json"}, content=reply)
+        if body.get("stream"):
+            return httpx.Response(
+                200, headers={"content-type": "text/event-stream"}, content=streams[(0, body["max_tokens"])]
+            )
+        return httpx.Response(200, headers={"content-type": "application/json"}, content=chat)
+
+    return httpx.MockTransport(handler)
+
+
 # -- one process: paired measurement ---------------------------------------------------------------
 
 
@@ -167,6 +216,8 @@ def make_cases(chunks: int, pairs: int) -> list[Case]:
     aoai = openai.AsyncOpenAI(api_key="x", http_client=httpx2.AsyncClient(transport=transport(streams)))  # type: ignore[arg-type]
     claude = anthropic.Anthropic(api_key="x", http_client=httpx2.Client(transport=transport(streams)))  # type: ignore[arg-type]
     runner = asyncio.Runner()
+    fast = groq.Groq(api_key="x", http_client=httpx.Client(transport=httpx_transport(streams)))
+    local = ollama.Client(host="http://127.0.0.1:11434", transport=httpx_transport(streams))
 
     def chat() -> None:
         oai.chat.completions.create(model="gpt-x", messages=USER, temperature=0.2, max_tokens=64)
@@ -197,6 +248,26 @@ def make_cases(chunks: int, pairs: int) -> list[Case]:
 
         return once
 
+    def groq_chat() -> None:
+        fast.chat.completions.create(model="llama-x", messages=USER, temperature=0.2, max_tokens=64)
+
+    def groq_stream(n: int) -> Callable[[], None]:
+        def once() -> None:
+            for _chunk in fast.chat.completions.create(model="llama-x", messages=USER, stream=True, max_tokens=n):
+                pass
+
+        return once
+
+    def ollama_chat() -> None:
+        local.chat(model="llama3", messages=USER, options={"temperature": 0.2})
+
+    def ollama_stream(n: int) -> Callable[[], None]:
+        def once() -> None:
+            for _part in local.chat(model="llama3", messages=USER, stream=True, options={"num_predict": n}):
+                pass
+
+        return once
+
     few = max(pairs // 30, 20)  # long streams: ~60x the work of a short one
     return [
         Case("openai chat.completions.create", chat, "call", pairs),
@@ -207,6 +278,12 @@ def make_cases(chunks: int, pairs: int) -> list[Case]:
         Case("openai async chat stream", achat_stream(long), "long", few),
         Case("anthropic messages.stream", message_stream(SHORT), "short", pairs),
         Case("anthropic messages.stream", message_stream(long), "long", few),
+        Case("groq chat.completions.create", groq_chat, "call", pairs),
+        Case("groq chat stream", groq_stream(SHORT), "short", pairs),
+        Case("groq chat stream", groq_stream(long), "long", few),
+        Case("ollama chat", ollama_chat, "call", pairs),
+        Case("ollama chat stream", ollama_stream(SHORT), "short", pairs),
+        Case("ollama chat stream", ollama_stream(long), "long", few),
     ]
 
 
@@ -233,6 +310,7 @@ class Switch:
 
 def _client_classes() -> list[type]:
     from anthropic.resources.messages import messages as anthropic_messages
+    from groq.resources.chat import completions as groq_completions
     from openai.resources.chat.completions import completions as chat_completions
 
     return [
@@ -240,6 +318,8 @@ def _client_classes() -> list[type]:
         chat_completions.AsyncCompletions,
         anthropic_messages.Messages,
         anthropic_messages.AsyncMessages,
+        groq_completions.Completions,
+        importlib.import_module("ollama._client").Client,  # `from ollama import _client`: the default client
     ]
 
 
@@ -309,7 +389,7 @@ def measure(case: Case, switch: Switch, worker_cpu: list[float]) -> dict[str, fl
     }
 
 
-def child(chunks: int, pairs: int, peer: str) -> dict[str, Any]:
+def child(chunks: int, pairs: int, peer: str, only: list[str]) -> dict[str, Any]:
     """One process's figures: {row name: {"added": µs, "cpu": µs, "plain": µs}}, plus the worker's µs/event."""
     if peer == "otel":
         instrument = _otel_openai()
@@ -334,6 +414,8 @@ def child(chunks: int, pairs: int, peer: str) -> dict[str, Any]:
         )
         instrument = tracer.integrations.instrument
     cases = make_cases(chunks, pairs)
+    if only:
+        cases = [case for case in cases if any(case.name.startswith(prefix) for prefix in only)]
     if peer == "otel":  # OpenTelemetry's instrumentation covers openai only
         cases = [case for case in cases if case.name.startswith("openai")]
     for case in cases:  # import and warm every path first
@@ -381,10 +463,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--chunks", type=int, default=300, help="extra chunks of the long streams")
     parser.add_argument("--no-peer", action="store_true", help="skip OpenTelemetry's openai instrumentation")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--only", nargs="*", default=[], help="cases whose name starts so (e.g. groq ollama)")
     parser.add_argument("--child", choices=("tracer", "otel"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.chunks, args.pairs, args.child)))
+        print(json.dumps(child(args.chunks, args.pairs, args.child, args.only)))
         return {}
 
     variants = ("tracer",) if args.no_peer else ("tracer", "otel")
@@ -392,7 +475,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for number in range(args.processes):  # interleaved, so that drift hits both alike
         for variant in variants:
             command = [sys.executable, __file__, "--child", variant, "--pairs", str(args.pairs)]
-            command += ["--chunks", str(args.chunks)]
+            command += ["--chunks", str(args.chunks), "--only", *args.only]
             output = subprocess.run(command, check=True, capture_output=True, text=True, env=os.environ).stdout
             runs[variant].append(json.loads(output.strip().splitlines()[-1]))
         print(f"round {number + 1}/{args.processes} done", file=sys.stderr)
@@ -410,6 +493,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         + (f" {'otel':>8} {'otel÷us':>8}" if "otel" in runs else "")
     )
     results: dict[str, Any] = {}
+    if not runs["tracer"][0]["rows"]:
+        print("no case selected", file=sys.stderr)
+        return {}
     for name in runs["tracer"][0]["rows"]:
         added = mean_of("tracer", name, "added")
         mean = statistics.fmean(added)

@@ -228,6 +228,23 @@ def test_too_old_version_is_skipped_with_one_log_line(caplog: pytest.LogCaptureF
     assert "openai" in lines[0] and f">= 999.0, tested 999.0 to {tested[1]}" in lines[0]
 
 
+def test_a_release_outside_the_range_is_not_instrumented_nor_listed(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    library = integrations._library("groq")
+    integrations.uninstrument("groq")
+    monkeypatch.setattr(library, "min_version", (999,))
+    try:
+        with caplog.at_level(logging.WARNING, logger="tracer"):
+            assert integrations.instrument("groq") == []
+        assert "groq" not in integrations.instrumented()
+        assert any("groq" in r.getMessage() and "outside the supported range" in r.getMessage() for r in caplog.records)
+    finally:
+        monkeypatch.undo()
+        integrations.instrument("groq")
+    assert "groq" in integrations.instrumented()
+
+
 def test_a_release_newer_than_tested_is_instrumented_with_one_info_line(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
