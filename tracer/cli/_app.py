@@ -43,15 +43,16 @@ def _shown(path: str) -> str:
     return path if relative.startswith("..") else os.path.join(".", relative)
 
 
-def _open_store(store_path: str | None, create: bool = False) -> TraceStore:
+def _open_store(store_path: str | None, *, read_only: bool = True) -> TraceStore:
+    """The store, opened read-only unless the command writes to it (``send``'s bookkeeping)."""
     path = default_store_path(store_path)
-    if not create and not os.path.exists(path):
+    if not os.path.exists(path):
         _fail(
             f"no trace store at {_shown(path)}: run a traced program here first (without an API key, "
             f"traces go there), or pass --store PATH / set {STORE_ENV}"
         )
     try:
-        return TraceStore(path, create=create)
+        return TraceStore(path, create=False, read_only=read_only)
     except StoreError as exc:
         _fail(str(exc))
 
@@ -151,16 +152,31 @@ def sessions(store_path: str | None, limit: int, as_json: bool) -> None:
     console.print("[dim]tracer show <SESSION> for the tree of one (the end of its id, as above, is enough)[/dim]")
 
 
+# Events `tracer show` prints unless told otherwise: a whole ordinary session (tens to hundreds of
+# events), while a 200,000-event one shows in well under a second (the tree is walked in SQL and only
+# the rows printed are loaded: README, "Performance").
+SHOW_LIMIT = 500
+
+
 @cli.command()
 @click.argument("session", default="last", required=False)
 @store_option
 @click.option("--json", "as_json", is_flag=True, help="Print the session and its events as JSON.")
 @click.option("--io", "show_io", is_flag=True, help="Also show each event's inputs and outputs (abridged).")
-def show(session: str, store_path: str | None, as_json: bool, show_io: bool) -> None:
+@click.option(
+    "-n",
+    "--limit",
+    default=SHOW_LIMIT,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Events shown at most (the first in tree order; with --json, by start time); 0: all.",
+)
+def show(session: str, store_path: str | None, as_json: bool, show_io: bool, limit: int) -> None:
     """Show one session as a tree (SESSION: `last` (the default), an id, or its start or end).
 
     Each line: type, name, duration, a bar of where the event falls on the session's timeline,
-    the model and tokens of model events; failed events are marked with their error.
+    the model and tokens of model events; failed events are marked with their error. A session
+    with more events than --limit shows its first ones and says how many were left out.
 
     \b
     Examples:
@@ -168,22 +184,44 @@ def show(session: str, store_path: str | None, as_json: bool, show_io: bool) -> 
       tracer show 9f95ec6d72f9    # by the end of the id (as `tracer sessions` shows it)
       tracer show 1b4e28ba        # or by its start
       tracer show last --io       # with inputs and outputs
+      tracer show last -n 0       # every event, however many
       tracer show last --json     # {"session": {...}, "events": [...]}
     """
+    cap = limit or None
     with _errors(), _open_store(store_path) as store:
         session_id = store.resolve_session(session)
         summary = store.session(session_id)
-        events = store.session_events(session_id)
+        if as_json:
+            events = store.session_events(session_id, cap)
+        else:
+            rows = store.session_tree(session_id, cap)
+            events = [event for _, event in rows]
+            # A part of the session: bars on the whole session's scale (a whole one scales itself).
+            cut = summary is not None and len(events) < summary.event_count
+            timeline = store.session_timeline(session_id) if cut else None
     assert summary is not None
+    left_out = max(summary.event_count - len(events), 0)
     if as_json:
-        _write_json({"session": summary.to_json(), "events": events})
+        _write_json({"session": summary.to_json(), "events": events, "events_left_out": left_out})
+        if left_out:
+            click.echo(_left_out_line(left_out, summary.event_count, session), err=True)
         return
     console = make_console()
     for line in session_header(summary):
         console.print(line, soft_wrap=True)
     console.print()
-    for line in tree_lines(events, show_io=show_io):
+    for line in tree_lines(events, show_io=show_io, timeline=timeline):
         console.print(line, soft_wrap=True)
+    if left_out:
+        console.print(f"[dim]{_left_out_line(left_out, summary.event_count, session)}[/dim]", soft_wrap=True)
+
+
+def _left_out_line(left_out: int, total: int, session: str) -> str:
+    more = min(total, max(SHOW_LIMIT * 10, (total - left_out) * 10))
+    return (
+        f"… {left_out:,} more event(s) not shown (of {total:,}): "
+        f"tracer show {session} --limit {more} for more, --limit 0 for all, or tracer ui to browse"
+    )
 
 
 @cli.command()
@@ -371,7 +409,7 @@ def send(
             _fail("--spool sends the whole spool: give no SESSION and no --all")
         _send_spool(spool_path, api_key.strip(), server_url, project, timeout, not no_gzip)
         return
-    with _errors(), _open_store(store_path) as store:
+    with _errors(), _open_store(store_path, read_only=False) as store:
         ids = list(dict.fromkeys(store.resolve_session(ref) for ref in session_refs)) if session_refs else None
         stderr = make_console(stderr=True)
         with _progress(stderr, f"sending to {server_url}") as progress:

@@ -171,8 +171,14 @@ def _extent(event: dict[str, Any]) -> tuple[float, float]:
     return start, max(float(event.get("end_time") or start), start)
 
 
-def tree_lines(events: Sequence[dict[str, Any]], show_io: bool = False) -> list[Text]:
-    """The events as an indented tree (children by start time) with aligned durations and timeline bars."""
+def tree_lines(
+    events: Sequence[dict[str, Any]], show_io: bool = False, timeline: tuple[float, float] | None = None
+) -> list[Text]:
+    """The events as an indented tree (children by start time) with aligned durations and timeline bars.
+
+    *timeline*: the session's first start and last end (epoch ms), when *events* are only some of its
+    events (the bars stay on the whole session's scale); by default, the extent of *events*.
+    """
     if not events:
         return [Text("(no events)", style="dim")]
     ids = {event["event_id"] for event in events}
@@ -211,7 +217,10 @@ def tree_lines(events: Sequence[dict[str, Any]], show_io: bool = False) -> list[
         if root["event_id"] not in seen:
             walk(root, "", True, True, (-math.inf, math.inf))
     origin = min(window[0] for *_, window in rows)
-    span = max(max(window[1] for *_, window in rows) - origin, 1e-9)
+    last = max(window[1] for *_, window in rows)
+    if timeline is not None:
+        origin, last = min(origin, timeline[0]), max(last, timeline[1])
+    span = max(last - origin, 1e-9)
 
     labels = []
     for prefix, _, event, _ in rows:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -34,6 +35,8 @@ __all__ = [
     "session_ids",
     "session_summaries",
     "session_summary",
+    "session_timeline",
+    "tree_order",
 ]
 
 _MIN_PARTIAL: Final = 4  # characters of a session id that `tracer show` accepts as a prefix or suffix
@@ -140,6 +143,10 @@ def session_ids(db: sqlite3.Connection) -> list[str]:
 def resolve_session(db: sqlite3.Connection, ref: str, path: str) -> str:
     """A session id from ``last``, a full id, or a unique start or end of one (4+ characters)."""
     text = ref.strip().lower()
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes in argv arrive as lone surrogates: no id has them
+        raise StoreError(f"no session {ref!r} in {path} (see `tracer sessions`)") from None
     if text in ("last", "latest", ""):
         row = db.execute("SELECT session_id FROM sessions ORDER BY start_time DESC, created_at DESC LIMIT 1")
         found = row.fetchone()
@@ -150,13 +157,16 @@ def resolve_session(db: sqlite3.Connection, ref: str, path: str) -> str:
         return ref.strip()
     matches: list[str] = []
     if len(text) >= _MIN_PARTIAL:
-        upper = text[:-1] + chr(ord(text[-1]) + 1)
+        # Ids starting with *text*: those from it up to (not including) *text* with its last
+        # character bumped; a last character of U+10FFFF has no successor, so no upper bound.
+        bound, params = "", [text]
+        if ord(text[-1]) < sys.maxunicode:
+            bound = " AND session_id < ?"
+            params.append(text[:-1] + chr(ord(text[-1]) + 1))
         matches = [
             row[0]
-            for row in db.execute(
-                "SELECT session_id FROM sessions WHERE session_id >= ? AND session_id < ? LIMIT 6",
-                (text, upper),
-            )
+            for row in db.execute(f"SELECT session_id FROM sessions WHERE session_id >= ?{bound} LIMIT 6", params)
+            if str(row[0]).startswith(text)
         ]
         if not matches:  # the end of an id (what `tracer sessions` shows)
             pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -184,13 +194,67 @@ def _span_ms(first: Any, last: Any, start: int, end: int | None) -> float | None
 # -- events ---------------------------------------------------------------------------------------
 
 
-def session_events(db: sqlite3.Connection, session_id: str) -> list[dict[str, Any]]:
-    """The session's events (updates merged), by start time."""
+def session_events(db: sqlite3.Connection, session_id: str, limit: int = -1, offset: int = 0) -> list[dict[str, Any]]:
+    """The session's events (updates merged), by start time: *limit* (negative: all) from *offset*."""
     rows = db.execute(
-        "SELECT coalesce(current, raw) FROM events WHERE session_id = ? ORDER BY start_time, seq",
-        (session_id,),
+        "SELECT coalesce(current, raw) FROM events WHERE session_id = ? ORDER BY start_time, seq LIMIT ? OFFSET ?",
+        (session_id, limit, offset),
     ).fetchall()
     return [orjson.loads(row[0]) for row in rows]
+
+
+def session_timeline(db: sqlite3.Connection, session_id: str) -> tuple[float, float] | None:
+    """The first start and the last end (epoch ms) of the session's events, or None when it has none."""
+    first, last = db.execute(
+        "SELECT min(start_time), max(start_time + coalesce(duration, end_time - start_time, 0)) "
+        "FROM events WHERE session_id = ?",
+        (session_id,),
+    ).fetchone()
+    if first is None:
+        return None
+    return float(first), max(float(last if last is not None else first), float(first))
+
+
+# The walk of a session's tree, depth first, children by start time: the recursive query's queue
+# is ordered deepest first, so each subtree is finished before the next sibling is taken, and its
+# LIMIT stops the walk after that many rows (the first page costs that page, not the session).
+# The children lookup needs an index on parent, which the store does not have (writing one would
+# cost every write): a temporary table of the session's (seq, parent's seq, start) has one, all
+# integers (a 200,000-event session: 0.29 s, against 0.57 s for the same table keyed by id text).
+_TREE_NODES: Final = (
+    "CREATE TEMP TABLE IF NOT EXISTS tree_nodes (seq INTEGER PRIMARY KEY, parent INTEGER, start_time INTEGER)",
+    "CREATE INDEX IF NOT EXISTS temp.tree_children ON tree_nodes(parent, start_time, seq)",
+    "DELETE FROM temp.tree_nodes",
+)
+_TREE_FILL: Final = """
+INSERT INTO temp.tree_nodes
+SELECT e.seq, CASE WHEN p.seq = e.seq THEN NULL ELSE p.seq END, e.start_time
+FROM events AS e LEFT JOIN events AS p ON p.event_id = e.parent_id AND p.session_id = e.session_id
+WHERE e.session_id = ?
+"""
+_TREE_WALK: Final = """
+WITH RECURSIVE walk(seq, depth, start_time) AS (
+    SELECT seq, 0, start_time FROM temp.tree_nodes WHERE parent IS NULL
+    UNION ALL
+    SELECT c.seq, walk.depth + 1, c.start_time FROM temp.tree_nodes AS c JOIN walk ON c.parent = walk.seq
+    ORDER BY 2 DESC, 3, 1
+    LIMIT ? OFFSET ?
+)
+SELECT seq, depth FROM walk
+"""
+
+
+def tree_order(db: sqlite3.Connection, session_id: str, limit: int, offset: int = 0) -> list[tuple[int, int]]:
+    """``(seq, depth)`` of the session's events in tree order (depth first, children by start
+    time), rows *offset* to *offset* + *limit* (``limit < 0``: all). Events in a parent-id cycle
+    are not reachable from a root and are left out."""
+    for statement in _TREE_NODES:
+        db.execute(statement)
+    db.execute(_TREE_FILL, (session_id,))
+    try:
+        return [(int(seq), int(depth)) for seq, depth in db.execute(_TREE_WALK, (limit, offset))]
+    finally:
+        db.execute("DELETE FROM temp.tree_nodes")
 
 
 def last_seq(db: sqlite3.Connection) -> int:

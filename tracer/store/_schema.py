@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import urllib.parse
 from typing import Final
 
 from ._sql import StoreError, retry_busy
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "open_database"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "open_database", "open_read_only"]
 
 _V1: Final = (
     # One row per session: its merged session_properties and the span of its events (epoch ms).
@@ -144,3 +145,58 @@ def _migrate(db: sqlite3.Connection, path: str) -> None:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+def open_read_only(path: str, timeout: float) -> sqlite3.Connection:
+    """A read-only connection to the existing store *path*: nothing in the file is ever changed.
+
+    Opened as ``file:…?mode=ro``: no journal mode switch, no schema written, no migration; a file
+    that is not a store (another application's database, an empty file) is refused with
+    ``StoreError`` after reading its header only. A store whose directory the user cannot write,
+    with no ``-wal`` file beside it (fully checkpointed), is opened ``immutable`` (SQLite could not
+    create the ``-shm`` file a WAL reader needs, and there is nothing outside the main file to read).
+    """
+    if not os.path.isfile(path):
+        raise StoreError(f"no trace store at {path}")
+    if os.path.getsize(path) == 0:
+        raise StoreError(f"{path} is empty: not a tracer store")
+    base = "file:" + urllib.parse.quote(path) + "?mode=ro"
+    try:
+        return _checked_read_only(base, path, timeout)
+    except sqlite3.OperationalError as exc:
+        cannot_share = "unable to open" in str(exc) or "readonly database" in str(exc)
+        if not cannot_share or os.path.exists(path + "-wal"):
+            raise StoreError(f"cannot open the trace store {path}: {exc}") from None
+    try:
+        return _checked_read_only(base + "&immutable=1", path, timeout)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the trace store {path}: {exc}") from None
+
+
+def _checked_read_only(uri: str, path: str, timeout: float) -> sqlite3.Connection:
+    db = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False)
+    try:
+        version = int(retry_busy(lambda: db.execute("PRAGMA user_version").fetchone())[0])
+        if version == 0:
+            foreign = db.execute("SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchone()
+            what = "an SQLite database, but not a tracer store" if foreign[0] else "an empty SQLite database"
+            raise StoreError(f"{path} is {what}")
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the trace store {path} has schema version {version}, newer than this tracer "
+                f"understands ({SCHEMA_VERSION}); upgrade tracer"
+            )
+        if version < SCHEMA_VERSION:
+            raise StoreError(
+                f"the trace store {path} has the older schema version {version}: open it once with a "
+                "traced program or `tracer serve` (which upgrade it), then read it"
+            )
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        if "not a database" in str(exc) or "malformed" in str(exc):
+            raise StoreError(f"{path} is not a tracer store (not a valid SQLite database)") from None
+        raise
+    except BaseException:
+        db.close()
+        raise
+    return db

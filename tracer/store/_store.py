@@ -21,7 +21,7 @@ from typing import Any
 from . import _deliveries, _reads, _writes
 from ._deliveries import Delivery
 from ._reads import SessionSummary, StoredEvent
-from ._schema import open_database
+from ._schema import open_database, open_read_only
 from ._sql import StoreError, now_ms, retry_busy
 
 __all__ = ["TraceStore"]
@@ -30,14 +30,19 @@ __all__ = ["TraceStore"]
 class TraceStore:
     """An open store. Thread-safe; use ``with TraceStore(path) as store:`` or call ``close()``.
 
-    ``create=False`` refuses to create a missing file (the read-only commands use it).
-    ``timeout`` is how long a write waits for other writers before giving up.
+    ``create=False`` refuses to create a missing file. ``read_only=True`` (the read commands and
+    the viewer) opens an existing store without ever changing the file (``open_read_only``);
+    writing through it raises ``StoreError``.
+    ``timeout`` is how long a write waits for other writers.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, create: bool = True, timeout: float = 30.0) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, create: bool = True, read_only: bool = False, timeout: float = 30.0
+    ) -> None:
         self.path = os.path.abspath(os.fspath(path))
         self.timeout = timeout
-        if not create and not os.path.exists(self.path):
+        self.read_only = read_only
+        if (read_only or not create) and not os.path.exists(self.path):
             raise StoreError(f"no trace store at {self.path}")
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
@@ -62,7 +67,8 @@ class TraceStore:
         if self._closed:
             raise StoreError(f"the trace store {self.path} is closed")
         if self._db is None:
-            self._db = open_database(self.path, self.timeout)
+            opener = open_read_only if self.read_only else open_database
+            self._db = opener(self.path, self.timeout)
         return self._db
 
     def close(self) -> None:
@@ -85,6 +91,8 @@ class TraceStore:
     def _transaction(self, write: bool) -> Iterator[sqlite3.Connection]:
         """One transaction: ``BEGIN IMMEDIATE`` to write (waits for other writers), a snapshot to read."""
         self._check_fork()
+        if write and self.read_only:
+            raise StoreError(f"the trace store {self.path} is open read-only")
         with self._lock:
             db = self._connection()
             try:
@@ -152,10 +160,25 @@ class TraceStore:
         with self._transaction(write=False) as db:
             return _reads.resolve_session(db, ref, self.path)
 
-    def session_events(self, session_id: str) -> list[dict[str, Any]]:
-        """The session's events (updates merged), by start time."""
+    def session_events(self, session_id: str, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+        """The session's events (updates merged), by start time (*limit* of them from *offset*; None: all)."""
         with self._transaction(write=False) as db:
-            return _reads.session_events(db, session_id)
+            return _reads.session_events(db, session_id, -1 if limit is None else limit, offset)
+
+    def session_tree(
+        self, session_id: str, limit: int | None = None, offset: int = 0
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """``(depth, event)`` of the session's events in tree order (depth first, children by start
+        time): *limit* of them from *offset* (None: all), read without loading the others."""
+        with self._transaction(write=False) as db:
+            order = _reads.tree_order(db, session_id, -1 if limit is None else limit, offset)
+            events = _reads.events_by_seq(db, [seq for seq, _ in order])
+        return [(depth, event) for (_, depth), event in zip(order, events, strict=True)]
+
+    def session_timeline(self, session_id: str) -> tuple[float, float] | None:
+        """The first start and last end (epoch ms) of the session's events (None when it has none)."""
+        with self._transaction(write=False) as db:
+            return _reads.session_timeline(db, session_id)
 
     def last_seq(self) -> int:
         """The arrival number of the newest event (0 when empty)."""
