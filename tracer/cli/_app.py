@@ -220,7 +220,7 @@ def _left_out_line(left_out: int, total: int, session: str) -> str:
     more = min(total, max(SHOW_LIMIT * 10, (total - left_out) * 10))
     return (
         f"… {left_out:,} more event(s) not shown (of {total:,}): "
-        f"tracer show {session} --limit {more} for more, --limit 0 for all, or tracer ui to browse"
+        f"tracer show {session} --limit {more} for more, --limit 0 for all"
     )
 
 
