@@ -1,15 +1,15 @@
-"""What auto-instrumentation adds to an OpenAI / Anthropic / Groq / Ollama call on the calling thread, no network.
+"""What auto-instrumentation adds to an LLM client call on the calling thread, excluding the network.
 
     python bench/llm_overhead.py                     # 3 processes per variant, about 3 minutes
     python bench/llm_overhead.py --no-peer           # ours only, about 1.5 minutes
     python bench/llm_overhead.py --processes 5 --pairs 3000 --json llm.json
     python bench/llm_overhead.py --no-peer --only groq ollama   # some cases only
 
-The real SDKs (openai 3.x, anthropic 2.x; groq and ollama, on httpx) talk to an in-process
-``httpx2.MockTransport`` (``httpx.MockTransport``) that returns canned JSON / SSE / NDJSON bytes, so
-the figures are the SDK's own work plus ours, no sockets. The tracer runs its real pipeline (bounded
-queue, background worker, an exporter that decodes and discards batches); the worker is held back
-while calls are timed and flushed in between.
+The real SDKs (openai 3.x, anthropic 2.x, google-genai 3.x, mistralai 3.x; groq, ollama and cohere
+7.x on httpx) talk to an in-process ``httpx2.MockTransport`` (``httpx.MockTransport``) that returns
+canned JSON / SSE / NDJSON bytes, so the figures are the SDK's own work plus ours, no sockets. The
+tracer runs its real pipeline (bounded queue, background worker, an exporter that decodes and
+discards batches); the worker is held back while calls are timed and flushed in between.
 
 How: calls are timed one at a time, instrumented and plain alternately (the patched methods are
 swapped on their classes between calls, outside the timing), and each figure is the median of the
@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import importlib.metadata
 import json
 import os
 import statistics
@@ -48,11 +49,14 @@ from collections.abc import Callable
 from typing import Any
 
 import anthropic
+import cohere
 import groq
 import httpx
 import httpx2
 import ollama
 import openai
+from google import genai
+from mistralai.client import Mistral
 
 import tracer
 import tracer.integrations
@@ -136,6 +140,122 @@ def message_sse(chunks: int) -> bytes:
     return b"".join(parts)
 
 
+def gemini_body() -> bytes:
+    return json.dumps(gemini_chunk("Paris.", "STOP")).encode()
+
+
+def gemini_chunk(text: str, finish: str | None) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text}]}, "index": 0}
+    if finish is not None:
+        candidate["finishReason"] = finish
+    usage = {"promptTokenCount": 20, "candidatesTokenCount": 2, "totalTokenCount": 22}
+    return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": "gemini-x-001", "responseId": "r1"}
+
+
+def gemini_sse(chunks: int) -> bytes:
+    lines = [gemini_chunk("tok ", None) for _ in range(chunks - 1)] + [gemini_chunk("", "STOP")]
+    return b"".join(b"data: " + json.dumps(line).encode() + b"\r\n\r\n" for line in lines)
+
+
+GOOGLE = 2  # the streams' key for the Gemini API (0: openai, 1: anthropic)
+MISTRAL = 3
+
+
+def mistral_body() -> bytes:
+    return json.dumps(
+        {
+            "id": "cmpl-1",
+            "object": "chat.completion",
+            "model": "mistral-x",
+            "created": 1700000000,
+            "usage": {"prompt_tokens": 20, "completion_tokens": 2, "total_tokens": 22},
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "Paris.", "tool_calls": None},
+                    "finish_reason": "stop",
+                }
+            ],
+        }
+    ).encode()
+
+
+def mistral_sse(chunks: int) -> bytes:
+    head = {"id": "cmpl-1", "object": "chat.completion.chunk", "created": 1700000000, "model": "mistral-x"}
+    lines = []
+    for index in range(chunks):
+        delta = {"role": "assistant", "content": ""} if index == 0 else {"content": "tok "}
+        lines.append({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+    usage = {"prompt_tokens": 20, "completion_tokens": chunks, "total_tokens": 20 + chunks}
+    lines.append({**head, "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "stop"}], "usage": usage})
+    return b"".join(b"data: " + json.dumps(line).encode() + b"\n\n" for line in lines) + b"data: [DONE]\n\n"
+
+
+def mistral_transport(streams: dict[tuple[int, int], bytes]) -> httpx2.MockTransport:
+    plain = mistral_body()
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        body = json.loads(request.content)
+        if body.get("stream"):
+            content = streams[(MISTRAL, body["max_tokens"])]
+            return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=content)
+        return httpx2.Response(200, headers={"content-type": "application/json"}, content=plain)
+
+    return httpx2.MockTransport(handler)
+
+
+def gemini_transport(streams: dict[tuple[int, int], bytes]) -> httpx2.MockTransport:
+    """The Gemini API: the stream's length is the request's maxOutputTokens."""
+    plain = gemini_body()
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path.endswith(":streamGenerateContent"):
+            length = json.loads(request.content)["generationConfig"]["maxOutputTokens"]
+            return httpx2.Response(
+                200, headers={"content-type": "text/event-stream"}, content=streams[(GOOGLE, length)]
+            )
+        return httpx2.Response(200, headers={"content-type": "application/json"}, content=plain)
+
+    return httpx2.MockTransport(handler)
+
+
+COHERE = 4
+_COHERE_USAGE = {
+    "billed_units": {"input_tokens": 20, "output_tokens": 2},
+    "tokens": {"input_tokens": 20, "output_tokens": 2},
+}
+
+
+def cohere_body() -> bytes:
+    message = {"role": "assistant", "content": [{"type": "text", "text": "Paris."}]}
+    return json.dumps({"id": "c1", "finish_reason": "COMPLETE", "message": message, "usage": _COHERE_USAGE}).encode()
+
+
+def cohere_sse(chunks: int) -> bytes:
+    def event(kind: str, **data: Any) -> bytes:
+        return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
+
+    parts = [event("message-start", id="c1", delta={"message": {"role": "assistant"}})]
+    parts.append(event("content-start", index=0, delta={"message": {"content": {"type": "text", "text": ""}}}))
+    parts += [event("content-delta", index=0, delta={"message": {"content": {"text": "tok "}}})] * (chunks - 3)
+    parts.append(event("message-end", delta={"finish_reason": "COMPLETE", "usage": _COHERE_USAGE}))
+    return b"".join(parts)
+
+
+def cohere_transport(streams: dict[tuple[int, int], bytes]) -> httpx.MockTransport:
+    """Cohere's SDK is on httpx (not httpx2)."""
+    plain = cohere_body()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        if body.get("stream"):
+            content = streams[(COHERE, body["max_tokens"])]
+            return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=content)
+        return httpx.Response(200, headers={"content-type": "application/json"}, content=plain)
+
+    return httpx.MockTransport(handler)
+
+
 def transport(streams: dict[tuple[int, int], bytes]) -> httpx2.MockTransport:
     """JSON for plain requests; SSE of the length named by the request's max_tokens for streams."""
     chat, message = chat_body(), message_body()
@@ -212,9 +332,23 @@ class Case:
 def make_cases(chunks: int, pairs: int) -> list[Case]:
     long = SHORT + chunks
     streams = {(api, n): (message_sse(n) if api else chat_sse(n)) for api in (0, 1) for n in (SHORT, long)}
+    streams.update({(GOOGLE, n): gemini_sse(n) for n in (SHORT, long)})
+    streams.update({(MISTRAL, n): mistral_sse(n) for n in (SHORT, long)})
+    streams.update({(COHERE, n): cohere_sse(n) for n in (SHORT, long)})
     oai = openai.OpenAI(api_key="x", http_client=httpx2.Client(transport=transport(streams)))  # type: ignore[arg-type]
     aoai = openai.AsyncOpenAI(api_key="x", http_client=httpx2.AsyncClient(transport=transport(streams)))  # type: ignore[arg-type]
     claude = anthropic.Anthropic(api_key="x", http_client=httpx2.Client(transport=transport(streams)))  # type: ignore[arg-type]
+    gemini = genai.Client(
+        api_key="x", http_options={"httpx_client": httpx2.Client(transport=gemini_transport(streams))}
+    )
+    mistral = Mistral(api_key="x", client=httpx2.Client(transport=mistral_transport(streams)))
+    # Made before instrumenting, the client binds its chat (argument checks): measured through the
+    # raw client's chat, patched for such clients; no experimental-kwarg wrapper on chat_stream.
+    co = cohere.ClientV2(
+        api_key="x",
+        httpx_client=httpx.Client(transport=cohere_transport(streams)),
+        log_warning_experimental_features=False,
+    )
     runner = asyncio.Runner()
     fast = groq.Groq(api_key="x", http_client=httpx.Client(transport=httpx_transport(streams)))
     local = ollama.Client(host="http://127.0.0.1:11434", transport=httpx_transport(streams))
@@ -258,12 +392,45 @@ def make_cases(chunks: int, pairs: int) -> list[Case]:
 
         return once
 
+    def generate() -> None:
+        gemini.models.generate_content(
+            model="gemini-x", contents=USER[1]["content"], config={"system_instruction": USER[0]["content"]}
+        )
+
+    def generate_stream(n: int) -> Callable[[], None]:
+        def once() -> None:
+            config = {"system_instruction": USER[0]["content"], "max_output_tokens": n}
+            for _chunk in gemini.models.generate_content_stream(model="gemini-x", contents="hi", config=config):
+                pass
+
+        return once
+
     def ollama_chat() -> None:
         local.chat(model="llama3", messages=USER, options={"temperature": 0.2})
 
     def ollama_stream(n: int) -> Callable[[], None]:
         def once() -> None:
             for _part in local.chat(model="llama3", messages=USER, stream=True, options={"num_predict": n}):
+                pass
+
+        return once
+
+    def mistral_complete() -> None:
+        mistral.chat.complete(model="mistral-x", messages=USER, temperature=0.2, max_tokens=64)
+
+    def mistral_stream(n: int) -> Callable[[], None]:
+        def once() -> None:
+            for _event in mistral.chat.stream(model="mistral-x", messages=USER, max_tokens=n):
+                pass
+
+        return once
+
+    def cohere_chat() -> None:
+        co.chat(model="command-x", messages=USER, temperature=0.2, max_tokens=64)
+
+    def cohere_stream(n: int) -> Callable[[], None]:
+        def once() -> None:
+            for _event in co.chat_stream(model="command-x", messages=USER, max_tokens=n):
                 pass
 
         return once
@@ -284,6 +451,15 @@ def make_cases(chunks: int, pairs: int) -> list[Case]:
         Case("ollama chat", ollama_chat, "call", pairs),
         Case("ollama chat stream", ollama_stream(SHORT), "short", pairs),
         Case("ollama chat stream", ollama_stream(long), "long", few),
+        Case("google generate_content", generate, "call", pairs),
+        Case("google generate_content_stream", generate_stream(SHORT), "short", pairs),
+        Case("google generate_content_stream", generate_stream(long), "long", few),
+        Case("mistral chat.complete", mistral_complete, "call", pairs),
+        Case("mistral chat.stream", mistral_stream(SHORT), "short", pairs),
+        Case("mistral chat.stream", mistral_stream(long), "long", few),
+        Case("cohere chat", cohere_chat, "call", pairs),
+        Case("cohere chat_stream", cohere_stream(SHORT), "short", pairs),
+        Case("cohere chat_stream", cohere_stream(long), "long", few),
     ]
 
 
@@ -310,7 +486,11 @@ class Switch:
 
 def _client_classes() -> list[type]:
     from anthropic.resources.messages import messages as anthropic_messages
+    from cohere.v2 import client as cohere_v2
+    from cohere.v2 import raw_client as cohere_raw
+    from google.genai import models as google_models
     from groq.resources.chat import completions as groq_completions
+    from mistralai.client import chat as mistral_chat
     from openai.resources.chat.completions import completions as chat_completions
 
     return [
@@ -320,6 +500,11 @@ def _client_classes() -> list[type]:
         anthropic_messages.AsyncMessages,
         groq_completions.Completions,
         importlib.import_module("ollama._client").Client,  # `from ollama import _client`: the default client
+        google_models.Models,
+        google_models.AsyncModels,
+        mistral_chat.Chat,
+        cohere_v2.V2Client,
+        cohere_raw.RawV2Client,
     ]
 
 
@@ -463,7 +648,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--chunks", type=int, default=300, help="extra chunks of the long streams")
     parser.add_argument("--no-peer", action="store_true", help="skip OpenTelemetry's openai instrumentation")
     parser.add_argument("--json", help="also write the results to this file")
-    parser.add_argument("--only", nargs="*", default=[], help="cases whose name starts so (e.g. groq ollama)")
+    parser.add_argument("--only", nargs="*", default=[], help="cases whose name starts so (e.g. groq ollama google)")
     parser.add_argument("--child", choices=("tracer", "otel"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -483,7 +668,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     def mean_of(variant: str, name: str, key: str) -> list[float]:
         return [run["rows"][name][key] for run in runs[variant] if name in run["rows"]]
 
-    print(f"python {sys.version.split()[0]}, openai {openai.__version__}, anthropic {anthropic.__version__}")
+    print(
+        f"python {sys.version.split()[0]}, openai {openai.__version__}, anthropic {anthropic.__version__},"
+        f" google-genai {genai.__version__}, mistralai {importlib.metadata.version('mistralai')},"
+        f" cohere {importlib.metadata.version('cohere')}, groq {groq.__version__},"
+        f" ollama {importlib.metadata.version('ollama')}"
+    )
     print(f"{args.processes} processes x {args.pairs} paired calls per case; µs added on the calling thread")
     print("added = mean over the processes of each one's median (range in brackets); cpu = the same in thread CPU")
     if "otel" in runs:

@@ -8,6 +8,11 @@ Routes (matched by path suffix, so Azure-style ``/openai/deployments/<d>/chat/co
 ``/v1/messages`` (Anthropic); ``/api/chat``, ``/api/generate`` (Ollama, NDJSON streams); Groq's
 ``/openai/v1/chat/completions`` streams add ``x_groq.usage`` to the last chunk. ``"stream": true``
 in the body selects SSE.
+A model named ``mistral…`` on ``/v1/chat/completions`` or ``/v1/embeddings`` gets Mistral's formats
+(whole tool calls in one chunk, usage in the last chunk).
+Cohere v2: ``/v2/chat`` (SSE with ``event:`` lines when streamed) and ``/v2/embed``.
+Google Gen AI (Gemini API): ``/v1[beta]/models/<model>:generateContent``, ``:streamGenerateContent``
+(SSE) and ``:batchEmbedContents``; the model is the one in the path.
 
 The request's ``model`` picks a scenario:
 
@@ -396,10 +401,215 @@ def ollama_generate_ndjson(body: dict[str, Any]) -> Iterator[bytes | float]:
     yield json.dumps({**head, "response": "", "done": True, "done_reason": "stop", **_OLLAMA_COUNTS}).encode() + b"\n"
 
 
+# -- Mistral ----------------------------------------------------------------------------------------------
+
+_MISTRAL_USAGE = {"prompt_tokens": 11, "completion_tokens": 2, "total_tokens": 13}
+_MISTRAL_TOOL = {
+    "id": "call_1",
+    "type": "function",
+    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+    "index": 0,
+}
+
+
+def mistral_json(body: dict[str, Any]) -> dict[str, Any]:
+    model = body.get("model", "mistral-x")
+    if _wants_tool(body):
+        message: dict[str, Any] = {"role": "assistant", "content": "", "tool_calls": [_MISTRAL_TOOL]}
+        finish = "tool_calls"
+    else:
+        message = {"role": "assistant", "content": "".join(_words(model)), "tool_calls": None}
+        finish = "stop"
+    return {
+        "id": "cmpl-1",
+        "object": "chat.completion",
+        "model": model,
+        "created": CREATED,
+        "usage": _MISTRAL_USAGE,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+    }
+
+
+def mistral_sse(body: dict[str, Any]) -> Iterator[bytes | float]:
+    model = body.get("model", "mistral-x")
+    head = {"id": "cmpl-1", "object": "chat.completion.chunk", "created": CREATED, "model": model}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, usage: dict[str, Any] | None = None) -> bytes:
+        data: dict[str, Any] = {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        if usage is not None:
+            data["usage"] = usage
+        return b"data: " + json.dumps(data).encode() + b"\n\n"
+
+    yield chunk({"role": "assistant", "content": ""})
+    for word in _words(model):
+        if _delay(model):
+            yield _delay(model)
+        yield chunk({"content": word})
+    finish = "stop"
+    if _wants_tool(body):
+        yield chunk({"tool_calls": [_MISTRAL_TOOL]})
+        finish = "tool_calls"
+    yield chunk({"content": ""}, finish, _MISTRAL_USAGE)
+    yield b"data: [DONE]\n\n"
+
+
+def mistral_embeddings(body: dict[str, Any]) -> dict[str, Any]:
+    inputs = body.get("input")
+    count = len(inputs) if isinstance(inputs, list) else 1
+    return {
+        "id": "emb-1",
+        "object": "list",
+        "model": body.get("model"),
+        "usage": {"prompt_tokens": 4, "completion_tokens": 0, "total_tokens": 4},
+        "data": [{"object": "embedding", "embedding": [0.1, 0.2, 0.3], "index": i} for i in range(count)],
+    }
+
+
+# -- Cohere v2 ----------------------------------------------------------------------------------------------
+
+_COHERE_USAGE = {
+    "billed_units": {"input_tokens": 9, "output_tokens": 2},
+    "tokens": {"input_tokens": 11, "output_tokens": 2},
+    "cached_tokens": 4,
+}
+_COHERE_TOOL = {
+    "id": "call_1",
+    "type": "function",
+    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+}
+
+
+def cohere_chat(body: dict[str, Any]) -> dict[str, Any]:
+    model = body.get("model", "command-x")
+    message: dict[str, Any] = {"role": "assistant"}
+    if _wants_tool(body):
+        message["tool_plan"] = "I will look it up."
+        message["tool_calls"] = [_COHERE_TOOL]
+        finish = "TOOL_CALL"
+    else:
+        message["content"] = [{"type": "text", "text": "".join(_words(model))}]
+        finish = "COMPLETE"
+    return {"id": "chat_1", "finish_reason": finish, "message": message, "usage": _COHERE_USAGE}
+
+
+def cohere_chat_sse(body: dict[str, Any]) -> Iterator[bytes | float]:
+    model = body.get("model", "command-x")
+
+    def event(kind: str, **data: Any) -> bytes:
+        return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
+
+    yield event("message-start", id="chat_1", delta={"message": {"role": "assistant"}})
+    finish = "COMPLETE"
+    if _wants_tool(body):
+        yield event("tool-plan-delta", delta={"message": {"tool_plan": "I will look it up."}})
+        start = {**_COHERE_TOOL, "function": {"name": "get_weather", "arguments": ""}}
+        yield event("tool-call-start", index=0, delta={"message": {"tool_calls": start}})
+        for part in ('{"city": ', '"Paris"}'):
+            yield event(
+                "tool-call-delta", index=0, delta={"message": {"tool_calls": {"function": {"arguments": part}}}}
+            )
+        yield event("tool-call-end", index=0)
+        finish = "TOOL_CALL"
+    else:
+        yield event("content-start", index=0, delta={"message": {"content": {"type": "text", "text": ""}}})
+        for index, word in enumerate(_words(model)):
+            if _delay(model):
+                yield _delay(model)
+            yield event("content-delta", index=0, delta={"message": {"content": {"text": word}}})
+            if "midstream-error" in model and index == 0:
+                yield event("message-end", delta={"error": "Overloaded", "finish_reason": "ERROR"})
+                return
+        yield event("content-end", index=0)
+    yield event("message-end", delta={"finish_reason": finish, "usage": _COHERE_USAGE})
+
+
+def cohere_embed(body: dict[str, Any]) -> dict[str, Any]:
+    count = len(body.get("texts") or body.get("inputs") or [])
+    return {
+        "id": "embed_1",
+        "response_type": "embeddings_by_type",
+        "embeddings": {"float": [[0.1, 0.2, 0.3] for _ in range(count)]},
+        "texts": body.get("texts"),
+        "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": 4}},
+    }
+
+
+# -- Google Gen AI (Gemini API) ---------------------------------------------------------------------------
+
+_GEMINI_USAGE = {
+    "promptTokenCount": 11,
+    "candidatesTokenCount": 2,
+    "thoughtsTokenCount": 3,
+    "cachedContentTokenCount": 4,
+    "totalTokenCount": 16,
+}
+
+
+def _gemini_chunk(model: str, parts: list[dict[str, Any]], finish: str | None, usage: dict[str, Any]) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
+    if finish is not None:
+        candidate["finishReason"] = finish
+    return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": f"{model}-001", "responseId": "resp_1"}
+
+
+def _gemini_tool(body: dict[str, Any], model: str) -> bool:
+    config = body.get("toolConfig", {}).get("functionCallingConfig", {})
+    return "tools" in model or (config.get("mode") == "ANY" and bool(body.get("tools")))
+
+
+def gemini_json(body: dict[str, Any], model: str) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = [{"text": "Thinking it over.", "thought": True}]
+    if _gemini_tool(body, model):
+        parts.append({"functionCall": {"id": "fc_1", "name": "get_weather", "args": {"city": "Paris"}}})
+    else:
+        parts.append({"text": "".join(_words(model))})
+    return _gemini_chunk(model, parts, "STOP", _GEMINI_USAGE)
+
+
+def gemini_sse(body: dict[str, Any], model: str) -> Iterator[bytes | float]:
+    def chunk(data: dict[str, Any]) -> bytes:
+        return b"data: " + json.dumps(data).encode() + b"\r\n\r\n"
+
+    running = {"promptTokenCount": 11, "totalTokenCount": 11}  # usage so far: no candidates counted yet
+    yield chunk(_gemini_chunk(model, [{"text": "Thinking it over.", "thought": True}], None, running))
+    for index, word in enumerate(_words(model)):
+        if _delay(model):
+            yield _delay(model)
+        yield chunk(_gemini_chunk(model, [{"text": word}], None, running))
+        if "midstream-error" in model and index == 0:
+            yield chunk({"error": {"code": 503, "message": "Overloaded", "status": "UNAVAILABLE"}})
+            return
+    last: list[dict[str, Any]] = []
+    if _gemini_tool(body, model):
+        last = [{"functionCall": {"id": "fc_1", "name": "get_weather", "args": {"city": "Paris"}}}]
+    yield chunk(_gemini_chunk(model, last, "STOP", _GEMINI_USAGE))
+
+
+def gemini_embed(body: dict[str, Any], model: str) -> dict[str, Any]:
+    return {"embeddings": [{"values": [0.1, 0.2, 0.3]} for _ in body.get("requests", [])]}
+
+
+def _gemini_route(path: str) -> tuple[str, str] | None:
+    """(model, method) of a Gemini API path ``/v1beta/models/<model>:<method>``."""
+    name = path.rsplit("/", 1)[-1]
+    if "/models/" not in path or ":" not in name:
+        return None
+    model, _, method = name.partition(":")
+    return model, method
+
+
 # -- the server ----------------------------------------------------------------------------------------------
 
 
-def _error(path: str, status: int) -> dict[str, Any]:
+def _error(path: str, status: int, model: str = "") -> dict[str, Any]:
+    if path.startswith("/v2/"):  # Cohere
+        return {"id": "err_1", "message": "rate limited" if status == 429 else "boom"}
+    if model.startswith("mistral"):
+        message = "rate limited" if status == 429 else "boom"
+        return {"object": "error", "message": message, "type": "rate_limited" if status == 429 else "api_error"}
+    if _gemini_route(path) is not None:
+        kind = "RESOURCE_EXHAUSTED" if status == 429 else "INTERNAL"
+        return {"error": {"code": status, "message": "rate limited" if status == 429 else "boom", "status": kind}}
     if path.startswith("/api/"):  # Ollama
         return {"error": "rate limited" if status == 429 else "boom"}
     if path.endswith("/messages"):
@@ -453,11 +663,33 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(raw) if raw else {}
         path = self.path.split("?", 1)[0]
         self.server.owner.requests.append((path, body))
-        model = str(body.get("model", ""))
+        gemini = _gemini_route(path)
+        model = str(body.get("model", "")) if gemini is None else gemini[0]
         for status in (429, 500):
             if f"error-{status}" in model:
-                self._json(status, _error(path, status), {"x-should-retry": "false"})
+                self._json(status, _error(path, status, model), {"x-should-retry": "false"})
                 return
+        if gemini is not None:
+            self._gemini(body, *gemini)
+            return
+        if model.startswith("mistral") and path.endswith("/chat/completions"):
+            if body.get("stream"):
+                self._sse(mistral_sse(body))
+            else:
+                self._json(200, mistral_json(body))
+            return
+        if path == "/v2/chat":
+            if body.get("stream"):
+                self._sse(cohere_chat_sse(body))
+            else:
+                self._json(200, cohere_chat(body))
+            return
+        if path == "/v2/embed":
+            self._json(200, cohere_embed(body))
+            return
+        if model.startswith("mistral") and path.endswith("/embeddings"):
+            self._json(200, mistral_embeddings(body))
+            return
         for suffix, as_json, as_sse in _ROUTES:
             if path.endswith(suffix):
                 if body.get("stream") and as_sse is not None:
@@ -469,6 +701,16 @@ class _Handler(BaseHTTPRequestHandler):
                     self._json(200, as_json(body))
                 return
         self._json(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
+
+    def _gemini(self, body: dict[str, Any], model: str, method: str) -> None:
+        if method == "streamGenerateContent":
+            self._sse(gemini_sse(body, model))
+        elif method == "generateContent":
+            self._json(200, gemini_json(body, model))
+        elif method == "batchEmbedContents":
+            self._json(200, gemini_embed(body, model))
+        else:
+            self._json(404, {"error": {"code": 404, "message": f"no method {method}", "status": "NOT_FOUND"}})
 
     def _json(self, status: int, data: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         payload = json.dumps(data).encode()

@@ -32,13 +32,15 @@ def version_tuple(text: str) -> tuple[int, ...]:
 class Integration:
     """One instrumentable library."""
 
-    #: The library's import (and distribution) name, also the name ``instrument=`` takes.
+    #: The library's distribution name, also the name ``instrument=`` takes.
     name: str
     #: The oldest and the newest release the integration's tests run against (both in CI). The
     #: oldest is the minimum: older installs are skipped with one log line naming the range.
     tested: tuple[str, str]
     #: Our module that knows the library: it defines ``LIBRARY`` (``tracer.integrations._patch.Library``).
     module: str
+    #: The package to import when it differs from the distribution name (``google.genai``).
+    import_name: str = ""
 
     @property
     def min_version(self) -> tuple[int, ...]:
@@ -55,6 +57,12 @@ INTEGRATIONS: Final = (
     Integration("groq", ("0.9.0", "1.7.0"), "tracer.integrations.groq"),
     # 0.4.0: the first release whose responses are models (dicts before).
     Integration("ollama", ("0.4.0", "0.6.3"), "tracer.integrations.ollama"),
+    Integration("google-genai", ("1.20.0", "3.6.1"), "tracer.integrations.google_genai", "google.genai"),
+    # 1.2.0 needs pydantic < 2.11 (its models trip 2.11's deprecations); 2.0 moved the client to mistralai.client.
+    Integration("mistralai", ("1.2.0", "3.7.0"), "tracer.integrations.mistralai"),
+    # 5.16.0: the first release whose streams can be closed (5.15 swallows GeneratorExit) and that has
+    # the raw client (see cohere.py).
+    Integration("cohere", ("5.16.0", "7.3.1"), "tracer.integrations.cohere"),
 )
 NAMES: Final = tuple(integration.name for integration in INTEGRATIONS)
 

@@ -57,7 +57,10 @@ def _supported_install(library: Library) -> bool:
     release tested: instrumented (a changed shape is caught target by target, see ``_patch``), with
     one info line saying so.
     """
-    if importlib.util.find_spec(library.name) is None:
+    try:
+        if importlib.util.find_spec(library.import_name or library.name) is None:
+            return False
+    except ImportError:  # the parent of a dotted name (``google``) is not installed
         return False
     try:
         version = importlib.metadata.version(library.name)

@@ -12,10 +12,13 @@ response ids in ``metadata``, ``metrics.time_to_first_token_ms`` for streams.
 from __future__ import annotations
 
 import contextlib
+import enum
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
+
+import orjson
 
 from .._context import current_span_var, inside_call, suppressed
 from .._default import get_default_tracer
@@ -54,7 +57,9 @@ __all__ = [
 _perf_ns = time.perf_counter_ns
 
 
-_SENTINELS: Final = frozenset({"NotGiven", "Omit"})  # openai / anthropic "argument not given" markers
+# The "argument not given" markers of openai / anthropic (NotGiven, Omit), mistralai (Unset) and
+# cohere (OMIT, which is ``...``).
+_SENTINELS: Final = frozenset({"NotGiven", "Omit", "Unset", "ellipsis"})
 
 _CONCRETE: Final = frozenset({list, tuple, dict, str})  # the usual argument types: no iterator check needed
 
@@ -349,10 +354,21 @@ def given(value: Any) -> bool:
     return value is not None and type(value).__name__ not in _SENTINELS
 
 
+# The provider's error fields, by the name each provider gives them (Google's "status": its error type).
+_ERROR_FIELDS: Final = (
+    ("type", "error_type"),
+    ("status", "error_type"),
+    ("code", "error_code"),
+    ("message", "error_message"),
+)
+
+
 def error_metadata(error: BaseException) -> dict[str, Any]:
     """Exception type, HTTP status, request id and the provider's own error type/code/message."""
     metadata: dict[str, Any] = {"exception": type(error).__name__}
     status = getattr(error, "status_code", None)
+    if not isinstance(status, int):
+        status = getattr(error, "code", None)  # google-genai's APIError: the HTTP status
     if isinstance(status, int):
         metadata["status_code"] = status
     request_id = getattr(error, "request_id", None)
@@ -364,12 +380,19 @@ def error_metadata(error: BaseException) -> dict[str, Any]:
     if isinstance(request_id, str):
         metadata["request_id"] = request_id
     body = getattr(error, "body", None)
+    if isinstance(body, str) and body.startswith("{"):  # mistralai: the error response's text
+        try:
+            body = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            body = None
+    if not isinstance(body, Mapping):
+        body = getattr(error, "details", None)  # google-genai: the error response's JSON
     if isinstance(body, Mapping):
         inner = body.get("error")
         detail = inner if isinstance(inner, Mapping) else body
-        for key, name in (("type", "error_type"), ("code", "error_code"), ("message", "error_message")):
+        for key, name in _ERROR_FIELDS:
             value = detail.get(key)
-            if value is not None and not isinstance(value, (dict, list)):
+            if value is not None and name not in metadata and not isinstance(value, (dict, list)):
                 metadata[name] = value
     elif isinstance(getattr(error, "message", None), str):
         metadata["error_message"] = error.message  # type: ignore[attr-defined]
@@ -387,6 +410,26 @@ def dump(obj: Any) -> Any:
         except Exception:
             return obj
     return obj
+
+
+def json_ready(value: Any) -> Any:
+    """A JSON-ready form of a request value: SDK models dumped, classes as their schema, functions
+    (automatic function calling) by name, enums by value."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value.value if isinstance(value, enum.Enum) else value
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, type):
+        return schema_of(value)
+    if isinstance(value, Mapping):
+        return {str(key): json_ready(item) for key, item in value.items() if item is not None}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(item) for item in value]
+    if callable(getattr(value, "model_dump", None)):
+        return dump(value)
+    if callable(value):
+        return {"function": getattr(value, "__name__", type(value).__name__)}
+    return value
 
 
 # -- wrappers: one client method -> one model event ------------------------------------------------
@@ -500,8 +543,9 @@ def _as_keywords(
     return args[count:], {**dict(zip(names[:count], args[:count], strict=True)), **kwargs}
 
 
-def sync_wrapper(api: Api) -> Wrapper:
-    """Wrapper for a synchronous client method (``create``, ``parse``)."""
+def sync_wrapper(api: Api, async_stream: bool = False) -> Wrapper:
+    """Wrapper for a synchronous client method (``create``, ``parse``); *async_stream*: one that
+    returns an async stream (cohere's ``AsyncV2Client.chat_stream``, an async generator function)."""
     library = api.library
 
     def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -520,7 +564,7 @@ def sync_wrapper(api: Api) -> Wrapper:
             call.fail(exc)
             raise
         call.leave(previous)
-        return _outcome(api, call, result, raw, hide, False)
+        return _outcome(api, call, result, raw, hide, async_stream)
 
     return mark(wrapper)
 

@@ -56,6 +56,8 @@ class Library:
     version: str = "?"
     # Settings of the integration, set through ``instrument()`` (e.g. OpenAI's ``include_stream_usage``).
     options: dict[str, bool] = field(default_factory=dict)
+    # The package to import when it is not the distribution name (``google.genai`` for google-genai).
+    import_name: str = ""
     _targets: tuple[Target, ...] | None = None
 
     def target_list(self) -> tuple[Target, ...]:

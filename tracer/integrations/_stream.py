@@ -88,6 +88,8 @@ class StreamRecorder:
     BATCH: ClassVar[int] = 16
     # True for a recorder that needs nothing after the first output chunk (only when it arrived).
     FIRST_OUTPUT_ONLY: ClassVar[bool] = False
+    # The SDK stream's attribute holding the generator its iteration reads (see chain()).
+    SOURCE: ClassVar[str] = "_iterator"
 
     def __init__(self, call: Call) -> None:
         self.call = call
@@ -161,15 +163,24 @@ class StreamRecorder:
         """
         chained: Any = None
         try:
-            source = getattr(stream, "_iterator", None)
+            # An SDK that hands out a generator (google-genai): ours reads it, the proxy hands out ours.
+            if aio and type(stream) is AsyncGeneratorType:
+                chained = self._awrap(stream)
+                _prime(chained)
+                return chained
+            if not aio and type(stream) is GeneratorType:
+                chained = self._wrap(stream)
+                next(chained)
+                return chained
+            source = getattr(stream, self.SOURCE, None)
             if aio:
                 if type(source) is AsyncGeneratorType:
                     chained = self._awrap(source)
-                    stream._iterator = chained
+                    setattr(stream, self.SOURCE, chained)
                     _prime(chained)
             elif type(source) is GeneratorType:
                 chained = self._wrap(source)
-                stream._iterator = chained
+                setattr(stream, self.SOURCE, chained)
                 next(chained)
         except AttributeError:  # a read-only _iterator
             chained = None
@@ -354,6 +365,18 @@ class TracedStream(wrapt.BaseObjectProxy[Any]):
             _closed(self)
 
 
+class _GeneratorStream(TracedStream):
+    """For an SDK generator: iteration goes through ours, which reads the SDK's."""
+
+    __slots__ = ()
+
+    def __iter__(self) -> Any:
+        return self._self_gen
+
+    def __next__(self) -> Any:
+        return self._self_gen.__next__()
+
+
 class _PullingStream(TracedStream):
     """For a stream with no generator to chain: the proxy pulls each chunk, and ends an abandoned
     stream's event when it is collected."""
@@ -418,6 +441,18 @@ class AsyncTracedStream(wrapt.BaseObjectProxy[Any]):
             await _aclosed(self)
 
 
+class _AsyncGeneratorStream(AsyncTracedStream):
+    """For an SDK async generator: iteration goes through ours, which reads the SDK's."""
+
+    __slots__ = ()
+
+    def __aiter__(self) -> Any:
+        return self._self_gen
+
+    def __anext__(self) -> Awaitable[Any]:
+        return self._self_gen.__anext__()  # type: ignore[no-any-return]
+
+
 class _AsyncPullingStream(AsyncTracedStream):
     __slots__ = ()
 
@@ -447,6 +482,8 @@ def _proxy(wrapped: Any, recorder: StreamRecorder, hide: Callable[[Any], bool] |
     if gen is None:
         recorder.pull = wrapped.__anext__ if aio else wrapped.__next__
         proxy = _AsyncPullingStream(wrapped) if aio else _PullingStream(wrapped)
+    elif type(wrapped) in (GeneratorType, AsyncGeneratorType):
+        proxy = _AsyncGeneratorStream(wrapped) if aio else _GeneratorStream(wrapped)
     else:
         proxy = AsyncTracedStream(wrapped) if aio else TracedStream(wrapped)
     # No __init__ of ours: wrapt's own (in C) and two slot stores are the cheapest construction.
