@@ -42,20 +42,33 @@ import importlib.metadata
 import json
 import os
 import statistics
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from typing import Any
 
+# litellm reads its model price map from the internet at import unless told to use its bundled copy.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# The long streams repeat one chunk, which litellm takes for a model stuck in a loop past 100.
+os.environ.setdefault("REPEATED_STREAMING_CHUNK_LIMIT", "1000000")
+
 import anthropic
+import boto3
 import cohere
 import groq
 import httpx
 import httpx2
+import litellm
 import ollama
 import openai
+from botocore.awsrequest import AWSResponse
+from botocore.client import BaseClient
+from botocore.config import Config
 from google import genai
+from litellm.rust_bridge.dispatch import PublicDispatch
 from mistralai.client import Mistral
 
 import tracer
@@ -256,6 +269,79 @@ def cohere_transport(streams: dict[tuple[int, int], bytes]) -> httpx.MockTranspo
     return httpx.MockTransport(handler)
 
 
+def _frame(kind: str, data: dict[str, Any]) -> bytes:
+    """One AWS event-stream message (as tests/fake_bedrock.py builds them)."""
+    headers = {":event-type": kind, ":content-type": "application/json", ":message-type": "event"}
+    encoded = b"".join(
+        bytes([len(name)]) + name.encode() + b"\x07" + struct.pack(">H", len(value)) + value.encode()
+        for name, value in headers.items()
+    )
+    payload = json.dumps(data).encode()
+    prelude = struct.pack(">II", 12 + len(encoded) + len(payload) + 4, len(encoded))
+    prelude += struct.pack(">I", zlib.crc32(prelude))
+    message = prelude + encoded + payload
+    return message + struct.pack(">I", zlib.crc32(message))
+
+
+def converse_body() -> bytes:
+    return json.dumps(
+        {
+            "output": {"message": {"role": "assistant", "content": [{"text": "Paris."}]}},
+            "stopReason": "end_turn",
+            "usage": {"inputTokens": 20, "outputTokens": 2, "totalTokens": 22},
+            "metrics": {"latencyMs": 40},
+        }
+    ).encode()
+
+
+def converse_stream_body(chunks: int) -> bytes:
+    """messageStart, text deltas, messageStop and metadata: *chunks* events in all."""
+    parts = [_frame("messageStart", {"role": "assistant"})]
+    parts += [_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "tok "}})] * (chunks - 3)
+    parts.append(_frame("messageStop", {"stopReason": "end_turn"}))
+    usage = {"inputTokens": 20, "outputTokens": chunks, "totalTokens": 20 + chunks}
+    parts.append(_frame("metadata", {"usage": usage, "metrics": {"latencyMs": 40}}))
+    return b"".join(parts)
+
+
+class _Raw:
+    """What botocore reads an HTTP response body from (``stream()``), held in memory."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def stream(self, *args: Any, **kwargs: Any) -> Any:
+        return iter((self.data,))
+
+    def close(self) -> None:
+        pass
+
+
+def bedrock_client(streams: dict[int, bytes]) -> Any:
+    """A real bedrock-runtime client whose requests are answered in process, before they are sent
+    (botocore's ``before-send`` event): its own serializing, signing and parsing all run."""
+    client = boto3.client(
+        "bedrock-runtime",
+        region_name="us-east-1",
+        aws_access_key_id="AKIDBENCHBENCHBENCH",
+        aws_secret_access_key="bench",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+    plain = converse_body()
+
+    def answer(request: Any, **kwargs: Any) -> AWSResponse:
+        if request.url.endswith("/converse-stream"):
+            body = json.loads(request.body)
+            data = streams[body["inferenceConfig"]["maxTokens"]]
+            headers = {"content-type": "application/vnd.amazon.eventstream", "x-amzn-requestid": "r1"}
+            return AWSResponse(request.url, 200, headers, _Raw(data))
+        headers = {"content-type": "application/json", "x-amzn-requestid": "r1"}
+        return AWSResponse(request.url, 200, headers, _Raw(plain))
+
+    client.meta.events.register("before-send.bedrock-runtime.*", answer)
+    return client
+
+
 def transport(streams: dict[tuple[int, int], bytes]) -> httpx2.MockTransport:
     """JSON for plain requests; SSE of the length named by the request's max_tokens for streams."""
     chat, message = chat_body(), message_body()
@@ -349,6 +435,7 @@ def make_cases(chunks: int, pairs: int) -> list[Case]:
         httpx_client=httpx.Client(transport=cohere_transport(streams)),
         log_warning_experimental_features=False,
     )
+    bedrock = bedrock_client({n: converse_stream_body(n) for n in (SHORT, long)})
     runner = asyncio.Runner()
     fast = groq.Groq(api_key="x", http_client=httpx.Client(transport=httpx_transport(streams)))
     local = ollama.Client(host="http://127.0.0.1:11434", transport=httpx_transport(streams))
@@ -435,6 +522,33 @@ def make_cases(chunks: int, pairs: int) -> list[Case]:
 
         return once
 
+    def gateway() -> None:
+        litellm.completion(model="openai/gpt-x", messages=USER, temperature=0.2, max_tokens=64, client=oai)
+
+    def gateway_stream(n: int) -> Callable[[], None]:
+        def once() -> None:
+            for _chunk in litellm.completion(
+                model="openai/gpt-x", messages=USER, stream=True, max_tokens=n, client=oai
+            ):
+                pass
+
+        return once
+
+    bedrock_messages = [{"role": "user", "content": [{"text": USER[1]["content"]}]}]
+
+    def converse() -> None:
+        bedrock.converse(modelId="anthropic.claude-x", messages=bedrock_messages, inferenceConfig={"maxTokens": 64})
+
+    def converse_stream(n: int) -> Callable[[], None]:
+        def once() -> None:
+            response = bedrock.converse_stream(
+                modelId="anthropic.claude-x", messages=bedrock_messages, inferenceConfig={"maxTokens": n}
+            )
+            for _event in response["stream"]:
+                pass
+
+        return once
+
     few = max(pairs // 30, 20)  # long streams: ~60x the work of a short one
     return [
         Case("openai chat.completions.create", chat, "call", pairs),
@@ -460,6 +574,12 @@ def make_cases(chunks: int, pairs: int) -> list[Case]:
         Case("cohere chat", cohere_chat, "call", pairs),
         Case("cohere chat_stream", cohere_stream(SHORT), "short", pairs),
         Case("cohere chat_stream", cohere_stream(long), "long", few),
+        Case("litellm completion (openai)", gateway, "call", pairs),
+        Case("litellm completion stream", gateway_stream(SHORT), "short", pairs),
+        Case("litellm completion stream", gateway_stream(long), "long", few),
+        Case("bedrock converse", converse, "call", pairs),
+        Case("bedrock converse_stream", converse_stream(SHORT), "short", pairs),
+        Case("bedrock converse_stream", converse_stream(long), "long", few),
     ]
 
 
@@ -505,6 +625,8 @@ def _client_classes() -> list[type]:
         mistral_chat.Chat,
         cohere_v2.V2Client,
         cohere_raw.RawV2Client,
+        BaseClient,
+        PublicDispatch,
     ]
 
 

@@ -13,6 +13,8 @@ A model named ``mistral…`` on ``/v1/chat/completions`` or ``/v1/embeddings`` g
 Cohere v2: ``/v2/chat`` (SSE with ``event:`` lines when streamed) and ``/v2/embed``.
 Google Gen AI (Gemini API): ``/v1[beta]/models/<model>:generateContent``, ``:streamGenerateContent``
 (SSE) and ``:batchEmbedContents``; the model is the one in the path.
+Bedrock Runtime's ``/model/{modelId}/…`` routes are answered by ``tests/fake_bedrock.py`` (AWS
+event streams).
 
 The request's ``model`` picks a scenario:
 
@@ -37,6 +39,8 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from . import fake_bedrock
 
 __all__ = ["FakeLLMServer"]
 
@@ -663,6 +667,10 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(raw) if raw else {}
         path = self.path.split("?", 1)[0]
         self.server.owner.requests.append((path, body))
+        bedrock = fake_bedrock.answer(path, body)
+        if bedrock is not None:
+            self._bedrock(*bedrock)
+            return
         gemini = _gemini_route(path)
         model = str(body.get("model", "")) if gemini is None else gemini[0]
         for status in (429, 500):
@@ -724,13 +732,36 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    def _sse(self, events: Iterator[bytes | float]) -> None:
+    def _bedrock(self, status: int, headers: dict[str, str], payload: bytes | Iterator[bytes]) -> None:
+        if isinstance(payload, bytes):
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            if "content-length" not in headers:
+                self.send_header("content-length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            self.close_connection = "content-length" in headers  # a truncated body: hang up
+            return
+        self._sse(iter(payload), headers)
+
+    def _sse(self, events: Iterator[bytes | float], headers: dict[str, str] | None = None) -> None:
         self.send_response(200)
+        if headers is not None:  # Bedrock's event stream (its own content type and request id)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            self._chunks(events)
+            return
         self.send_header("content-type", "text/event-stream")
         self.send_header("transfer-encoding", "chunked")
         self.send_header("x-request-id", "req_fake_1")
         self.send_header("request-id", "req_fake_1")
         self.end_headers()
+        self._chunks(events)
+
+    def _chunks(self, events: Iterator[bytes | float]) -> None:
         try:
             for item in events:
                 if isinstance(item, float):

@@ -79,7 +79,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("max_in_flight", ("TRACER_MAX_IN_FLIGHT",), 16, "int", "Export requests sent at once (hides a far backend's round trip).", 1),
     Setting("gzip", ("TRACER_GZIP",), True, "bool", "Compress request bodies."),
     Setting("debug", ("TRACER_DEBUG",), False, "bool", "Log the library's own activity at DEBUG level."),
-    Setting("instrument", ("TRACER_INSTRUMENT",), True, "names", "Auto-instrument installed LLM clients: true, false, or a list of names (openai, anthropic, groq, ollama, google-genai, mistralai, cohere)."),
+    Setting("instrument", ("TRACER_INSTRUMENT",), True, "names", "Auto-instrument installed LLM clients: true, false, or a list of names (openai, anthropic, groq, ollama, google-genai, mistralai, cohere, boto3, litellm)."),
     Setting("otel_bridge", ("TRACER_OTEL_BRIDGE",), False, "bool", "Record the spans of every OpenTelemetry instrumentation in the process as events, in the same trees (extra tracer-ai[otel])."),
 )  # fmt: skip
 

@@ -63,6 +63,12 @@ INTEGRATIONS: Final = (
     # 5.16.0: the first release whose streams can be closed (5.15 swallows GeneratorExit) and that has
     # the raw client (see cohere.py).
     Integration("cohere", ("5.16.0", "7.3.1"), "tracer.integrations.cohere"),
+    # Bedrock Runtime through botocore's clients (converse arrived in 1.34.116; boto3 and botocore
+    # share version numbers since 1.33, the oldest end pins botocore to it: ranges.END_PINS).
+    Integration("boto3", ("1.34.116", "1.44.18"), "tracer.integrations.bedrock"),
+    # The gateway: every call goes through its dispatcher (PublicDispatch, there since 1.106 at
+    # least); 1.108.0 is the first release that accepts openai 3.
+    Integration("litellm", ("1.108.0", "1.110.2"), "tracer.integrations.litellm"),
 )
 NAMES: Final = tuple(integration.name for integration in INTEGRATIONS)
 

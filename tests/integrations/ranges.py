@@ -36,6 +36,8 @@ END_PINS: dict[tuple[str, str], tuple[str, ...]] = {
     ("groq", "0.9.0"): ("httpx>=0.27,<0.28",),
     # mistralai 1.2's models use what pydantic 2.11 deprecated (warnings, errors under our tests).
     ("mistralai", "1.2.0"): ("pydantic>=2.9,<2.11",),
+    # boto3 accepts any botocore of its minor version: the oldest end is botocore's oldest too.
+    ("boto3", "1.34.116"): ("botocore==1.34.116",),
 }
 
 

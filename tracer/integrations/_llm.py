@@ -46,6 +46,7 @@ __all__ = [
     "bare_stream_close_wrapper",
     "begin",
     "clean_params",
+    "dispatch_wrapper",
     "error_metadata",
     "helper_close_wrapper",
     "manager_wrapper",
@@ -379,6 +380,10 @@ def error_metadata(error: BaseException) -> dict[str, Any]:
                 request_id = headers.get("x-request-id") or headers.get("request-id")
     if isinstance(request_id, str):
         metadata["request_id"] = request_id
+    aws = getattr(error, "response", None)  # botocore's ClientError: the parsed error response
+    if isinstance(aws, Mapping) and isinstance(aws.get("Error"), Mapping):
+        _aws_error(aws, metadata)
+        return metadata
     body = getattr(error, "body", None)
     if isinstance(body, str) and body.startswith("{"):  # mistralai: the error response's text
         try:
@@ -399,6 +404,23 @@ def error_metadata(error: BaseException) -> dict[str, Any]:
     elif isinstance(getattr(error, "error", None), str):  # ollama's ResponseError
         metadata["error_message"] = error.error  # type: ignore[attr-defined]
     return metadata
+
+
+def _aws_error(response: Mapping[str, Any], metadata: dict[str, Any]) -> None:
+    """Status, request id, error code and message of an AWS error response (``ClientError.response``)."""
+    details = response.get("ResponseMetadata")
+    if isinstance(details, Mapping):
+        status = details.get("HTTPStatusCode")
+        if isinstance(status, int):
+            metadata["status_code"] = status
+        request_id = details.get("RequestId")
+        if isinstance(request_id, str) and request_id:
+            metadata["request_id"] = request_id
+    error = response["Error"]
+    for key, name in (("Code", "error_code"), ("Message", "error_message")):
+        value = error.get(key)
+        if isinstance(value, str):
+            metadata[name] = value
 
 
 def dump(obj: Any) -> Any:
@@ -592,6 +614,72 @@ def async_wrapper(api: Api) -> Wrapper:
         return _outcome(api, call, result, raw, hide, True)
 
     return mark(wrapper)
+
+
+Select = Callable[[Any, tuple[Any, ...], dict[str, Any]], "tuple[Api, dict[str, Any]] | None"]
+
+
+def dispatch_wrapper(library: Library, select: Select, aio: bool) -> Wrapper:
+    """Wrapper for the one method through which a library sends many kinds of calls (a gateway's
+    dispatcher): ``select(instance, args, kwargs)`` names the call's ``Api`` and its request
+    parameters (a dict, the user's arguments by name), or None for a call that is not a model call,
+    which then goes straight through.
+
+    Like every wrapper here, the call runs with its event current and ``inside_call`` set, so the
+    provider SDK a gateway calls underneath (itself patched: the openai client under litellm)
+    records no second event.
+    """
+
+    def choose(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Api, dict[str, Any]] | None:
+        if not library.active or suppressed.get() or inside_call.get():
+            return None
+        try:
+            return select(instance, args, kwargs)
+        except Exception as exc:
+            report_internal_error(f"recognizing a {library.name} call", exc)
+            return None
+
+    if aio:
+
+        async def async_dispatch(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            chosen = choose(instance, args, kwargs)
+            if chosen is None:
+                return await wrapped(*args, **kwargs)
+            api, params = chosen
+            call, raw, hide = _start(api, params, instance)
+            if call is None:
+                return await wrapped(*args, **kwargs)
+            previous = call.enter()
+            try:
+                result = await wrapped(*args, **kwargs)
+            except BaseException as exc:
+                call.leave(previous)
+                call.fail(exc)
+                raise
+            call.leave(previous)
+            return _outcome(api, call, result, raw, hide, True)
+
+        return mark(async_dispatch)
+
+    def dispatch(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        chosen = choose(instance, args, kwargs)
+        if chosen is None:
+            return wrapped(*args, **kwargs)
+        api, params = chosen
+        call, raw, hide = _start(api, params, instance)
+        if call is None:
+            return wrapped(*args, **kwargs)
+        previous = call.enter()
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            call.leave(previous)
+            call.fail(exc)
+            raise
+        call.leave(previous)
+        return _outcome(api, call, result, raw, hide, False)
+
+    return mark(dispatch)
 
 
 def manager_wrapper(api: Api, aio: bool) -> Wrapper:

@@ -480,7 +480,7 @@ def _proxy(wrapped: Any, recorder: StreamRecorder, hide: Callable[[Any], bool] |
     gen = recorder.chain(wrapped, aio)
     proxy: TracedStream | AsyncTracedStream
     if gen is None:
-        recorder.pull = wrapped.__anext__ if aio else wrapped.__next__
+        recorder.pull = _puller(wrapped, aio)
         proxy = _AsyncPullingStream(wrapped) if aio else _PullingStream(wrapped)
     elif type(wrapped) in (GeneratorType, AsyncGeneratorType):
         proxy = _AsyncGeneratorStream(wrapped) if aio else _GeneratorStream(wrapped)
@@ -532,6 +532,15 @@ async def afinish_bare_stream(stream: Any) -> None:
         recorder.finish("closed")
         if gen.ag_frame is not None and not gen.ag_running:
             await gen.aclose()
+
+
+def _puller(wrapped: Any, aio: bool) -> Callable[[], Any]:
+    """The next-chunk function of a stream: its own ``__next__`` / ``__anext__``, or that of the
+    iterator it hands out (botocore's ``EventStream`` is iterable, not an iterator)."""
+    step: Callable[[], Any] | None = getattr(wrapped, "__anext__" if aio else "__next__", None)
+    if step is None:
+        step = aiter(wrapped).__anext__ if aio else iter(wrapped).__next__
+    return step
 
 
 def _closed(proxy: Any) -> None:
