@@ -1,4 +1,4 @@
-"""Auto-instrumentation of LLM client libraries: every OpenAI and Anthropic call becomes a ``model`` event.
+"""Auto-instrumentation of LLM client libraries: every call becomes a ``model`` event.
 
 ``tracer.init()`` calls ``auto_instrument()`` with the ``instrument`` setting (true: every supported
 library that is installed; a list: those). Patching works whatever the import order: a library not
