@@ -29,6 +29,7 @@ import logging
 import math
 import os
 import random
+import re
 import threading
 import time
 import weakref
@@ -41,7 +42,15 @@ import orjson
 
 from ._clock import SYSTEM_CLOCK, Clock
 
-__all__ = ["RETRY_STATUSES", "CircuitBreaker", "HttpClient", "HttpResult", "RetryPolicy", "parse_retry_after"]
+__all__ = [
+    "RETRY_STATUSES",
+    "CircuitBreaker",
+    "HttpClient",
+    "HttpResult",
+    "RetryPolicy",
+    "checked_headers",
+    "parse_retry_after",
+]
 
 RETRY_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -189,6 +198,26 @@ class CircuitBreaker:
                 self.opened += 1
 
 
+# RFC 9110 §5.6.2 token characters: what a header name may hold.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# A header value may not break the request apart (RFC 9110 §5.5: no CR, LF or NUL).
+_HEADER_VALUE_BREAKS = re.compile(r"[\r\n\x00]")
+
+
+def checked_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """*headers* as a dict, or ValueError naming the first header that no request could carry
+    (found here, at construction, rather than by every request on the worker)."""
+    if not isinstance(headers, Mapping):
+        raise ValueError(f"headers must be a mapping of names to values, got {type(headers).__name__}")
+    checked = dict(headers)
+    for name, value in checked.items():
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise ValueError(f"header name {name!r} is not a valid HTTP header name")
+        if not isinstance(value, str) or _HEADER_VALUE_BREAKS.search(value):
+            raise ValueError(f"header {name!r} needs a string value without CR, LF or NUL")
+    return checked
+
+
 class HttpClient:
     """Sends request bodies with retries. Thread-safe; one connection pool per process."""
 
@@ -208,7 +237,7 @@ class HttpClient:
         self.clock = clock
         self._jitter = jitter
         self.breaker = self._new_breaker()
-        self._headers = dict(headers)
+        self._headers = checked_headers(headers)
         self._timeout = timeout
         self._transport = transport
         self._stop = threading.Event()

@@ -438,6 +438,10 @@ def inject(headers: Headers, span: Span | None = None) -> Headers:
     if not isinstance(headers, MutableMapping):
         logger.debug("tracer: inject() needs a mutable mapping of headers, got %s", type(headers).__name__)
         return headers
-    for name, value in trace_headers(span).items():
-        _set(headers, name, value)
+    written = trace_headers(span)
+    try:
+        for name, value in written.items():
+            _set(headers, name, value)
+    except Exception as exc:  # the caller's mapping refused a write (read-only headers): theirs to know, not to raise
+        logger.debug("tracer: inject() could not write to %s: %r", type(headers).__name__, exc)
     return headers

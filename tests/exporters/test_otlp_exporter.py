@@ -412,6 +412,14 @@ def test_invalid_settings_fail_at_init_naming_the_setting() -> None:
         otlp_exporter_from_env(
             {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x", "OTEL_EXPORTER_OTLP_HEADERS": "novalue"}, "p", 30
         )
+    with pytest.raises(ConfigError, match=r"OTEL_EXPORTER_OTLP_HEADERS.*'x-key'.*CR, LF"):  # would split the request
+        otlp_exporter_from_env(
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x", "OTEL_EXPORTER_OTLP_HEADERS": "x-key=a%0D%0AHost: x"}, "p", 30
+        )
+    with pytest.raises(ConfigError, match="header name 'a b'"):
+        OTLPExporter("http://127.0.0.1:9/v1/traces", headers={"a b": "c"})
+    with pytest.raises(ConfigError, match="headers must be a mapping"):
+        OTLPExporter("http://127.0.0.1:9/v1/traces", headers="api-key=1")  # type: ignore[arg-type]
 
 
 def test_protobuf_without_the_otlp_extra_is_a_config_error_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:

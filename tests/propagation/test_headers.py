@@ -62,6 +62,22 @@ def test_inject_without_a_span_returns_the_headers_unchanged(caller: Recorder) -
     assert tracer.inject({}) == {}
 
 
+def test_inject_into_headers_that_refuse_writes_returns_them_without_raising(caller: Recorder) -> None:
+    received = StarletteHeaders({"accept": "text/plain"})  # a request's headers: immutable
+    with caller.tracer.span("call"):
+        assert caller.tracer.inject(received) is received  # type: ignore[type-var]
+
+    class Refusing(dict[str, str]):
+        def __setitem__(self, key: str, value: str) -> None:
+            raise PermissionError("frozen")
+
+    refusing = Refusing(accept="text/plain")
+    with caller.tracer.span("call"):
+        assert caller.tracer.inject(refusing) is refusing
+    assert refusing == {"accept": "text/plain"}
+    assert [event["event_name"] for event in caller.events()] == ["call", "call"]
+
+
 def test_inject_writes_the_otlp_exporters_ids_and_the_session_in_baggage(caller: Recorder) -> None:
     with caller.tracer.session("checkout, step=1; é"), caller.tracer.span("outer"), caller.tracer.span("call") as span:
         headers = caller.tracer.inject({"TraceParent": "stale", "x-other": "kept"})

@@ -37,7 +37,7 @@ from .._clock import SYSTEM_CLOCK, Clock
 from .._context import suppressed
 from .._errors import ConfigError, logger
 from .._export import Batch, Exporter, ExportResult
-from .._http import HttpClient, HttpResult, RetryPolicy
+from .._http import HttpClient, HttpResult, RetryPolicy, checked_headers
 from .._otlp_mapping import Span, event_to_span, gen_ai_attributes
 from .._version import __version__
 from ._otlp_codec import ResourceSpans, decode_partial_success, encode_json, encode_protobuf, protobuf_available
@@ -69,7 +69,10 @@ def parse_headers(text: str, where: str) -> dict[str, str]:
         if not sep or not key:
             raise ConfigError(f"{where}: expected comma-separated key=value pairs, got {item.strip()!r}")
         headers[key] = urllib.parse.unquote(value.strip())
-    return headers
+    try:
+        return checked_headers(headers)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def parse_resource_attributes(text: str) -> dict[str, str]:
@@ -174,6 +177,9 @@ class OTLPExporter(Exporter):
         resource["telemetry.sdk.language"] = "python"
         resource["telemetry.sdk.version"] = __version__
         self.resource = resource
+        if headers is not None and not isinstance(headers, Mapping):
+            kind = type(headers).__name__
+            raise ConfigError(f"OTLPExporter headers must be a mapping of names to values, got {kind}")
         request_headers = {
             "Content-Type": _MEDIA_TYPES[protocol],
             "User-Agent": f"tracer-python/{__version__}",
