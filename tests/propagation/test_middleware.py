@@ -216,6 +216,32 @@ def test_asgi_reraises_the_apps_exception_unchanged_and_passes_other_scopes(rec:
     assert failed["error"] == "KeyError: 'mine'" and failed["outputs"] == {"status_code": 200}
 
 
+def test_asgi_a_malformed_response_start_reaches_the_server_as_sent(
+    rec: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server refuses a bad status with its own error; the middleware must not raise its own first."""
+    monkeypatch.delenv("TRACER_RAISE_INTERNAL_ERRORS")  # the library's swallow-and-log path, as in production
+    start = {"type": "http.response.start", "status": "two hundred", "headers": []}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(start)
+        await send({"type": "http.response.body", "body": b"x"})
+
+    received: list[Any] = []
+
+    async def sent(message: Any) -> None:
+        received.append(message)
+
+    async def receive() -> Any:
+        return {"type": "http.request"}
+
+    middleware = asgi.TracerMiddleware(app, tracer=rec.tracer)
+    scope = {"type": "http", "method": "GET", "path": "/odd", "query_string": b"", "headers": []}
+    asyncio.run(middleware(scope, receive, sent))
+    assert received[0] is start and len(received) == 2
+    assert rec.by_name("GET /odd")["outputs"] == {}  # no status recorded, the event still ends
+
+
 def _flask_app(tracer: Tracer) -> flask.Flask:
     app = flask.Flask("traced")
     app.config["PROPAGATE_EXCEPTIONS"] = True  # the error reaches the WSGI layer, as under a debugger

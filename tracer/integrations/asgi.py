@@ -64,9 +64,12 @@ class TracerMiddleware:
         async def traced_send(message: Message) -> None:
             kind = message.get("type")
             if kind == "http.response.start":
-                event.status(int(message.get("status", 0)))
-                if template is None:  # routed by something we could not match beforehand
-                    event.rename(_matched_route(scope), method)
+                try:
+                    event.status(int(message.get("status", 0)))
+                    if template is None:  # routed by something we could not match beforehand
+                        event.rename(_matched_route(scope), method)
+                except Exception as exc:  # a malformed message is the server's to refuse, not ours
+                    report_internal_error("recording a response status", exc)
             await send(message)
             if kind == "http.response.body" and not message.get("more_body", False):
                 event.finish()  # the body's last chunk is out: the request is done
