@@ -34,6 +34,7 @@ from typing import Final, TypeVar
 from ._errors import logger
 from ._ids import format_id
 from ._otlp_mapping import event_id_for, trace_id_for
+from ._scopes import AlsoAsync
 from ._span import Recorder, Session, Span, current_session_var, current_span_var
 
 __all__ = [
@@ -295,7 +296,7 @@ def parse_headers(headers: object) -> Parsed | None:
 # -- continuing a trace ------------------------------------------------------------------------
 
 
-class TraceScope:
+class TraceScope(AlsoAsync["Session | None"]):
     """``with tracer.continue_trace(headers):`` (or ``async with``): yields the ``Session`` events
     inside join, or None when *headers* carry no valid trace (events then go where they would)."""
 
@@ -337,17 +338,6 @@ class TraceScope:
         self._previous = None
         current_span_var.set(previous[0])
         current_session_var.set(previous[1])
-
-    async def __aenter__(self) -> Session | None:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
 
 
 class _Forget(list[int]):

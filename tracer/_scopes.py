@@ -5,16 +5,47 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 from ._errors import report_internal_error
 from ._fields import as_fields
 from ._span import Recorder, Session, Span, current_session_var, current_span_var
 
-__all__ = ["SessionScope", "SpanScope"]
+__all__ = ["AlsoAsync", "SessionScope", "SpanScope"]
+
+_Entered = TypeVar("_Entered")
 
 
-class SpanScope:
+class AlsoAsync(Generic[_Entered]):
+    """Makes a ``with`` block usable as ``async with``: nothing in entering or leaving these scopes
+    awaits, so the async forms are the sync ones (one definition, here)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> _Entered:
+        raise NotImplementedError
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> _Entered:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+class SpanScope(AlsoAsync[Span]):
     """The context manager behind ``tracer.span()``; yields the ``Span`` handle."""
 
     __slots__ = ("_args", "_previous", "_recorder", "_span")
@@ -79,17 +110,6 @@ class SpanScope:
         except Exception as internal:
             report_internal_error("ending a span block", internal)
 
-    async def __aenter__(self) -> Span:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
-
 
 # Behind the spans handed out when nothing is recorded (disabled or sampled out): keeps no open
 # spans, hands nothing on, and late updates (the span is ended from the start) go nowhere.
@@ -102,7 +122,7 @@ def _detached_span(recorder: Recorder, event_name: str, event_type: str | None) 
     return span
 
 
-class SessionScope:
+class SessionScope(AlsoAsync[Session]):
     """The context manager behind ``tracer.session()``; yields the ``Session``."""
 
     __slots__ = ("_previous_session", "_previous_span", "session")
@@ -127,14 +147,3 @@ class SessionScope:
     ) -> None:
         current_session_var.set(self._previous_session)
         current_span_var.set(self._previous_span)
-
-    async def __aenter__(self) -> Session:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
