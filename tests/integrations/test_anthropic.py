@@ -258,12 +258,15 @@ def test_async_helper_break_and_cancel(events: CapturedEvents, server: FakeLLMSe
             async for _text in helper.text_stream:
                 break
 
+        streaming = asyncio.Event()
+
         async def consume() -> None:
             async with client.messages.stream(model="claude-x-slow", max_tokens=10, messages=USER) as slow:
+                streaming.set()  # the response has started: cancelling now ends a stream, not a request
                 await slow.get_final_message()
 
         task = asyncio.create_task(consume())
-        await asyncio.sleep(0.2)
+        await asyncio.wait_for(streaming.wait(), 30)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
