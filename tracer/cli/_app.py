@@ -1,4 +1,4 @@
-"""The ``tracer`` command (click): sessions, show, tail, export, send, serve."""
+"""The ``tracer`` command (click): sessions, show, tail, export, send, serve, ui."""
 
 from __future__ import annotations
 
@@ -117,6 +117,7 @@ def cli() -> None:
       tracer export --all > traces.jsonl     # every event, one JSON per line
       tracer send --api-key $HH_API_KEY      # re-send everything to HoneyHive, once
       tracer serve --port 8787               # a local HoneyHive-compatible collector
+      tracer ui --open                       # browse the store in a web browser
     """
 
 
@@ -530,16 +531,12 @@ def serve(
       curl -X POST http://127.0.0.1:8787/events -H 'Content-Type: application/json' \\
            -d '{"event": {"event_type": "tool", "event_name": "hello", "inputs": {}}}'
     """
-    missing = [name for name in ("starlette", "uvicorn") if importlib.util.find_spec(name) is None]
-    if missing:
-        _fail(
-            f"`tracer serve` needs the server extra ({', '.join(missing)} missing): "
-            f"pip install '{DISTRIBUTION}[server]'"
-        )
+    _need_server_extra("serve")
     from ..server._run import is_loopback
     from ..server._run import serve as run_server
 
     path = default_store_path(store_path)
+    viewer_token = _viewer_token(host, api_key)
     if not is_loopback(host) and not api_key:
         click.echo(
             f"tracer: warning: listening on {host} without --api-key: anyone who can reach this port can write "
@@ -551,6 +548,7 @@ def serve(
         click.echo(f"tracer: collector listening on {url}, storing to {_shown(path)} (Ctrl-C to stop)")
         key = "<the key>" if api_key else "any"
         click.echo(f"tracer: send to it with TRACER_SERVER_URL={url} TRACER_API_KEY={key} python your_app.py")
+        click.echo(f"tracer: the viewer is at {_viewer_url(url, viewer_token)}")
         sys.stdout.flush()
 
     with _errors():
@@ -564,6 +562,113 @@ def serve(
                 allowed_hosts=allowed_hosts,
                 header_timeout=header_timeout,
                 body_timeout=body_timeout,
+                access_log=access_log,
+                viewer_token=viewer_token,
+                ready=ready,
+            )
+        except OSError as exc:
+            _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+
+
+def _viewer_token(host: str, api_key: str | None) -> str | None:
+    """The viewer's token: the API key when given; a random one when listening off loopback."""
+    from ..server._run import is_loopback
+    from ..server._viewer_auth import new_token
+
+    if api_key:
+        return api_key
+    return None if is_loopback(host) else new_token()
+
+
+def _viewer_url(base: str, token: str | None) -> str:
+    return f"{base}/#token={token}" if token else f"{base}/"
+
+
+def _need_server_extra(command: str) -> None:
+    missing = [name for name in ("starlette", "uvicorn") if importlib.util.find_spec(name) is None]
+    if missing:
+        _fail(
+            f"`tracer {command}` needs the server extra ({', '.join(missing)} missing): "
+            f"pip install '{DISTRIBUTION}[server]'"
+        )
+
+
+@cli.command()
+@store_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (loopback by default).")
+@click.option("--port", default=8788, show_default=True, type=click.IntRange(0, 65535), help="0: any free port.")
+@click.option("--open", "open_browser", is_flag=True, help="Also open the viewer in the default browser.")
+@click.option(
+    "--api-key",
+    envvar="TRACER_UI_API_KEY",
+    show_envvar=True,
+    help="Require this token on every page and API call (off loopback, a random one is made without it).",
+)
+@click.option(
+    "--allow-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Also answer requests whose Host is NAME (repeatable; '*': any); others get 403 (DNS rebinding).",
+)
+@click.option(
+    "--search",
+    "search_engine",
+    type=click.Choice(["auto", "fts5", "scan"]),
+    default="auto",
+    show_default=True,
+    help="Search engine: SQLite FTS5 (an index in ~/.cache/tracer/search) or a scan of the events.",
+)
+@click.option("--access-log", is_flag=True, help="Log every request.")
+def ui(
+    store_path: str | None,
+    host: str,
+    port: int,
+    open_browser: bool,
+    api_key: str | None,
+    allowed_hosts: tuple[str, ...],
+    search_engine: str,
+    access_log: bool,
+) -> None:
+    """Browse the trace store in a web browser: sessions, waterfalls, transcripts, search, live.
+
+    Reads the store read-only (a running app may keep writing it). Listens on loopback by
+    default; elsewhere (or with --api-key) every page and API call needs the token, which the
+    printed URL carries after #token=.
+
+    \b
+    Examples:
+      tracer ui --open                            # http://127.0.0.1:8788/
+      tracer ui --store /tmp/traces.db --port 0   # any free port
+      tracer ui --host 0.0.0.0                    # prints http://0.0.0.0:8788/#token=...
+    """
+    _need_server_extra("ui")
+    from ..server._run import is_loopback
+    from ..server._ui import serve_viewer
+
+    token = _viewer_token(host, api_key)
+    engine = None if search_engine == "auto" else search_engine
+    with _errors(), _open_store(store_path) as store:
+
+        def ready(url: str) -> None:
+            shown = _viewer_url(url, token)
+            click.echo(f"tracer: viewer listening on {shown} , reading {_shown(store.path)} (Ctrl-C to stop)")
+            if not is_loopback(host):
+                click.echo("tracer: listening off loopback: pages and API need the token in the URL above", err=True)
+            sys.stdout.flush()
+            if open_browser:
+                import webbrowser
+
+                webbrowser.open(shown)
+
+        try:
+            serve_viewer(
+                store,
+                host=host,
+                port=port,
+                token=token,
+                search_engine=engine,
+                allowed_hosts=allowed_hosts,
                 access_log=access_log,
                 ready=ready,
             )

@@ -3,7 +3,8 @@
 Routes: ``POST /events`` (and ``/v1/events``), ``POST /events/batch`` (and ``/v1/events/batch``),
 ``PUT /events``, ``POST /events/model``, ``POST /events/model/batch``, ``POST /session/start``,
 ``GET /session/{id}``, ``GET /events``, ``POST /events/export``, ``POST /v1/events/export``,
-``POST /opentelemetry/v1/traces`` and ``POST /v1/traces`` (OTLP), and ``GET /health``. Errors are JSON
+``POST /opentelemetry/v1/traces`` and ``POST /v1/traces`` (OTLP), ``GET /health``, and the viewer's pages and
+``/api/…`` (``_viewer``) when given one. Errors are JSON
 ``{"message": ..., "errorCode": ...}``. Reading bodies (limits, compression) is ``_body``'s job,
 checking their fields ``_wire``'s, queries ``_query``'s; this module routes, authorizes and writes.
 """
@@ -21,7 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from .._version import __version__
 from ..store import StoreError, TraceStore
@@ -29,6 +30,7 @@ from ._body import ApiError, off_loop, read_body, read_json, require_content_typ
 from ._guard import HostCheck, HostPolicy
 from ._otlp import MEDIA_TYPES, PROTOBUF, error_body, ingest, success_body
 from ._query import MAX_LIMIT, EventQuery, parse_export, parse_filters
+from ._viewer import Viewer, viewer_routes
 from ._wire import (
     BadRequest,
     normalize_batch,
@@ -78,11 +80,13 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
     hosts: HostPolicy | None = None,
+    viewer: Viewer | None = None,
 ) -> Starlette:
     """The ASGI app. ``api_key``: required as ``Authorization: Bearer <key>`` on the API routes.
-    ``hosts``: the ``Host`` names answered (default: loopback addresses and ``localhost``)."""
+    ``hosts``: the ``Host`` names answered (default: loopback addresses and ``localhost``).
+    ``viewer``: its pages and API are served too (``GET /`` is then the viewer's sessions list)."""
     api = _EventsApi(store, api_key, max_body_bytes, body_timeout)
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/events", api.endpoint(api.events_route), methods=["GET", "POST", "PUT"]),
         Route("/events/batch", api.endpoint(api.create_batch), methods=["POST"]),
         Route("/v1/events", api.endpoint(api.create_event), methods=["POST"]),
@@ -96,8 +100,8 @@ def create_app(
         Route("/opentelemetry/v1/traces", api.endpoint(api.otlp_traces), methods=["POST"]),
         Route("/v1/traces", api.endpoint(api.otlp_traces), methods=["POST"]),
         Route("/health", api.health, methods=["GET"]),
-        Route("/", api.health, methods=["GET"]),
     ]
+    routes += viewer_routes(viewer) if viewer is not None else [Route("/", api.health, methods=["GET"])]
     # No CORS middleware on purpose: a web page must not be able to read or write the traces.
     policy = hosts if hosts is not None else HostPolicy("127.0.0.1")
     return Starlette(

@@ -14,7 +14,7 @@ from ..store import TraceStore
 from ._app import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES, create_app
 from ._guard import HostPolicy
 
-__all__ = ["DEFAULT_HEADER_TIMEOUT", "bind", "connection_limit", "is_loopback", "serve"]
+__all__ = ["DEFAULT_HEADER_TIMEOUT", "base_url", "bind", "connection_limit", "is_loopback", "run_app", "serve"]
 
 # A request's headers (a few hundred bytes) must arrive within this of the connection or of the
 # previous answer on it; HoneyHive's and OpenTelemetry's clients send them at once.
@@ -78,12 +78,55 @@ def serve(
     header_timeout: float = DEFAULT_HEADER_TIMEOUT,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
     access_log: bool = False,
+    viewer_token: str | None = None,
     ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM. *ready* is called with the base URL once connections are accepted.
 
     *allowed_hosts*: ``Host`` names answered besides localhost and the bound address (``*``: any).
+    The viewer's pages and API are served too, on their own read-only connection to the store
+    (its reads never wait for the collector's writes); *viewer_token*: what they require (None: nothing).
     """
+    from ._viewer import Viewer
+    from ._viewer_auth import ViewerAuth
+
+    store = TraceStore(store_path)
+    viewer: Viewer | None = None
+    try:
+        viewer = Viewer(TraceStore(store_path, read_only=True), ViewerAuth(viewer_token))
+        sock = bind(host, port)
+        bound_host = sock.getsockname()[0]
+        app = create_app(
+            store,
+            api_key=api_key,
+            max_body_bytes=max_body_bytes,
+            body_timeout=body_timeout,
+            hosts=HostPolicy(str(bound_host), allowed_hosts),
+            viewer=viewer,
+        )
+        run_app(app, sock, header_timeout=header_timeout, access_log=access_log, ready=ready)
+    finally:
+        if viewer is not None:
+            viewer.close()
+            viewer.store.close()
+        store.close()
+
+
+def base_url(sock: socket.socket) -> str:
+    bound_host, bound_port = sock.getsockname()[:2]
+    shown = f"[{bound_host}]" if ":" in str(bound_host) else str(bound_host)
+    return f"http://{shown}:{bound_port}"
+
+
+def run_app(
+    app: Any,
+    sock: socket.socket,
+    *,
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+    access_log: bool = False,
+    ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve the ASGI *app* on the listening *sock* with uvicorn until SIGINT/SIGTERM."""
     import uvicorn
 
     from ._protocol import guarded_protocol
@@ -104,36 +147,23 @@ def serve(
                 for sig, handler in original.items():
                     signal.signal(sig, handler)
 
-    store = TraceStore(store_path)
-    try:
-        sock = bind(host, port)
-        bound_host, bound_port = sock.getsockname()[:2]
-        shown = f"[{bound_host}]" if ":" in str(bound_host) else str(bound_host)
-        app = create_app(
-            store,
-            api_key=api_key,
-            max_body_bytes=max_body_bytes,
-            body_timeout=body_timeout,
-            hosts=HostPolicy(str(bound_host), allowed_hosts),
-        )
-        max_connections = connection_limit()
-        config = uvicorn.Config(
-            app,
-            http=guarded_protocol(max_connections, header_timeout),
-            # The protocol keeps connections at max_connections by closing idle ones, so uvicorn's
-            # own cap (503 once connections or requests in flight reach it) is only a backstop.
-            limit_concurrency=max_connections + 1,
-            timeout_keep_alive=_KEEP_ALIVE_SECONDS,
-            h11_max_incomplete_event_size=_MAX_HEAD_BYTES,
-            log_level="info" if access_log else "warning",
-            access_log=access_log,
-            lifespan="off",
-            server_header=False,
-            timeout_graceful_shutdown=5,
-        )
-        server = Server(config)
-        if ready is not None:
-            ready(f"http://{shown}:{bound_port}")
-        server.run(sockets=[sock])
-    finally:
-        store.close()
+    max_connections = connection_limit()
+    config = uvicorn.Config(
+        app,
+        http=guarded_protocol(max_connections, header_timeout),
+        # The protocol keeps connections at max_connections by closing idle ones, so uvicorn's
+        # own cap (503 once connections or requests in flight reach it) is only a backstop.
+        limit_concurrency=max_connections + 1,
+        timeout_keep_alive=_KEEP_ALIVE_SECONDS,
+        h11_max_incomplete_event_size=_MAX_HEAD_BYTES,
+        log_level="info" if access_log else "warning",
+        access_log=access_log,
+        lifespan="off",
+        server_header=False,
+        # Open live streams (the viewer's) end at shutdown after this long.
+        timeout_graceful_shutdown=5,
+    )
+    server = Server(config)
+    if ready is not None:
+        ready(base_url(sock))
+    server.run(sockets=[sock])

@@ -16,7 +16,7 @@ from typing import Final
 
 from ._sql import StoreError, retry_busy
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "open_database", "open_read_only"]
+__all__ = ["MIGRATIONS", "READABLE_FROM_VERSION", "SCHEMA_VERSION", "open_database", "open_read_only"]
 
 _V1: Final = (
     # One row per session: its merged session_properties and the span of its events (epoch ms).
@@ -85,10 +85,28 @@ _V1: Final = (
     """,
 )
 
+_V2: Final = (
+    # The viewer's sessions list (``_browse``): filters "has an event of this type / with this model /
+    # that failed" and the per-session token sums, answered by probing these per session instead of
+    # reading the session's rows (2000 sessions x 100 events: bench/viewer_api.py, README
+    # "Performance"). The model, error and token ones are partial: only the rows that have one.
+    "CREATE INDEX events_by_session_type ON events(session_id, event_type)",
+    "CREATE INDEX events_by_session_model ON events(session_id, model) WHERE model IS NOT NULL",
+    "CREATE INDEX events_failed ON events(session_id) WHERE error IS NOT NULL",
+    """
+    CREATE INDEX events_model_tokens ON events(session_id, prompt_tokens, completion_tokens, total_tokens)
+    WHERE event_type = 'model'
+    """,
+)
+
 #: Migration i (0-based) takes a store from schema version i to i + 1.
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1,)
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2)
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+#: The oldest schema a read-only open accepts: the migrations after it only add indexes, so every
+#: read works on it (slower) until a writer opens the store and migrates it.
+READABLE_FROM_VERSION: Final = 1
 
 
 def open_database(path: str, timeout: float) -> sqlite3.Connection:
@@ -186,7 +204,7 @@ def _checked_read_only(uri: str, path: str, timeout: float) -> sqlite3.Connectio
                 f"the trace store {path} has schema version {version}, newer than this tracer "
                 f"understands ({SCHEMA_VERSION}); upgrade tracer"
             )
-        if version < SCHEMA_VERSION:
+        if version < READABLE_FROM_VERSION:
             raise StoreError(
                 f"the trace store {path} has the older schema version {version}: open it once with a "
                 "traced program or `tracer serve` (which upgrade it), then read it"

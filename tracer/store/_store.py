@@ -15,8 +15,8 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 from . import _deliveries, _reads, _writes
 from ._deliveries import Delivery
@@ -25,6 +25,8 @@ from ._schema import open_database, open_read_only
 from ._sql import StoreError, now_ms, retry_busy
 
 __all__ = ["TraceStore"]
+
+_T = TypeVar("_T")
 
 
 class TraceStore:
@@ -145,6 +147,12 @@ class TraceStore:
     def session(self, session_id: str) -> SessionSummary | None:
         with self._transaction(write=False) as db:
             return _reads.session_summary(db, session_id)
+
+    def snapshot(self, read: Callable[[sqlite3.Connection], _T]) -> _T:
+        """*read* run on the connection inside one read transaction (a consistent snapshot): for
+        the store layer's own readers (the viewer's ``_browse``), which must not write."""
+        with self._transaction(write=False) as db:
+            return read(db)
 
     def count_sessions(self) -> int:
         with self._transaction(write=False) as db:

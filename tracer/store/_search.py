@@ -1,0 +1,344 @@
+"""Full-text search over every event's inputs, outputs, error, metadata (and config, feedback, user
+properties, name), for the viewer: SQLite FTS5 when this Python's SQLite has it, else a scan.
+
+The viewer opens the store read-only, so the FTS5 index lives in a file of its own (``index_path``):
+under the user's cache directory (``$XDG_CACHE_HOME/tracer/search/``, else ``~/.cache/…``), named
+by a hash of the store's path. Not beside the store: the read side never adds files next to what it
+is pointed at (a store in a read-only directory works too), and a cache is where derived,
+deletable data belongs. The index remembers the arrival number (``seq``) it has reached and the
+update number of the last late update it folded in, and catches up incrementally before each search;
+a store that was replaced (its first event differs, or it has fewer events) is re-indexed whole.
+
+Results come back as segments ``{"text", "match"}`` so that the page highlights with
+``textContent`` and the API never returns markup.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+
+if TYPE_CHECKING:
+    from ._store import TraceStore
+
+__all__ = ["ENGINES", "SearchIndex", "fts5_available", "index_path", "query_terms", "snippet"]
+
+ENGINES: Final = ("fts5", "scan")
+# The fields searched, in the order a result names the first that matched.
+FIELDS: Final = ("inputs", "outputs", "error", "metadata", "config", "feedback", "user_properties", "event_name")
+# Characters of context kept around the first match in a snippet.
+_CONTEXT: Final = 60
+# Events read from the store per catch-up transaction (no lock held on the store between them).
+_PAGE: Final = 2000
+_MAX_TERMS: Final = 8
+_WORD: Final = re.compile(r"\w+", re.UNICODE)
+
+
+def fts5_available() -> bool:
+    """Whether this Python's SQLite was compiled with FTS5 (a check, not a probe of the store)."""
+    db = sqlite3.connect(":memory:")
+    try:
+        db.execute("CREATE VIRTUAL TABLE probe USING fts5(text)")
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        db.close()
+    return True
+
+
+def index_path(store_path: str) -> str:
+    """Where the FTS5 index of the store at *store_path* lives (see the module's docstring)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    digest = hashlib.sha256(os.path.abspath(store_path).encode("utf-8", "surrogatepass")).hexdigest()[:24]
+    return os.path.join(base, "tracer", "search", f"{digest}.db")
+
+
+def query_terms(text: str) -> list[str]:
+    """The words of a search, lower case (at most ``_MAX_TERMS``): each must occur in a result."""
+    return [word.lower() for word in _WORD.findall(text)][:_MAX_TERMS]
+
+
+def _leaves(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _leaves(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _leaves(item)
+    elif value is not None and not isinstance(value, bool):
+        yield str(value)
+
+
+def field_texts(event: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(field, text)`` of each searched field the event has: its string leaves, one per line."""
+    result = []
+    for name in FIELDS:
+        text = "\n".join(_leaves(event.get(name)))
+        if text:
+            result.append((name, text))
+    return result
+
+
+def _matches(text: str, terms: Sequence[str]) -> list[tuple[int, int]]:
+    """Spans of *text* where a word starts with one of *terms* (case-insensitive)."""
+    spans = []
+    for word in _WORD.finditer(text):
+        lowered = word.group().lower()
+        for term in terms:
+            if lowered.startswith(term):
+                spans.append((word.start(), word.start() + len(term)))
+                break
+    return spans
+
+
+def snippet(text: str, terms: Sequence[str]) -> list[dict[str, Any]] | None:
+    """Segments of *text* around its first match, matches flagged; None when no term occurs."""
+    spans = _matches(text, terms)
+    if not spans:
+        return None
+    first = spans[0][0]
+    start = max(0, first - _CONTEXT)
+    end = min(len(text), spans[0][1] + _CONTEXT * 2)
+    segments: list[dict[str, Any]] = []
+    cursor = start
+    if start > 0:
+        segments.append({"text": "…", "match": False})
+    for begin, stop in spans:
+        if begin < start or stop > end:
+            continue
+        if begin > cursor:
+            segments.append({"text": text[cursor:begin], "match": False})
+        segments.append({"text": text[begin:stop], "match": True})
+        cursor = stop
+    if cursor < end:
+        segments.append({"text": text[cursor:end], "match": False})
+    if end < len(text):
+        segments.append({"text": "…", "match": False})
+    return segments
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SearchPage:
+    engine: str
+    results: list[dict[str, Any]]
+    total: int | None
+
+
+def _result(event: dict[str, Any], terms: Sequence[str], session_names: dict[str, str]) -> dict[str, Any] | None:
+    """The result of an event: the first field where every term occurs in the event (the
+    first field with any term is shown)."""
+    texts = field_texts(event)
+    joined = "\n".join(text for _, text in texts).lower()
+    if not all(any(word.startswith(term) for word in _WORD.findall(joined)) for term in terms):
+        return None
+    for name, text in texts:
+        segments = snippet(text, terms)
+        if segments is not None:
+            sid = str(event.get("session_id"))
+            return {
+                "session_id": sid,
+                "session_name": session_names.get(sid),
+                "event_id": event.get("event_id"),
+                "event_name": event.get("event_name"),
+                "event_type": event.get("event_type"),
+                "field": name,
+                "snippet": segments,
+            }
+    return None
+
+
+def _session_names(db: sqlite3.Connection, ids: set[str]) -> dict[str, str]:
+    names: dict[str, str] = {}
+    for sid in ids:
+        row = db.execute("SELECT session_name FROM sessions WHERE session_id = ?", (sid,)).fetchone()
+        if row is not None and row[0]:
+            names[sid] = row[0]
+    return names
+
+
+def _events_after(db: sqlite3.Connection, after: int) -> list[tuple[int, str]]:
+    return db.execute(
+        "SELECT seq, coalesce(current, raw) FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after, _PAGE)
+    ).fetchall()
+
+
+class SearchIndex:
+    """Search over one store: FTS5 in a side file (``engine == "fts5"``) or a scan of the events'
+    JSON (``"scan"``). Thread-safe; ``close()`` it."""
+
+    def __init__(self, store: TraceStore, engine: str | None = None, path: str | None = None) -> None:
+        self.store = store
+        self.engine = engine or ("fts5" if fts5_available() else "scan")
+        if self.engine not in ENGINES:
+            raise ValueError(f"unknown search engine {self.engine!r}; known: {', '.join(ENGINES)}")
+        self.path = path or index_path(store.path)
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    # -- the FTS5 side file -----------------------------------------------------------------------
+
+    def _index(self) -> sqlite3.Connection:
+        if self._db is None:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value) WITHOUT ROWID")
+            # One row per event (rowid = its seq); the text of every searched field.
+            db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS texts USING fts5(body, tokenize = 'unicode61')")
+            self._db = db
+        return self._db
+
+    def _state(self, db: sqlite3.Connection, key: str) -> Any:
+        row = db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def catch_up(self) -> int:
+        """Index what the store gained since the last call; returns how many events were (re)indexed."""
+        if self.engine != "fts5":
+            return 0
+        with self._lock:
+            db = self._index()
+            identity = self.store.snapshot(
+                lambda s: s.execute("SELECT event_id FROM events ORDER BY seq LIMIT 1").fetchone()
+            )
+            first = identity[0] if identity else ""
+            reached = int(self._state(db, "seq") or 0)
+            newest = self.store.snapshot(
+                lambda s: int(s.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+            )
+            if self._state(db, "first_event") not in (None, first) or newest < reached:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("DELETE FROM texts")
+                db.execute("DELETE FROM state")
+                db.execute("COMMIT")
+                reached = 0
+            done = 0
+            while True:
+                rows = self.store.snapshot(functools.partial(_events_after, after=reached))
+                if not rows:
+                    break
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany(
+                    "INSERT OR REPLACE INTO texts(rowid, body) VALUES (?, ?)",
+                    [(seq, "\n".join(t for _, t in field_texts(orjson.loads(text)))) for seq, text in rows],
+                )
+                reached = int(rows[-1][0])
+                db.execute("INSERT OR REPLACE INTO state VALUES ('seq', ?), ('first_event', ?)", (reached, first))
+                db.execute("COMMIT")
+                done += len(rows)
+            done += self._fold_updates(db)
+            return done
+
+    def _fold_updates(self, db: sqlite3.Connection) -> int:
+        """Re-index the events that late updates (``PUT /events``) changed since the last call."""
+        after = int(self._state(db, "update_seq") or 0)
+        rows = self.store.snapshot(
+            lambda s: s.execute(
+                "SELECT u.seq, e.seq, coalesce(e.current, e.raw) FROM updates AS u "
+                "JOIN events AS e ON e.event_id = u.event_id WHERE u.seq > ? AND u.applied = 1 ORDER BY u.seq",
+                (after,),
+            ).fetchall()
+        )
+        last = self.store.snapshot(
+            lambda s: int(s.execute("SELECT coalesce(max(seq), 0) FROM updates WHERE applied != 0").fetchone()[0])
+        )
+        db.execute("BEGIN IMMEDIATE")
+        for _, seq, text in rows:
+            db.execute(
+                "INSERT OR REPLACE INTO texts(rowid, body) VALUES (?, ?)",
+                (seq, "\n".join(t for _, t in field_texts(orjson.loads(text)))),
+            )
+        db.execute("INSERT OR REPLACE INTO state VALUES ('update_seq', ?)", (max(last, after),))
+        db.execute("COMMIT")
+        return len(rows)
+
+    # -- searching --------------------------------------------------------------------------------
+
+    def search(self, text: str, limit: int, offset: int) -> SearchPage:
+        """Events where every word of *text* occurs (as a word's start), newest first."""
+        terms = query_terms(text)
+        if not terms:
+            return SearchPage(self.engine, [], 0)
+        if self.engine == "fts5":
+            self.catch_up()
+            return self._search_fts(terms, limit, offset)
+        return self._search_scan(terms, limit, offset)
+
+    def _search_fts(self, terms: Sequence[str], limit: int, offset: int) -> SearchPage:
+        match = " AND ".join('"' + term.replace('"', '""') + '"*' for term in terms)
+        with self._lock:
+            db = self._index()
+            total = int(db.execute("SELECT count(*) FROM texts WHERE texts MATCH ?", (match,)).fetchone()[0])
+            seqs = [
+                int(row[0])
+                for row in db.execute(
+                    "SELECT rowid FROM texts WHERE texts MATCH ? ORDER BY rowid DESC LIMIT ? OFFSET ?",
+                    (match, limit, offset),
+                )
+            ]
+        return SearchPage("fts5", self._results(seqs, terms), total)
+
+    def _results(self, seqs: Sequence[int], terms: Sequence[str]) -> list[dict[str, Any]]:
+        def read(db: sqlite3.Connection) -> list[dict[str, Any]]:
+            events = []
+            for seq in seqs:
+                row = db.execute("SELECT coalesce(current, raw) FROM events WHERE seq = ?", (seq,)).fetchone()
+                if row is not None:
+                    events.append(orjson.loads(row[0]))
+            names = _session_names(db, {str(event.get("session_id")) for event in events})
+            found = []
+            for event in events:
+                result = _result(event, terms, names)
+                if result is not None:
+                    found.append(result)
+            return found
+
+        return self.store.snapshot(read)
+
+    def _search_scan(self, terms: Sequence[str], limit: int, offset: int) -> SearchPage:
+        """A pass over the events' JSON, newest first: SQL keeps the rows containing every term
+        (``instr`` on the lower-cased text), Python keeps those where each starts a word of a
+        searched field. ``total`` is None: counting would read every row."""
+
+        def read(db: sqlite3.Connection) -> list[dict[str, Any]]:
+            where = " AND ".join("instr(lower(coalesce(current, raw)), ?) > 0" for _ in terms)
+            found: list[dict[str, Any]] = []
+            skipped = 0
+            cursor = db.execute(
+                f"SELECT coalesce(current, raw) FROM events WHERE {where} ORDER BY seq DESC", tuple(terms)
+            )
+            names: dict[str, str] = {}
+            for (text,) in cursor:
+                event = orjson.loads(text)
+                sid = str(event.get("session_id"))
+                if sid not in names:
+                    names.update(_session_names(db, {sid}))
+                result = _result(event, terms, names)
+                if result is None:
+                    continue
+                if skipped < offset:
+                    skipped += 1
+                    continue
+                found.append(result)
+                if len(found) >= limit:
+                    break
+            return found
+
+        return SearchPage("scan", self.store.snapshot(read), None)
