@@ -11,6 +11,7 @@ parameters get 400 ``{"error", "parameter"}``; unknown ids a JSON 404. The live 
 from __future__ import annotations
 
 import os
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
@@ -237,8 +238,9 @@ class Viewer:
         body = await request.body()
         token: Any = None
         if len(body) <= 4096:
-            if form:
-                token = (await request.form()).get("token")
+            if form:  # the page's static login form (parsed here: Starlette's form parser is an extra)
+                fields = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+                token = fields.get("token", [None])[0]
             else:
                 try:
                     data = orjson.loads(body)

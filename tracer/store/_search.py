@@ -136,26 +136,32 @@ class SearchPage:
 
 
 def _result(event: dict[str, Any], terms: Sequence[str], session_names: dict[str, str]) -> dict[str, Any] | None:
-    """The result of an event: the first field where every term occurs in the event (the
-    first field with any term is shown)."""
-    texts = field_texts(event)
-    joined = "\n".join(text for _, text in texts).lower()
-    if not all(any(word.startswith(term) for word in _WORD.findall(joined)) for term in terms):
+    """The result of an event where every term starts a word of a searched field (None if one
+    does not): shown in the field that has the most of the terms (the first such in ``FIELDS``)."""
+    best: tuple[int, str, str] | None = None
+    found: set[str] = set()
+    for name, text in field_texts(event):
+        words = {word.lower() for word in _WORD.findall(text)}
+        here = {term for term in terms if any(word.startswith(term) for word in words)}
+        found |= here
+        if here and (best is None or len(here) > best[0]):
+            best = (len(here), name, text)
+    if best is None or len(found) < len(set(terms)):
         return None
-    for name, text in texts:
-        segments = snippet(text, terms)
-        if segments is not None:
-            sid = str(event.get("session_id"))
-            return {
-                "session_id": sid,
-                "session_name": session_names.get(sid),
-                "event_id": event.get("event_id"),
-                "event_name": event.get("event_name"),
-                "event_type": event.get("event_type"),
-                "field": name,
-                "snippet": segments,
-            }
-    return None
+    _, name, text = best
+    segments = snippet(text, terms)
+    if segments is None:
+        return None
+    sid = str(event.get("session_id"))
+    return {
+        "session_id": sid,
+        "session_name": session_names.get(sid),
+        "event_id": event.get("event_id"),
+        "event_name": event.get("event_name"),
+        "event_type": event.get("event_type"),
+        "field": name,
+        "snippet": segments,
+    }
 
 
 def _session_names(db: sqlite3.Connection, ids: set[str]) -> dict[str, str]:
