@@ -3,8 +3,10 @@ store written by a real traced program; the live stream against another process 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
+import socket
 import subprocess
 import sys
 import threading
@@ -308,35 +310,39 @@ def test_unknown_api_paths_are_json_404(http: httpx.Client) -> None:
 
 
 class Stream:
-    """An SSE response read by a thread on its own connection: ``messages`` gets ``(event, data)``
-    and ``("comment", line)``; ``close()`` ends it from the client's side."""
+    """An SSE response read by a thread on a plain socket of its own: ``messages`` gets ``(event,
+    data)`` and ``("comment", line)``; ``close()`` closes the socket (the client leaving)."""
 
-    def __init__(self, base_url: str, path: str) -> None:
+    def __init__(self, base_url: str, path: str, headers: dict[str, str] | None = None) -> None:
         self.messages: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self.opened = threading.Event()
-        self.headers: httpx.Headers | None = None
-        self._client = httpx.Client(base_url=base_url, timeout=httpx.Timeout(20, read=30))
-        self._stop = False
-        self._thread = threading.Thread(target=self._read, args=(path,), daemon=True)
+        url = httpx.URL(base_url)
+        assert url.host == "127.0.0.1" and url.port is not None
+        self._sock = socket.create_connection((url.host, url.port), timeout=20)
+        extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+        self._sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n".encode())
+        self._file = self._sock.makefile("rb")
+        status_line = self._file.readline().decode()
+        self.status = int(status_line.split()[1])
+        self.headers: dict[str, str] = {}
+        while (line := self._file.readline().decode().strip()) != "":
+            name, _, value = line.partition(":")
+            self.headers[name.strip().lower()] = value.strip()
+        assert self.status == 200, status_line
+        self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
-        assert self.opened.wait(20)
 
-    def _read(self, path: str) -> None:
-        try:
-            with self._client.stream("GET", path) as response:
-                self.headers = response.headers
-                self.opened.set()
-                kind = ""
-                for line in response.iter_lines():
-                    if line.startswith("event: "):
-                        kind = line[7:]
-                    elif line.startswith("data: "):
-                        self.messages.put((kind, orjson.loads(line[6:])))
-                    elif line.startswith(":"):
-                        self.messages.put(("comment", line))
-        except httpx.HTTPError:
-            if not self._stop:
-                raise
+    def _read(self) -> None:
+        kind = ""
+        with contextlib.suppress(OSError, ValueError):
+            # Chunk-size lines of the chunked body are skipped: each message is one whole chunk.
+            for raw in self._file:
+                line = raw.decode().rstrip("\r\n")
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: "):
+                    self.messages.put((kind, orjson.loads(line[6:])))
+                elif line.startswith(":"):
+                    self.messages.put(("comment", line))
 
     def next(self, kind: str, timeout: float = 15) -> Any:
         deadline = time.monotonic() + timeout
@@ -350,8 +356,10 @@ class Stream:
         raise AssertionError(f"no {kind!r} message within {timeout} s")
 
     def close(self) -> None:
-        self._stop = True
-        self._client.close()
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._file.close()
+        self._sock.close()
         self._thread.join(10)
 
 
@@ -389,7 +397,7 @@ def test_the_stream_delivers_events_another_process_writes(
         root = _get(client, f"/api/sessions/{session}/events")["events"][0]
         listing = Stream(ui.url, "/api/stream")
         watching = Stream(ui.url, f"/api/stream?session={session}")
-        assert listing.headers is not None and listing.headers["content-type"].startswith("text/event-stream")
+        assert listing.headers["content-type"].startswith("text/event-stream")
         listing.next("comment")  # the stream is open and polling
         watching.next("comment")
         new_id = _write_from_another_process(store, session, root["event_id"])
