@@ -395,6 +395,8 @@ def test_the_stream_delivers_events_another_process_writes(
     session = ids["support-0"]
     with httpx.Client(base_url=ui.url, timeout=20) as client:
         root = _get(client, f"/api/sessions/{session}/events")["events"][0]
+        before = _get(client, f"/api/sessions/{session}/events", offset=1)["events"]  # a later page: cached order
+        assert len(before) == 4
         listing = Stream(ui.url, "/api/stream")
         watching = Stream(ui.url, f"/api/stream?session={session}")
         assert listing.headers["content-type"].startswith("text/event-stream")
@@ -408,6 +410,8 @@ def test_the_stream_delivers_events_another_process_writes(
         assert rows["events"][0]["depth"] == 1 and rows["events"][0]["event_name"] == "late_tool"
         assert rows["max_seq"] == changed["max_seq"]
         assert _get(client, f"/api/sessions/{session}")["events"] == 6
+        after = _get(client, f"/api/sessions/{session}/events", offset=1)  # the cached order is stale now
+        assert after["total"] == 6 and new_id in [row["event_id"] for row in after["events"]]
         # From an arrival number: what came after it, at once.
         replay = Stream(ui.url, f"/api/stream?session={session}&after={rows['max_seq'] - 1}")
         assert [row["event_id"] for row in replay.next("events")["events"]] == [new_id]
