@@ -484,3 +484,16 @@ def test_a_missing_or_foreign_store_is_a_one_line_error(tmp_path: Path) -> None:
     assert refused.returncode == 1 and "not a tracer store" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
     assert foreign.read_bytes() == before
+
+
+def test_an_unwritable_search_index_falls_back_to_the_scan(traced: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the cache directory would be")
+    ui = Ui(traced[0], cache=blocked)
+    try:
+        with httpx.Client(base_url=ui.url, timeout=20) as client:
+            found = _get(client, "/api/search", q="refund")
+            assert found["engine"] == "scan" and len(found["results"]) == 9
+            assert _get(client, "/api/info")["engine"] == "scan"
+    finally:
+        assert ui.stop() == 0

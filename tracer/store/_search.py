@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import logging
 import os
 import re
 import sqlite3
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from ._store import TraceStore
 
 __all__ = ["ENGINES", "SearchIndex", "fts5_available", "index_path", "query_terms", "snippet"]
+
+logger = logging.getLogger("tracer")
 
 ENGINES: Final = ("fts5", "scan")
 # The fields searched, in the order a result names the first that matched.
@@ -283,8 +286,15 @@ class SearchIndex:
         if not terms:
             return SearchPage(self.engine, [], 0)
         if self.engine == "fts5":
-            self.catch_up()
-            return self._search_fts(terms, limit, offset)
+            try:
+                self.catch_up()
+                return self._search_fts(terms, limit, offset)
+            except (sqlite3.Error, OSError) as exc:
+                # The index file cannot be written (a read-only cache directory, a full disk): the
+                # store itself is fine, so search it by scanning from now on.
+                logger.warning("tracer: the search index %s is unusable (%s); searching by scan", self.path, exc)
+                self.close()
+                self.engine = "scan"
         return self._search_scan(terms, limit, offset)
 
     def _search_fts(self, terms: Sequence[str], limit: int, offset: int) -> SearchPage:
