@@ -27,12 +27,12 @@ import orjson
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from viewer_store import build  # noqa: E402
+from viewer_store import build
 
-from tracer.server._ui import create_viewer_app  # noqa: E402
-from tracer.server._viewer import Viewer  # noqa: E402
-from tracer.server._viewer_auth import ViewerAuth  # noqa: E402
-from tracer.store import TraceStore  # noqa: E402
+from tracer.server._ui import create_viewer_app
+from tracer.server._viewer import Viewer
+from tracer.server._viewer_auth import ViewerAuth
+from tracer.store import TraceStore
 
 TARGET_MS = 300.0
 
