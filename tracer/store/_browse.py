@@ -167,10 +167,17 @@ def _session_rows(db: sqlite3.Connection, ids: Sequence[str], now: int) -> dict[
                 "models": [],
                 "live": end is None or updated >= now - LIVE_WINDOW_MS,
             }
-        for sid, count in db.execute(
-            f"SELECT session_id, count(*) FROM events WHERE session_id IN ({marks}) GROUP BY session_id", tuple(chunk)
+        # count and newest arrival from the (session_id, start_time) index alone (seq is its rowid);
+        # the newest event's stored_at says whether the session is live (updated_at moves only
+        # when the session's row changes, not for an event inside its time span).
+        for sid, count, newest in db.execute(
+            f"SELECT session_id, count(*), max(seq) FROM events WHERE session_id IN ({marks}) GROUP BY session_id",
+            tuple(chunk),
         ):
             found[sid]["events"] = count
+            if not found[sid]["live"]:
+                (stored,) = db.execute("SELECT stored_at FROM events WHERE seq = ?", (newest,)).fetchone()
+                found[sid]["live"] = stored >= now - LIVE_WINDOW_MS
         for sid, count in db.execute(
             f"SELECT session_id, count(*) FROM events WHERE session_id IN ({marks}) AND error IS NOT NULL "
             "GROUP BY session_id",
