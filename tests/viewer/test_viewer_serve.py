@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 
 from ..processes import Server
 from .test_viewer_api import Stream, _get
@@ -17,7 +18,10 @@ from .test_viewer_api import Stream, _get
 AUTH = {"Authorization": "Bearer k"}
 
 
-def test_the_collector_serves_the_viewer_and_streams_what_it_receives(tmp_path: Path) -> None:
+def test_the_collector_serves_the_viewer_and_streams_what_it_receives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the search index: not in ~/.cache
     server = Server(tmp_path / "collector.db", "--api-key", "k")
     try:
         with httpx.Client(base_url=server.url, timeout=20) as anonymous:
