@@ -22,7 +22,10 @@ _TRACER_ENV = [
 for _name in _TRACER_ENV:  # the developer's own settings must not leak into the tests
     del os.environ[_name]
 # A tracer built without exporter or API key writes the local store: never the working tree's.
-os.environ["TRACER_STORE"] = os.path.join(tempfile.mkdtemp(prefix="tracer-tests-"), "traces.db")
+_SCRATCH = tempfile.mkdtemp(prefix="tracer-tests-")
+os.environ["TRACER_STORE"] = os.path.join(_SCRATCH, "traces.db")
+# The viewer's search indexes go to the cache directory: this run's own, not the developer's ~/.cache.
+os.environ["XDG_CACHE_HOME"] = os.path.join(_SCRATCH, "cache")
 
 
 class Recorder:
