@@ -16,7 +16,7 @@ from . import _schema
 from ._capture import Limits, Sanitizer, snapshot, snapshot_io
 from ._deferred import BUCKETS
 from ._errors import report_internal_error, warn_once
-from ._export import Batch
+from ._export import Batch, EventParts
 from ._ids import format_id_bytes
 from ._record import (
     EVENT_LEN,
@@ -44,10 +44,11 @@ _TYPES: Final = {name: b',"event_type":"%b","event_id":"' % name.encode() for na
 _EMPTY_LIST: Final = b"[]"
 _NO_IO: Final = b'"inputs":{},"outputs":{}'
 _DURATION: Final = b"%d.%06d"  # ms with ns digits
-# (config up to the comma before inputs, the buckets after the times)
-_EMPTY_REST: Final = (
+# (config up to the comma before inputs, the buckets after the times, the buckets apart: none)
+_EMPTY_REST: Final[tuple[bytes, bytes, None]] = (
     b',"config":{},',
     b',"metadata":{},"feedback":{},"metrics":{},"user_properties":{}}',
+    None,
 )
 _CACHE_LIMIT: Final = 8192
 _PAUSE_EVERY: Final = 64  # events (about 0.15 ms of encoding): see _pipeline.BatchProcessor._drain
@@ -128,10 +129,15 @@ class Encoder:
         return entry
 
     def encode(
-        self, items: Sequence[Item], registry: SessionRegistry, pause: Callable[[], None] | None = None
+        self,
+        items: Sequence[Item],
+        registry: SessionRegistry,
+        pause: Callable[[], None] | None = None,
+        parts: bool = False,
     ) -> Batch:
         """The batch for *items*; *registry* has the session of each. *pause* (if given) is
-        called after every ``_PAUSE_EVERY`` events (the pipeline yields the GIL there)."""
+        called after every ``_PAUSE_EVERY`` events (the pipeline yields the GIL there). With
+        *parts*, the batch also has each event's pieces (``Batch.parts``)."""
         spans = _event_records(items, self._sanitizer.limits)
         flagged = self._flagged(spans)
         encoded: list[bytes] = []
@@ -146,6 +152,7 @@ class Encoder:
         plain = self._mask is None
         max_event_bytes = self._max_event_bytes
         add_event, add_session_id = encoded.append, session_ids.append
+        event_parts: list[EventParts | None] | None = [] if parts else None
         anchor = clock.anchor_ns  # monotonic -> wall clock, the same for every event of the batch
         # Start and end times in ms, as text: events of a burst share them (hundreds per ms), and
         # formatting a 13-digit int costs ~0.1 µs, a dict hit half that.
@@ -188,10 +195,15 @@ class Encoder:
             end_text = ms_get(end_ms)
             if end_text is None:
                 end_text = ms_text[end_ms] = b"%d" % end_ms
+            if io is not None and io in flagged:
+                io = finalize_io(io)
+            name_json = names_get(name) or format_name(name)
+            error_json = None if error is None else orjson.dumps(self._sanitizer.sanitize(error))
+            duration = _DURATION % divmod(end - start, 1_000_000)
             raw = b"".join(
                 (
                     head,
-                    names_get(name) or format_name(name),
+                    name_json,
                     _TYPES[event_type],
                     own_id,
                     b'","session_id":"',
@@ -206,18 +218,19 @@ class Encoder:
                     else b'["' + b'","'.join([ids_get(child) or format_id(child) for child in children]) + b'"]',
                     rest[0],
                     # '{"inputs":…,"outputs":…}' without its braces: the two fields in the event's order
-                    _NO_IO if io is None else (finalize_io(io) if io in flagged else io)[1:-1],
+                    _NO_IO if io is None else io[1:-1],
                     b',"error":',
-                    b"null" if error is None else orjson.dumps(self._sanitizer.sanitize(error)),
+                    b"null" if error_json is None else error_json,
                     b',"start_time":',
                     start_text,
                     b',"end_time":',
                     end_text,
                     b',"duration":',
-                    _DURATION % divmod(end - start, 1_000_000),
+                    duration,
                     rest[1],
                 )
             )
+            whole = plain  # the pieces still make up the event
             if not plain:
                 masked = self._apply_mask(raw)
                 if masked is None:
@@ -225,8 +238,15 @@ class Encoder:
                 raw = masked
             if len(raw) > max_event_bytes:
                 raw = self._shrink(orjson.loads(raw))
+                whole = False
             add_event(raw)
             add_session_id(sid_text)
+            if event_parts is not None:
+                event_parts.append(
+                    (own_id, parent_id, name_json, event_type, io, error_json, start_text, duration, rest[2], head)
+                    if whole
+                    else None
+                )
         update_bodies = []
         for update in items if len(spans) != len(items) else ():
             if len(update) != UPDATE_LEN:
@@ -238,10 +258,13 @@ class Encoder:
             update_bodies.append(body)
             session_id = update[SESSION_ID]
             sessions.setdefault(session_id, self._session(session_id, registry)[1])
-        return Batch(encoded, session_ids, sessions, update_bodies)
+        return Batch(encoded, session_ids, sessions, update_bodies, event_parts)
 
-    def _rest(self, rare: tuple[bytes | None, ...]) -> tuple[bytes, bytes]:
-        """The config bucket and the trailing buckets, for an event that has any of them."""
+    def _rest(
+        self, rare: tuple[bytes | None, ...]
+    ) -> tuple[bytes, bytes, tuple[bytes, bytes, bytes, bytes, bytes] | None]:
+        """The config bucket and the trailing buckets, for an event that has any of them (and the
+        five buckets apart, for ``Batch.parts``)."""
         finalize = self._sanitizer.finalize
         config, metadata, metrics, feedback, user_properties = (
             b"{}" if value is None else finalize(value) for value in rare
@@ -250,6 +273,7 @@ class Encoder:
             b',"config":%b,' % config,
             b',"metadata":%b,"feedback":%b,"metrics":%b,"user_properties":%b}'
             % (metadata, feedback, metrics, user_properties),
+            (config, metadata, metrics, feedback, user_properties),
         )
 
     def session_properties(self, session: Session) -> dict[str, Any]:

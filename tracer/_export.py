@@ -10,11 +10,37 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
-__all__ = ["Batch", "ExportResult", "Exporter"]
+__all__ = ["Batch", "EventParts", "ExportResult", "Exporter"]
+
+# ``Batch.parts``: each event's pieces as the encoder joined them into its JSON (JSON text where the
+# event has JSON), for an exporter that writes another format without decoding the event again.
+EventParts = tuple[
+    bytes,  # PART_EVENT_ID: the event id, UUID text
+    bytes,  # PART_PARENT_ID: the parent's id, or the session id for a root event
+    bytes,  # PART_NAME: event_name as a JSON string (quotes included)
+    str,  # PART_TYPE: event_type
+    bytes | None,  # PART_IO: {"inputs":…,"outputs":…} (None: both empty)
+    bytes | None,  # PART_ERROR: error as a JSON string (None: no error)
+    bytes,  # PART_START_MS: start_time, decimal text
+    bytes,  # PART_DURATION: duration, decimal text (ms)
+    tuple[bytes, bytes, bytes, bytes, bytes] | None,  # PART_RARE: config, metadata, metrics, feedback,
+    # user_properties as JSON objects (None: all empty)
+    bytes,  # PART_HEAD: '{"project":…,"source":…,"event_name":' (the same object for a run of one session)
+]
+PART_EVENT_ID: Final = 0
+PART_PARENT_ID: Final = 1
+PART_NAME: Final = 2
+PART_TYPE: Final = 3
+PART_IO: Final = 4
+PART_ERROR: Final = 5
+PART_START_MS: Final = 6
+PART_DURATION: Final = 7
+PART_RARE: Final = 8
+PART_HEAD: Final = 9
 
 
 class Batch:
@@ -25,9 +51,13 @@ class Batch:
     - ``session_ids``: the session id of each event, in the same order.
     - ``sessions``: ``session_properties`` of every session referenced, by session id.
     - ``updates``: late enrichments (``PUT /events`` bodies: ``event_id`` plus the changed buckets).
+    - ``parts``: only for an exporter with ``uses_event_parts`` (else None): per event, the pieces
+      its JSON was joined from (``EventParts``), or None for an event whose JSON is the only form
+      (rewritten by the ``mask`` hook, trimmed to ``max_event_bytes``). A batch read back from
+      the spool has none.
     """
 
-    __slots__ = ("_decoded", "encoded", "session_ids", "sessions", "updates")
+    __slots__ = ("_decoded", "encoded", "parts", "session_ids", "sessions", "updates")
 
     def __init__(
         self,
@@ -35,11 +65,13 @@ class Batch:
         session_ids: list[str],
         sessions: dict[str, dict[str, Any]],
         updates: list[dict[str, Any]] | None = None,
+        parts: list[EventParts | None] | None = None,
     ) -> None:
         self.encoded = encoded
         self.session_ids = session_ids
         self.sessions = sessions
         self.updates = updates if updates is not None else []
+        self.parts = parts
         self._decoded: list[dict[str, Any]] | None = None
 
     def events(self) -> list[dict[str, Any]]:
@@ -54,9 +86,18 @@ class Batch:
     def split(self) -> tuple[Batch, Batch]:
         """Two halves of the events (used to retry a too-large request)."""
         half = len(self.encoded) // 2
+        parts = self.parts
         return (
-            Batch(self.encoded[:half], self.session_ids[:half], self.sessions, self.updates),
-            Batch(self.encoded[half:], self.session_ids[half:], self.sessions, []),
+            Batch(
+                self.encoded[:half],
+                self.session_ids[:half],
+                self.sessions,
+                self.updates,
+                None if parts is None else parts[:half],
+            ),
+            Batch(
+                self.encoded[half:], self.session_ids[half:], self.sessions, [], None if parts is None else parts[half:]
+            ),
         )
 
 
@@ -105,6 +146,8 @@ class Exporter:
     name: str = "exporter"
     #: Batches this exporter sends at once in ``export_batches``; the pipeline hands it at least that many.
     max_in_flight: int = 1
+    #: True: the pipeline also fills ``Batch.parts`` (the events' JSON pieces) for it.
+    uses_event_parts: bool = False
 
     def export(self, batch: Batch) -> ExportResult | bool | None:
         raise NotImplementedError

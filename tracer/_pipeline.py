@@ -135,6 +135,8 @@ class Processor:
         ]
         self._lost_seen = 0
         self._enqueued = 0  # events and updates ever accepted
+        # The events' JSON pieces too (Batch.parts), when an exporter writes from them.
+        self._keep_parts = any(getattr(exporter, "uses_event_parts", False) for exporter in exporters)
         self._sessions = SessionRegistry()  # the sessions of queued records
 
     def on_end(self, item: Item, session: Session) -> None:
@@ -189,7 +191,10 @@ class Processor:
         *pause* is called every few events (see ``Encoder.encode``)."""
         masked_before = self.encoder.dropped_by_mask
         try:
-            batch = self.encoder.encode(items, self._sessions, pause)
+            if self._keep_parts:
+                batch = self.encoder.encode(items, self._sessions, pause, parts=True)
+            else:
+                batch = self.encoder.encode(items, self._sessions, pause)
         except Exception as exc:
             report_internal_error("encoding a batch", exc)
             self.stats.drop("export_failed", len(items))

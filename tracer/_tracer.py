@@ -229,7 +229,7 @@ class Tracer:
             )
         from .exporters.otlp import otlp_exporter_from_env
 
-        otlp = otlp_exporter_from_env(os.environ, config.project, config.export_timeout)
+        otlp = otlp_exporter_from_env(os.environ, config.project, config.export_timeout, config.max_in_flight)
         if otlp is not None:
             exporters.append(otlp)
         if exporters and config.store is None:

@@ -3,8 +3,8 @@
 OTLP/JSON follows the spec's JSON rules (opentelemetry-proto's ``docs/specification.md``): trace
 and span ids as lower-case hex (not base64), 64-bit integers (times, ``intValue``) as decimal
 strings, enums (span kind, status code) as integers, camelCase field names, default values left
-out. OTLP/protobuf builds the official message classes of ``opentelemetry-proto`` (the ``otlp``
-extra), imported only when that protocol is used.
+out. OTLP/protobuf is written by hand (``_protobuf``: the wire format, trace.proto's field numbers);
+the events of a batch that ``_otlp_fast`` writes straight from their JSON pieces do not come here.
 
 Both apply the attribute limits backends enforce: a string value longer than ``max_length`` keeps
 its head and tail around the same ``…[truncated: N chars in total]…`` marker the events use, and
@@ -15,17 +15,32 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import struct
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import orjson
 
 from .._otlp_mapping import Span
+from ._protobuf import attributes as encode_attributes
+from ._protobuf import length_delimited, varint
 
-__all__ = ["ResourceSpans", "decode_partial_success", "encode_json", "encode_protobuf", "truncate_text"]
+__all__ = [
+    "ResourceSpans",
+    "decode_partial_success",
+    "encode_json",
+    "encode_protobuf",
+    "resource_message",
+    "resource_spans_field",
+    "scope_field",
+    "span_message",
+    "truncate_text",
+]
 
 _I64_MIN: Final = -(2**63)
 _I64_MAX: Final = 2**63 - 1
+_U64: Final = 2**64 - 1
+_FIXED64: Final = struct.Struct("<Q")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -152,78 +167,81 @@ def protobuf_available() -> bool:
     return True
 
 
-def _pb_any(target: Any, value: Any, max_length: int) -> None:
-    if type(value) is str:  # most values: checked first
-        target.string_value = value if len(value) <= max_length else truncate_text(value, max_length)
-    elif isinstance(value, bool):
-        target.bool_value = value
-    elif isinstance(value, int):
-        if _I64_MIN <= value <= _I64_MAX:
-            target.int_value = value
-        else:
-            target.string_value = str(value)
-    elif isinstance(value, float):
-        target.double_value = value
-    elif isinstance(value, str):
-        target.string_value = truncate_text(value, max_length)
-    elif isinstance(value, (list, tuple)):
-        values = target.array_value.values
-        for item in value:
-            _pb_any(values.add(), item, max_length)
-        if not value:
-            target.array_value.SetInParent()
-    elif isinstance(value, dict):
-        pairs = target.kvlist_value.values
-        for key, item in value.items():
-            pair = pairs.add(key=str(key))
-            _pb_any(pair.value, item, max_length)
-        if not value:
-            target.kvlist_value.SetInParent()
-    else:
-        target.string_value = truncate_text(str(value), max_length)
+def span_message(span: Span, max_length: int, max_count: int) -> bytes:
+    """A ``Span`` message's contents (trace.proto's field numbers, in their order)."""
+    attributes, dropped = _within_count(span.attributes, max_count)
+    parts = [
+        length_delimited(b"\x0a", bytes.fromhex(span.trace_id)),  # trace_id = 1
+        length_delimited(b"\x12", bytes.fromhex(span.span_id)),  # span_id = 2
+    ]
+    if span.parent_span_id:
+        parts.append(length_delimited(b"\x22", bytes.fromhex(span.parent_span_id)))  # parent_span_id = 4
+    if span.name:
+        parts.append(length_delimited(b"\x2a", span.name.encode()))  # name = 5
+    if span.kind:
+        parts.append(b"\x30" + varint(span.kind))  # kind = 6
+    if span.start_time_unix_nano:
+        parts.append(b"\x39" + _FIXED64.pack(span.start_time_unix_nano & _U64))  # start_time_unix_nano = 7
+    if span.end_time_unix_nano:
+        parts.append(b"\x41" + _FIXED64.pack(span.end_time_unix_nano & _U64))  # end_time_unix_nano = 8
+    parts.append(encode_attributes(b"\x4a", attributes, max_length, truncate_text))  # attributes = 9
+    if dropped:
+        parts.append(b"\x50" + varint(dropped))  # dropped_attributes_count = 10
+    for event in span.events:  # events = 11: time_unix_nano = 1, name = 2, attributes = 3
+        fields = []
+        if event.time_unix_nano:
+            fields.append(b"\x09" + _FIXED64.pack(event.time_unix_nano & _U64))
+        if event.name:
+            fields.append(length_delimited(b"\x12", event.name.encode()))
+        event_attributes = _within_count(event.attributes, max_count)[0]
+        fields.append(encode_attributes(b"\x1a", event_attributes, max_length, truncate_text))
+        parts.append(length_delimited(b"\x5a", b"".join(fields)))
+    if span.status_code:  # status = 15: message = 2, code = 3
+        message = truncate_text(span.status_message, max_length)
+        status = (length_delimited(b"\x12", message.encode()) if message else b"") + b"\x18" + varint(span.status_code)
+        parts.append(length_delimited(b"\x7a", status))
+    return b"".join(parts)
 
 
-def _pb_attributes(target: Any, attributes: Mapping[str, Any], max_length: int) -> None:
-    add = target.add
-    for key, value in attributes.items():
-        if value is not None:
-            _pb_any(add(key=key).value, value, max_length)
+def scope_field(scope_name: str, scope_version: str) -> bytes:
+    """The ``ScopeSpans.scope`` field (an ``InstrumentationScope``: name = 1, version = 2)."""
+    scope = (length_delimited(b"\x0a", scope_name.encode()) if scope_name else b"") + (
+        length_delimited(b"\x12", scope_version.encode()) if scope_version else b""
+    )
+    return length_delimited(b"\x0a", scope)
+
+
+def scope_spans_message(scope_name: str, scope_version: str, spans: Sequence[bytes]) -> bytes:
+    """A ``ScopeSpans`` message's contents: the scope, then *spans* (each a ``Span``'s contents)."""
+    return scope_field(scope_name, scope_version) + b"".join([length_delimited(b"\x12", span) for span in spans])
+
+
+def resource_spans_field(resource: bytes, scope_spans: bytes) -> bytes:
+    """One ``ExportTraceServiceRequest.resource_spans`` field: *resource* (a ``Resource``'s
+    contents, see ``resource_message``) and one ``ScopeSpans``' contents."""
+    return length_delimited(b"\x0a", length_delimited(b"\x0a", resource) + length_delimited(b"\x12", scope_spans))
+
+
+def resource_message(resource: Mapping[str, Any], max_length: int) -> bytes:
+    """A ``Resource`` message's contents: its attributes (field 1)."""
+    return encode_attributes(b"\x0a", resource, max_length, truncate_text)
 
 
 def encode_protobuf(groups: Sequence[ResourceSpans], max_length: int, max_count: int) -> bytes:
-    """An ``ExportTraceServiceRequest`` in OTLP/protobuf (needs the ``otlp`` extra)."""
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-    request = ExportTraceServiceRequest()
-    for group in groups:
-        resource_spans = request.resource_spans.add()
-        _pb_attributes(resource_spans.resource.attributes, group.resource, max_length)
-        scope_spans = resource_spans.scope_spans.add()
-        scope_spans.scope.name = group.scope_name
-        scope_spans.scope.version = group.scope_version
-        spans = scope_spans.spans
-        for span in group.spans:
-            attributes, dropped = _within_count(span.attributes, max_count)
-            message = spans.add(
-                trace_id=bytes.fromhex(span.trace_id),
-                span_id=bytes.fromhex(span.span_id),
-                name=span.name,
-                kind=span.kind,
-                start_time_unix_nano=span.start_time_unix_nano,
-                end_time_unix_nano=span.end_time_unix_nano,
-                dropped_attributes_count=dropped,
+    """An ``ExportTraceServiceRequest`` in OTLP/protobuf."""
+    return b"".join(
+        [
+            resource_spans_field(
+                resource_message(group.resource, max_length),
+                scope_spans_message(
+                    group.scope_name,
+                    group.scope_version,
+                    [span_message(span, max_length, max_count) for span in group.spans],
+                ),
             )
-            if span.parent_span_id:
-                message.parent_span_id = bytes.fromhex(span.parent_span_id)
-            _pb_attributes(message.attributes, attributes, max_length)
-            for event in span.events:
-                added = message.events.add(time_unix_nano=event.time_unix_nano, name=event.name)
-                _pb_attributes(added.attributes, _within_count(event.attributes, max_count)[0], max_length)
-            if span.status_code:
-                message.status.code = span.status_code
-                message.status.message = truncate_text(span.status_message, max_length)
-    data: bytes = request.SerializeToString()
-    return data
+            for group in groups
+        ]
+    )
 
 
 # -- responses -------------------------------------------------------------------------------------

@@ -35,8 +35,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final, Generic, TypeVar
 
 from .._clock import SYSTEM_CLOCK, Clock
+from .._context import suppressed
 
-__all__ = ["SenderPool"]
+__all__ = ["SenderPool", "Senders"]
 
 T = TypeVar("T")
 
@@ -240,3 +241,54 @@ def _call_weak(method: weakref.WeakMethod[Callable[[], None]]) -> None:
     bound = method()
     if bound is not None:
         bound()
+
+
+class Senders:
+    """An exporter's requests in flight: ``run(tasks, width)`` runs them here, one by one, with a
+    *width* of 1, else on a ``SenderPool`` of *width* threads, created on first use (the calling
+    thread only waits then, so that ``interrupt()`` ends the wait even while a request hangs).
+
+    The sender threads never trace what they do (``tracer._context.suppressed``): they only send
+    the exporter's own requests.
+    """
+
+    def __init__(self, name: str, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._name = name
+        self._clock = clock
+        self._pool: SenderPool | None = None
+        self._lock = threading.Lock()
+        self._interrupted = False
+
+    def run(self, tasks: Sequence[Callable[[], T]], width: int) -> list[T | None]:
+        """The tasks' results, in order (None for one not run: interrupted)."""
+        if not tasks:
+            return []
+        if width == 1:
+            return [task() for task in tasks]
+        with self._lock:
+            pool = self._pool
+            if pool is None:
+                pool = self._pool = SenderPool(width, self._name, _suppress_in_thread, clock=self._clock)
+                if self._interrupted:
+                    pool.interrupt()
+        return pool.run_all(tasks)
+
+    def interrupt(self) -> None:
+        """Make the current ``run`` return soon, and later ones at once."""
+        with self._lock:
+            self._interrupted = True
+            pool = self._pool
+        if pool is not None:
+            pool.interrupt()
+
+    def close(self) -> None:
+        with self._lock:
+            self._interrupted = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+
+def _suppress_in_thread() -> None:
+    """Sender threads only send the exporter's requests: never trace them."""
+    suppressed.set(True)

@@ -54,7 +54,7 @@ from .._export import Batch, Exporter, ExportResult
 from .._http import RETRY_STATUSES, HttpClient, HttpResult, RetryPolicy
 from .._schema import ENRICHABLE, UPDATE_FIELDS
 from .._version import __version__
-from ._senders import SenderPool
+from ._senders import Senders
 
 __all__ = ["HoneyHiveExporter"]
 
@@ -274,8 +274,7 @@ class HoneyHiveExporter(Exporter):
         self._log_lock = threading.Lock()
         self._logged: set[str] = set()
         self._unreachable_logged = False
-        self._senders: SenderPool | None = None  # created on the first export with several requests
-        self._senders_lock = threading.Lock()
+        self._senders = Senders("tracer-sender", clock)
         self._interrupted = False
 
     def __repr__(self) -> str:  # never shows the key
@@ -294,18 +293,12 @@ class HoneyHiveExporter(Exporter):
         """Stop waiting (between retries, and for requests in flight): the current export returns soon."""
         self._interrupted = True
         self._http.interrupt()
-        with self._senders_lock:
-            senders = self._senders
-        if senders is not None:
-            senders.interrupt()
+        self._senders.interrupt()
 
     def shutdown(self) -> None:
         self._interrupted = True
         self._http.close()
-        with self._senders_lock:
-            senders, self._senders = self._senders, None
-        if senders is not None:
-            senders.close()
+        self._senders.close()
 
     # -- sending ----------------------------------------------------------------------------------
 
@@ -386,21 +379,8 @@ class HoneyHiveExporter(Exporter):
         ]
 
     def _run(self, tasks: list[Callable[[], Any]]) -> list[Any]:
-        """Run *tasks*: here, one by one, with ``max_in_flight == 1``; else on the sender threads
-        (this thread only waits, so that ``interrupt()`` ends the wait even while a request hangs)."""
-        if not tasks:
-            return []
-        if self.max_in_flight == 1:
-            return [task() for task in tasks]
-        with self._senders_lock:
-            senders = self._senders
-            if senders is None:
-                senders = self._senders = SenderPool(
-                    self.max_in_flight, "tracer-sender", _suppress_in_thread, clock=self._http.clock
-                )
-                if self._interrupted:
-                    senders.interrupt()
-        return senders.run_all(tasks)
+        """Run *tasks*, up to ``max_in_flight`` at once (see ``_senders.Senders``)."""
+        return self._senders.run(tasks, self.max_in_flight)
 
     def _send_job(self, job: _Job, deadline: float) -> _Tally:
         tally = _Tally()
@@ -812,11 +792,6 @@ def _named_event(result: HttpResult, count: int) -> int | None:
         return None
     position = int(found.group(1))
     return position if position < count else None
-
-
-def _suppress_in_thread() -> None:
-    """Sender threads only send the exporter's requests: never trace them."""
-    suppressed.set(True)
 
 
 def _server_message(result: HttpResult) -> str:

@@ -23,6 +23,7 @@ never traced (``tracer._context.suppressed``).
 from __future__ import annotations
 
 import collections
+import functools
 import gzip as gzip_module
 import os
 import random
@@ -32,6 +33,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import httpx
+import orjson
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._context import suppressed
@@ -40,7 +42,18 @@ from .._export import Batch, Exporter, ExportResult
 from .._http import HttpClient, HttpResult, RetryPolicy, checked_headers
 from .._otlp_mapping import Span, event_to_span, gen_ai_attributes
 from .._version import __version__
-from ._otlp_codec import ResourceSpans, decode_partial_success, encode_json, encode_protobuf, protobuf_available
+from ._otlp_codec import (
+    ResourceSpans,
+    decode_partial_success,
+    encode_json,
+    encode_protobuf,
+    protobuf_available,
+    resource_message,
+    scope_field,
+    span_message,
+)
+from ._otlp_fast import FastSpanWriter
+from ._senders import Senders
 
 __all__ = ["PROTOCOLS", "OTLPExporter", "otlp_exporter_from_env", "parse_headers", "parse_resource_attributes"]
 
@@ -56,6 +69,9 @@ _DEFAULT_MAX_ATTRIBUTES: Final = 128
 # The events' own default string limit (max_string_length): a value the events kept whole stays whole;
 # a bucket's JSON longer than that keeps head and tail (backends cap values at 32-64 KiB).
 _DEFAULT_MAX_ATTRIBUTE_LENGTH: Final = 32 * 1024
+# Requests at once: the HoneyHive exporter's default and reasons (see honeyhive._DEFAULT_MAX_IN_FLIGHT);
+# against a nearby endpoint they go one at a time anyway (_senders.SenderPool).
+_DEFAULT_MAX_IN_FLIGHT: Final = 16
 
 
 def parse_headers(text: str, where: str) -> dict[str, str]:
@@ -119,6 +135,7 @@ class OTLPExporter(Exporter):
         capture_messages: bool = True,
         max_attribute_length: int = _DEFAULT_MAX_ATTRIBUTE_LENGTH,
         max_attributes: int = _DEFAULT_MAX_ATTRIBUTES,
+        max_in_flight: int = _DEFAULT_MAX_IN_FLIGHT,
         base_delay: float = 0.5,
         max_delay: float = 30.0,
         max_retry_after: float = 60.0,
@@ -145,6 +162,7 @@ class OTLPExporter(Exporter):
         for setting, value, minimum in (
             ("max_attribute_length", max_attribute_length, 64),
             ("max_attributes", max_attributes, 16),
+            ("max_in_flight", max_in_flight, 1),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ConfigError(f"OTLPExporter {setting} must be a whole number >= {minimum}, got {value!r}")
@@ -166,6 +184,7 @@ class OTLPExporter(Exporter):
         self.capture_messages = capture_messages
         self.max_attribute_length = max_attribute_length
         self.max_attributes = max_attributes
+        self.max_in_flight = max_in_flight
         environ = os.environ
         resource: dict[str, Any] = parse_resource_attributes(environ.get("OTEL_RESOURCE_ATTRIBUTES", ""))
         resource.update(resource_attributes or {})
@@ -195,6 +214,19 @@ class OTLPExporter(Exporter):
             raise ConfigError(f"OTLPExporter: {exc}") from None
         self._log_lock = threading.Lock()
         self._logged: set[str] = set()
+        self._senders = Senders("tracer-otlp-sender", clock)
+        # OTLP/protobuf from the events' JSON pieces (Batch.parts): see _otlp_fast.
+        self._fast: FastSpanWriter | None = None
+        if protocol == "http/protobuf":
+            self.uses_event_parts = True
+            self._fast = FastSpanWriter(
+                lambda key: resource_message(self._resource(key), max_attribute_length),
+                scope_field(_SCOPE_NAME, __version__),
+                self._project_is_service,
+                capture_messages,
+                max_attribute_length,
+                max_attributes,
+            )
 
     def __repr__(self) -> str:  # never shows the headers (they carry API keys)
         return f"OTLPExporter(endpoint={self.endpoint!r}, protocol={self.protocol!r}, compression={self.compression!r})"
@@ -209,15 +241,24 @@ class OTLPExporter(Exporter):
         try:
             seconds = self.export_timeout if timeout is None else min(timeout, self.export_timeout)
             deadline = self._http.clock.monotonic() + seconds
-            return [self._send(batch, deadline) for batch in batches]
+            results = self._senders.run(
+                [functools.partial(self._send, batch, deadline) for batch in batches], self.max_in_flight
+            )
         finally:
             suppressed.reset(token)
+        # None: interrupted before it was sent (shutdown ran out of time): kept for a later try.
+        return [
+            result if result is not None else self._transient(len(batch), HttpResult(None, error="interrupted"))
+            for batch, result in zip(batches, results, strict=True)
+        ]
 
     def interrupt(self) -> None:
         self._http.interrupt()
+        self._senders.interrupt()
 
     def shutdown(self) -> None:
         self._http.close()
+        self._senders.close()
 
     # -- building and sending ---------------------------------------------------------------------
 
@@ -227,25 +268,43 @@ class OTLPExporter(Exporter):
         by_resource: dict[tuple[str, str], list[Span]] = collections.defaultdict(list)
         sessions = batch.sessions
         for event, session_id in zip(batch.events(), batch.session_ids, strict=True):
-            session = sessions.get(session_id) or {"session_id": session_id}
-            span = event_to_span(event, session=session, json_buckets=True)
-            if event.get("event_type") == "model":
-                span.attributes.update(gen_ai_attributes(event, content=self.capture_messages))
-            source = event.get("source") or session.get("source") or ""
-            project = (event.get("project") or session.get("project") or "") if self._project_is_service else ""
-            by_resource[str(source), str(project)].append(span)
-        groups = []
-        for (source, project), spans in by_resource.items():
-            resource = dict(self.resource)
-            if source:
-                resource.setdefault("deployment.environment.name", source)
-            if project:
-                resource["service.name"] = project
-            groups.append(ResourceSpans(resource, spans, _SCOPE_NAME, __version__))
-        return groups
+            key, span = self._span(event, sessions.get(session_id) or {"session_id": session_id})
+            by_resource[key].append(span)
+        return [
+            ResourceSpans(self._resource(key), spans, _SCOPE_NAME, __version__) for key, spans in by_resource.items()
+        ]
+
+    def _span(self, event: Mapping[str, Any], session: Mapping[str, Any]) -> tuple[tuple[str, str], Span]:
+        """One event's span and the key of its resource (source, project)."""
+        span = event_to_span(event, session=session, json_buckets=True)
+        if event.get("event_type") == "model":
+            span.attributes.update(gen_ai_attributes(event, content=self.capture_messages))
+        source = event.get("source") or session.get("source") or ""
+        project = (event.get("project") or session.get("project") or "") if self._project_is_service else ""
+        return (str(source), str(project)), span
+
+    def _resource(self, key: tuple[str, str]) -> dict[str, Any]:
+        source, project = key
+        resource = dict(self.resource)
+        if source:
+            resource.setdefault("deployment.environment.name", source)
+        if project:
+            resource["service.name"] = project
+        return resource
 
     def encode(self, batch: Batch) -> bytes:
         """The request body for *batch* (not compressed)."""
+        if self._fast is not None and batch.parts is not None:
+            encoded, sessions, session_ids = batch.encoded, batch.sessions, batch.session_ids
+
+            def reference(index: int) -> tuple[tuple[str, str], bytes]:
+                session_id = session_ids[index]
+                key, span = self._span(
+                    orjson.loads(encoded[index]), sessions.get(session_id) or {"session_id": session_id}
+                )
+                return key, span_message(span, self.max_attribute_length, self.max_attributes)
+
+            return self._fast.encode(batch, reference)
         groups = self.spans(batch)
         encode = encode_protobuf if self.protocol == "http/protobuf" else encode_json
         return encode(groups, self.max_attribute_length, self.max_attributes)
@@ -315,7 +374,9 @@ class OTLPExporter(Exporter):
         logger.warning(message)
 
 
-def otlp_exporter_from_env(environ: Mapping[str, str], project: str, export_timeout: float) -> OTLPExporter | None:
+def otlp_exporter_from_env(
+    environ: Mapping[str, str], project: str, export_timeout: float, max_in_flight: int = _DEFAULT_MAX_IN_FLIGHT
+) -> OTLPExporter | None:
     """The exporter the standard ``OTEL_EXPORTER_OTLP_*`` variables describe, or None if they name no endpoint."""
     traces_endpoint = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
     base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
@@ -368,4 +429,5 @@ def otlp_exporter_from_env(environ: Mapping[str, str], project: str, export_time
         compression=compression,
         export_timeout=export_timeout,
         project=project,
+        max_in_flight=max_in_flight,
     )
