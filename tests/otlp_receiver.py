@@ -7,6 +7,7 @@ Every accepted request's spans are kept as plain ``ReceivedSpan`` records.
 
 Faults are queued and each request takes the first: ``fail(503)``, ``fail(429, retry_after="0")``,
 ``hang(seconds)`` (answers 200 late), ``partial(rejected, message)`` (200 with ``partialSuccess``).
+``latency`` delays every answer (a far endpoint); ``most_in_flight`` is the most requests it had at once.
 """
 
 from __future__ import annotations
@@ -115,6 +116,9 @@ class OTLPReceiver:
         self.bodies: list[bytes] = []  # raw bodies of accepted requests
         self._faults: collections.deque[tuple[str, Any]] = collections.deque()
         self._lock = threading.Lock()
+        self.latency = 0.0
+        self.in_flight = 0
+        self.most_in_flight = 0
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -122,6 +126,17 @@ class OTLPReceiver:
                 pass
 
             def do_POST(self) -> None:
+                with receiver._lock:
+                    receiver.in_flight += 1
+                    receiver.most_in_flight = max(receiver.most_in_flight, receiver.in_flight)
+                try:
+                    time.sleep(receiver.latency)
+                    self._post()
+                finally:
+                    with receiver._lock:
+                        receiver.in_flight -= 1
+
+            def _post(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("content-length", "0")))
                 headers = {key.lower(): value for key, value in self.headers.items()}
                 with receiver._lock:

@@ -333,15 +333,8 @@ class FastSpanWriter:
                 inputs, outputs = io[10:split], io[split + 11 : -1]
             else:  # a nested "outputs" key as well: decode to tell which is which
                 inputs, outputs = _split_io(io)
-            max_length = self._max_length
-            if inputs != _EMPTY:
-                if len(inputs) > max_length:
-                    inputs = self._truncated(inputs)
-                add(string_attribute(_TAG_ATTRIBUTE, _INPUTS_KEY, inputs))
-            if outputs != _EMPTY:
-                if len(outputs) > max_length:
-                    outputs = self._truncated(outputs)
-                add(string_attribute(_TAG_ATTRIBUTE, _OUTPUTS_KEY, outputs))
+            add(_json_attribute(_INPUTS_KEY, inputs, self._max_length))
+            add(_json_attribute(_OUTPUTS_KEY, outputs, self._max_length))
         if rare is not None:
             metadata = rare[1]
             if b"." in metadata and any("." in key for key in orjson.loads(metadata)):
