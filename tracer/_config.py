@@ -76,7 +76,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("first_flush_interval", ("TRACER_FIRST_FLUSH_INTERVAL",), 0.1, "float", "The same for the first batches, so short scripts see data at once.", 0.001),
     Setting("exit_timeout", ("TRACER_EXIT_TIMEOUT",), 5.0, "float", "Seconds the exit hook may spend delivering what is left.", 0.0),
     Setting("export_timeout", ("TRACER_EXPORT_TIMEOUT",), 30.0, "float", "Total seconds one export (the few batches sent together) may spend, retries included.", 0.1),
-    Setting("max_in_flight", ("TRACER_MAX_IN_FLIGHT",), 16, "int", "Export requests sent at once (hides a far backend's round trip).", 1),
+    Setting("max_in_flight", ("TRACER_MAX_IN_FLIGHT",), 16, "int", "Export requests sent at once (hides a far backend's round trip); HoneyHive and OTLP exporters.", 1),
     Setting("gzip", ("TRACER_GZIP",), True, "bool", "Compress request bodies."),
     Setting("debug", ("TRACER_DEBUG",), False, "bool", "Log the library's own activity at DEBUG level."),
     Setting("instrument", ("TRACER_INSTRUMENT",), True, "names", "Auto-instrument installed LLM clients: true, false, or a list of names (openai, anthropic, groq, ollama, google-genai, mistralai, cohere, boto3, litellm)."),
