@@ -17,16 +17,21 @@ that is set even when it holds its default (``oneof``).
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 __all__ = [
     "any_value",
+    "attributes",
+    "key_field",
     "key_value",
     "length_delimited",
     "string_attribute",
     "varint",
 ]
+
+# How a string over the length limit is cut (``_otlp_codec.truncate_text``).
+Truncate = Callable[[str, int], str]
 
 _I64_MIN: Final = -(2**63)
 _I64_MAX: Final = 2**63 - 1
@@ -82,7 +87,7 @@ def string_attribute(tag: bytes, key: bytes, text: bytes) -> bytes:
     return b"%b%b%b" % (tag, _SMALL_VARINTS[size] if size < 16384 else varint(size), pair)
 
 
-def any_value(value: Any, max_length: int, truncate: Any) -> bytes:
+def any_value(value: Any, max_length: int, truncate: Truncate) -> bytes:
     """An ``AnyValue`` message's contents for a Python value (strings longer than *max_length*
     characters cut by *truncate*): what ``_otlp_codec`` has always sent for each type."""
     if type(value) is str:
@@ -110,12 +115,12 @@ def any_value(value: Any, max_length: int, truncate: Any) -> bytes:
     return length_delimited(TAG_ANY_STRING, truncate(str(value), max_length).encode())
 
 
-def key_value(key: str, value: Any, max_length: int, truncate: Any) -> bytes:
+def key_value(key: str, value: Any, max_length: int, truncate: Truncate) -> bytes:
     """A ``KeyValue`` message's contents."""
     return key_field(key) + length_delimited(TAG_VALUE, any_value(value, max_length, truncate))
 
 
-def attributes(tag: bytes, values: Mapping[str, Any], max_length: int, truncate: Any) -> bytes:
+def attributes(tag: bytes, values: Mapping[str, Any], max_length: int, truncate: Truncate) -> bytes:
     """Repeated ``KeyValue`` fields (*tag*) for *values*, None values left out."""
     return b"".join(
         length_delimited(tag, key_value(key, value, max_length, truncate))
