@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from ._reads import _TREE_FILL, _TREE_NODES
+from ._reads import _TREE_FILL, _TREE_NODES, TREE_WALK
 from ._sql import chunks, now_ms, placeholders
 
 if TYPE_CHECKING:
@@ -223,18 +223,10 @@ def session_detail(db: sqlite3.Connection, session_id: str, now: int) -> dict[st
 
 # -- the waterfall --------------------------------------------------------------------------------
 
-# The walk of ``_reads.tree_order`` with each row's number of children; its queue is ordered
-# deepest first, so LIMIT stops it after that many rows (the first page costs that page).
-_WALK: Final = """
-WITH RECURSIVE walk(seq, depth, start_time) AS (
-    SELECT seq, 0, start_time FROM temp.tree_nodes WHERE parent IS NULL
-    UNION ALL
-    SELECT c.seq, walk.depth + 1, c.start_time FROM temp.tree_nodes AS c JOIN walk ON c.parent = walk.seq
-    ORDER BY 2 DESC, 3, 1
-    LIMIT ? OFFSET ?
+# The walk of ``_reads.tree_order`` with each row's number of children.
+_WALK: Final = (
+    TREE_WALK + "SELECT seq, depth, (SELECT count(*) FROM temp.tree_nodes AS k WHERE k.parent = walk.seq) FROM walk"
 )
-SELECT seq, depth, (SELECT count(*) FROM temp.tree_nodes AS k WHERE k.parent = walk.seq) FROM walk
-"""
 
 
 def waterfall_order(db: sqlite3.Connection, session_id: str, limit: int, offset: int) -> list[tuple[int, int, int]]:

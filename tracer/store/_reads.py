@@ -232,7 +232,9 @@ SELECT e.seq, CASE WHEN p.seq = e.seq THEN NULL ELSE p.seq END, e.start_time
 FROM events AS e LEFT JOIN events AS p ON p.event_id = e.parent_id AND p.session_id = e.session_id
 WHERE e.session_id = ?
 """
-_TREE_WALK: Final = """
+# The walk over temp.tree_nodes, depth first: its queue is ordered deepest first, so LIMIT stops it
+# after that many rows (a first page costs that page). Followed by the SELECT of what a caller needs.
+TREE_WALK: Final = """
 WITH RECURSIVE walk(seq, depth, start_time) AS (
     SELECT seq, 0, start_time FROM temp.tree_nodes WHERE parent IS NULL
     UNION ALL
@@ -240,8 +242,8 @@ WITH RECURSIVE walk(seq, depth, start_time) AS (
     ORDER BY 2 DESC, 3, 1
     LIMIT ? OFFSET ?
 )
-SELECT seq, depth FROM walk
 """
+_TREE_WALK: Final = TREE_WALK + "SELECT seq, depth FROM walk"
 
 
 def tree_order(db: sqlite3.Connection, session_id: str, limit: int, offset: int = 0) -> list[tuple[int, int]]:
