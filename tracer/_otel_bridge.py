@@ -28,6 +28,9 @@ OpenTelemetry span with a ``BridgedSpan``, one of our spans:
   wrapping it higher up, or a framework's LLM span such as LangChain's ``ChatOpenAI`` run). In the
   second case our event is held until the OpenTelemetry span ends, then handed on as the child of
   that span's parent (its place in the tree) if it is dropped, or unchanged if it is kept.
+  A framework whose LLM span is started where it cannot become current (LangChain's ``ainvoke``
+  runs OpenInference's callbacks in an executor) is asked for its run current here instead
+  (``native_parent``).
 
 Nothing here runs on our own spans' path: with the bridge off (the default), no OpenTelemetry
 module is imported and no hook is installed. OpenTelemetry is imported through ``importlib`` as
@@ -39,6 +42,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import sys
 import threading
 import uuid
 from typing import TYPE_CHECKING, Any, Final
@@ -54,7 +58,15 @@ if TYPE_CHECKING:
 
     from ._record import DeferredRecord
 
-__all__ = ["BridgedSpan", "adopt_native_call", "check_available", "disable", "enable", "is_enabled"]
+__all__ = [
+    "BridgedSpan",
+    "adopt_native_call",
+    "check_available",
+    "disable",
+    "enable",
+    "is_enabled",
+    "native_parent",
+]
 
 _EXTRA_HINT: Final = "pip install 'tracer-ai[otel]' (opentelemetry-api and opentelemetry-sdk)"
 
@@ -255,6 +267,52 @@ def _new_bridged(
     span.outcome = _OPEN
     span.within_native = inside_call.get()
     return span
+
+
+# Frameworks that keep their current run in a context of their own, not OpenTelemetry's, and the
+# function of their instrumentation naming the OpenTelemetry span current here by it. LangChain's
+# ``ainvoke`` runs OpenInference's callbacks in an executor (a copied context, another thread), so
+# the span of the chat model run is never current where the model's client call is made; the run
+# of its caller (LangChain's ``var_child_runnable_config``) is carried into the task.
+_FRAMEWORK_SPANS: Final = (("openinference.instrumentation.langchain", "get_current_span"),)
+
+
+def native_parent(current: Span | None) -> Span | None:
+    """The parent of our LLM call starting here under *current*: the framework's LLM span, started
+    in another thread, that stands for this very call, when one is open; else *current*.
+
+    The framework names the run current here (the chat model's caller, a chain); the call's own span
+    is the newest open leaf under it (in the synchronous case it is current here already, below the
+    framework's run: *current* is kept). Two runs open at once under one run (a parallel step) may
+    take each other's calls: two chat models are both dropped for them, in the same place of the
+    tree; a tool's span running beside the chat model would get the call as its child.
+    """
+    for module_name, function_name in _FRAMEWORK_SPANS:
+        module = sys.modules.get(module_name)
+        if module is None:
+            continue
+        try:
+            framework_span = getattr(module, function_name)()
+            if framework_span is None:
+                continue
+            run = _by_otel.get(framework_span.get_span_context().span_id)
+        except Exception as exc:
+            report_internal_error(f"asking {module_name} for its current span", exc)
+            continue
+        if not isinstance(run, BridgedSpan) or (current is not None and not _descends(run, current)):
+            continue  # not recorded, or ours is inside it: ours is the innermost
+        with _lock:
+            leaves = [
+                span
+                for span in _by_otel.values()
+                if span is not None
+                and span._parent is run
+                and span.outcome == _OPEN
+                and not span.native_ids
+                and span._children is None
+            ]
+        return leaves[-1] if leaves else current
+    return current
 
 
 def adopt_native_call(parent: BridgedSpan, native: Span, call: Deferred) -> None:

@@ -142,7 +142,7 @@ def otel_openai_v2() -> None:
         client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}])
 
 
-def langchain() -> None:
+def langchain_chain() -> Any:
     """A LangChain chain (prompt | ChatOpenAI | parser, and a lambda calling a traced function)
     under OpenInference's LangChain and OpenAI instrumentors."""
     from langchain_core.output_parsers import StrOutputParser
@@ -161,7 +161,11 @@ def langchain() -> None:
 
     prompt = ChatPromptTemplate.from_messages([("system", "Be brief."), ("user", "{question}")])
     model = ChatOpenAI(model="gpt-4o-mini", base_url=OPENAI_URL, api_key="sk-test", max_retries=0)  # type: ignore[arg-type]
-    chain = prompt | model | StrOutputParser() | RunnableLambda(shout)
+    return prompt | model | StrOutputParser() | RunnableLambda(shout)
+
+
+def langchain() -> None:
+    chain = langchain_chain()
 
     @tracer.trace
     def pipeline(question: str) -> str:
@@ -169,6 +173,19 @@ def langchain() -> None:
         return answer
 
     pipeline("What is the capital of France?")
+
+
+def langchain_async() -> None:
+    """The same chain through ``ainvoke``: LangChain runs OpenInference's callbacks in an executor,
+    so the ``ChatOpenAI`` span starts in another thread than the OpenAI call it stands for."""
+    chain = langchain_chain()
+
+    @tracer.trace
+    async def pipeline(question: str) -> str:
+        answer: str = await chain.ainvoke({"question": question})
+        return answer
+
+    asyncio.run(pipeline("What is the capital of France?"))
 
 
 SCENARIOS = {
@@ -180,6 +197,7 @@ SCENARIOS = {
     "otel_openai_v2": otel_openai_v2,
     "native_under_otel_span": native_under_otel_span,
     "langchain": langchain,
+    "langchain_async": langchain_async,
 }
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from typing import Any, Final
 
 import orjson
 
+from .. import _otel_bridge
 from .._context import current_span_var, inside_call, suppressed
 from .._default import get_default_tracer
 from .._deferred import Deferred
@@ -305,6 +306,8 @@ def begin(event_name: str) -> Call | None:
         # The tracer that owns the current span (or session) records the call, nested under it;
         # the default tracer only when nothing is current.
         parent = current_span_var.get()
+        if _otel_bridge.is_enabled():  # a framework's LLM span may stand for this call (see native_parent)
+            parent = _otel_bridge.native_parent(parent)
         recorder = recorder_here(parent) or recorder_of(get_default_tracer())
         if recorder.disabled:
             return None
