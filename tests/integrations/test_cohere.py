@@ -229,3 +229,51 @@ def test_uninstrument_restores_and_instrument_again(events: CapturedEvents, clie
 
 def is_our_wrapper(value: Any) -> bool:
     return wrapt.find_wrapper(value, predicate=is_ours) is not None
+
+
+def test_clients_made_before_instrumenting_are_traced(server: FakeLLMServer) -> None:
+    """``ClientV2.__init__`` keeps its bound ``chat`` and ``chat_stream`` on the instance: a client
+    made before ``tracer.init()`` still calls the originals, which reach the raw client, patched."""
+    assert integrations.uninstrument("cohere") == ["cohere"]
+    try:
+        early = cohere.ClientV2(api_key="test", base_url=server.url)
+        early_async = cohere.AsyncClientV2(api_key="test", base_url=server.url)
+    finally:
+        assert integrations.instrument("cohere") == ["cohere"]
+
+    async def async_calls() -> list[str]:
+        await early_async.chat(model="command-x", messages=USER)
+        pieces = [
+            event.delta.message.content.text
+            async for event in early_async.chat_stream(model="command-x", messages=USER)
+            if event.type == "content-delta"
+        ]
+        await early_async._client_wrapper.httpx_client.httpx_client.aclose()
+        return pieces
+
+    with tracer.testing.capture() as captured:
+        with tracer.span("agent", event_type="chain"):
+            early.chat(model="command-x", messages=USER)
+            kinds = [event.type for event in early.chat_stream(model="command-x-tools", messages=USER)]
+            assert "".join(asyncio.run(async_calls())) == "Hello!"
+        with pytest.raises(cohere.core.ApiError):
+            list(early.chat_stream(model="error-429", messages=USER, request_options=NO_RETRIES))
+    early._client_wrapper.httpx_client.httpx_client.close()
+    assert kinds[0] == "message-start" and kinds[-1] == "message-end"
+    chatted, streamed, async_chatted, async_streamed, failed = model_events(captured)
+    assert [e["event_name"] for e in (chatted, streamed, async_chatted, async_streamed)] == [
+        "cohere.chat",
+        "cohere.chat_stream",
+        "cohere.chat",
+        "cohere.chat_stream",
+    ]
+    agent = captured.by_name("agent")["event_id"]
+    assert {e["parent_id"] for e in (chatted, streamed, async_chatted, async_streamed)} == {agent}
+    assert streamed["outputs"]["tool_calls"] == [TOOL_CALL]
+    assert streamed["config"]["stream"] is True
+    assert_usage(streamed["metadata"])
+    assert_usage(async_streamed["metadata"])
+    assert async_streamed["outputs"]["content"] == "Hello!"
+    assert streamed["metrics"]["time_to_first_token_ms"] > 0
+    assert failed["error"].startswith("TooManyRequestsError")  # failed as the request was sent
+    assert failed["metadata"]["status_code"] == 429

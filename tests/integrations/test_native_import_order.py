@@ -46,6 +46,7 @@ def call(gemini, mistral, co):
     gemini.models.generate_content(model="gemini-x", contents="hi")
     mistral.chat.complete(model="mistral-x", messages=USER)
     co.chat(model="command-x", messages=USER)
+    list(co.chat_stream(model="command-x", messages=USER))
 
 
 def report():
@@ -72,7 +73,7 @@ _SCENARIOS = {
     """,
 }
 
-TRACED = ["google.models.generate_content", "mistral.chat.complete", "cohere.chat"]
+TRACED = ["google.models.generate_content", "mistral.chat.complete", "cohere.chat", "cohere.chat_stream"]
 
 
 def _run(name: str) -> Any:
@@ -89,4 +90,4 @@ def test_import_order_in_fresh_interpreters() -> None:
         results = dict(zip(_SCENARIOS, pool.map(_run, _SCENARIOS), strict=True))
     assert results["init_then_import"] == TRACED
     assert results["clients_made_before_init"] == TRACED
-    assert results["instrument_list"] == ["google.models.generate_content", "cohere.chat"]
+    assert results["instrument_list"] == ["google.models.generate_content", "cohere.chat", "cohere.chat_stream"]

@@ -66,6 +66,7 @@ class Call(Protocol):
 
 
 _perf_ns = time.perf_counter_ns
+_END: Any = object()  # what next() gives for an exhausted stream
 
 
 class StreamRecorder:
@@ -165,11 +166,11 @@ class StreamRecorder:
         try:
             # An SDK that hands out a generator (google-genai): ours reads it, the proxy hands out ours.
             if aio and type(stream) is AsyncGeneratorType:
-                chained = self._awrap(stream)
+                chained = self._awrap(stream, True)
                 _prime(chained)
                 return chained
             if not aio and type(stream) is GeneratorType:
-                chained = self._wrap(stream)
+                chained = self._wrap(stream, True)
                 next(chained)
                 return chained
             source = getattr(stream, self.SOURCE, None)
@@ -186,10 +187,21 @@ class StreamRecorder:
             chained = None
         return chained
 
-    def _wrap(self, source: Iterator[Any]) -> Iterator[Any]:
+    def _wrap(self, source: Iterator[Any], sends_request: bool = False) -> Iterator[Any]:
+        """Our generator reading *source*; *sends_request*: a generator handed out by the SDK, which
+        sends the request on its first read: the call's event is current then, as while an SDK
+        method runs (so the client layer beneath it records no second event)."""
         hide, buffer, arrivals, batch = self.hide, self.buffer, self.arrivals, self.BATCH
         try:
             yield None  # primed by chain()
+            if sends_request:
+                previous = self.call.enter()
+                try:
+                    first = next(source, _END)
+                finally:
+                    self.call.leave(previous)
+                if first is not _END and self._passes(first):
+                    yield first
             for item in source:
                 try:  # add(), inlined: this runs for every chunk
                     buffer.append(item)
@@ -209,10 +221,19 @@ class StreamRecorder:
             raise
         self.finish(None)
 
-    async def _awrap(self, source: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async def _awrap(self, source: AsyncIterator[Any], sends_request: bool = False) -> AsyncIterator[Any]:
+        """``_wrap`` for an async *source*."""
         hide, buffer, arrivals, batch = self.hide, self.buffer, self.arrivals, self.BATCH
         try:
             yield None  # primed by chain()
+            if sends_request:
+                previous = self.call.enter()
+                try:
+                    first = await anext(source, _END)
+                finally:
+                    self.call.leave(previous)
+                if first is not _END and self._passes(first):
+                    yield first
             async for item in source:
                 try:  # add(), inlined: this runs for every chunk
                     buffer.append(item)

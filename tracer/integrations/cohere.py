@@ -3,8 +3,11 @@
 Patched (``cohere.v2.client``, which ``ClientV2`` and ``AsyncClientV2`` inherit): ``chat``,
 ``chat_stream`` and ``embed``, sync and async. ``chat_stream`` is a generator function (the async
 one an async generator function: called without ``await``), so the request is sent on the first
-read; the generator is handed back behind a stream proxy. The v1 API (``cohere.Client().chat``)
-is not traced.
+read; the generator is handed back behind a stream proxy, whose first read runs with the event
+current. ``ClientV2.__init__`` keeps its bound ``chat`` and ``chat_stream`` on the instance, so a
+client made before instrumenting never reaches those patches: the raw client's ``chat`` and
+``chat_stream`` (``cohere.v2.raw_client``), which they call, are patched too, and call straight
+through under ours. The v1 API (``cohere.Client().chat``) is not traced.
 
 Token counts: ``usage.tokens`` (what the model read and wrote) when the response has them, else
 ``usage.billed_units``; both billed counts are kept as ``billed_input_tokens`` /
@@ -18,7 +21,7 @@ from types import AsyncGeneratorType, GeneratorType
 from typing import Any, Final
 
 from .._registry import min_version
-from ._llm import Api, Call, async_wrapper, clean_params, json_ready, skipping, sync_wrapper
+from ._llm import Api, Call, async_wrapper, clean_params, json_ready, manager_wrapper, skipping, sync_wrapper
 from ._patch import Library, Target
 from ._stream import StreamRecorder
 
@@ -231,6 +234,13 @@ class ChatStream(StreamRecorder):
         return outputs, metadata
 
 
+class RawChatStream(ChatStream):
+    """A stream read from the raw client's response (``HttpResponse.data``, held in ``_data``)."""
+
+    __slots__ = ()
+    SOURCE = "_data"
+
+
 def _streams() -> tuple[type, ...]:
     return (GeneratorType, AsyncGeneratorType)
 
@@ -244,12 +254,20 @@ def _targets() -> tuple[Target, ...]:
     embed = api("embed", _embed_request, _embed_result, ("texts", "inputs"))
     # ClientV2.__init__ stores its bound ``chat`` on the instance (argument checks): a client made
     # before instrumenting keeps calling the original, which calls the raw client's ``chat``
-    # (``cohere.v2.raw_client``, there since 5.16), patched too. A call through both is one event (the inner one calls
-    # straight through).
+    # (``cohere.v2.raw_client``, there since 5.16), patched too. A call through both is one event
+    # (the inner one calls straight through).
     raw_chat = Api("cohere.chat", LIBRARY, _chat_request, _raw_chat_result, ChatStream, _streams, saved=_CHAT_SAVED)
+    # Its ``chat_stream`` likewise: the raw client's is a context manager sending the request when
+    # entered, its response's ``data`` the stream. Through ours, the raw one is entered while our
+    # stream reads its first chunk (our event current): it calls straight through.
+    raw_stream = Api(
+        "cohere.chat_stream", LIBRARY, _chat_request, _raw_chat_result, RawChatStream, _streams, saved=_CHAT_SAVED
+    )
     return (
         Target(_V2_RAW, "RawV2Client.chat", sync_wrapper(raw_chat)),
         Target(_V2_RAW, "AsyncRawV2Client.chat", async_wrapper(raw_chat)),
+        Target(_V2_RAW, "RawV2Client.chat_stream", manager_wrapper(raw_stream, aio=False)),
+        Target(_V2_RAW, "AsyncRawV2Client.chat_stream", manager_wrapper(raw_stream, aio=True)),
         Target(_V2, "V2Client.chat", sync_wrapper(chat)),
         Target(_V2, "AsyncV2Client.chat", async_wrapper(chat)),
         Target(_V2, "V2Client.chat_stream", sync_wrapper(stream)),
