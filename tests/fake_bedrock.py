@@ -8,7 +8,8 @@ payload and a CRC32 of the whole message, which botocore checks as it parses.
 
 The model id picks the body format of ``invoke``: ``anthropic.*`` (Messages), ``meta.*`` (Llama),
 ``amazon.titan-text*`` (Titan text), ``amazon.titan-embed*`` (Titan embeddings), ``amazon.nova*``
-(Nova), ``mistral.*`` (Mistral text completions; ``mistral.mistral-large-2407*``: chat choices).
+(Nova), ``mistral.*`` (Mistral text completions; ``mistral.mistral-large-2407*``: chat choices,
+streamed as a choice per chunk).
 And a scenario, as for the other APIs: ``tools`` (a tool call), ``error-429`` (ThrottlingException),
 ``midstream-error`` (a stream that fails after its first text), ``long`` (20 text chunks),
 ``truncated-body`` (an ``invoke`` answer whose body ends before its ``content-length``).
@@ -181,6 +182,21 @@ def invoke_chunks(model: str) -> Iterator[dict[str, Any]]:
         yield {"contentBlockStop": {"contentBlockIndex": 0}}
         yield {"messageStop": {"stopReason": "end_turn"}}
         yield {"metadata": {"usage": {"inputTokens": 7, "outputTokens": 3}}, **_metrics(7, 3)}
+    elif model.startswith("mistral.mistral-large-2407"):  # chat: a choice per chunk, its text in "message"
+        for index, word in enumerate(words):
+            last = index == len(words) - 1
+            choice = {
+                "index": 0,
+                "message": {"role": "assistant", "content": word},
+                "stop_reason": "stop" if last else None,
+            }
+            chunk = {
+                "id": "cmpl-m1",
+                "object": "chat.completion.chunk",
+                "model": "mistral-large-2407",
+                "choices": [choice],
+            }
+            yield {**chunk, **(_metrics(6, len(words)) if last else {})}
     elif model.startswith("mistral."):
         for index, word in enumerate(words):
             last = index == len(words) - 1

@@ -315,8 +315,6 @@ def test_invoke_model_stream_formats(
     tokens: tuple[int, int],
     finish: str,
 ) -> None:
-    if model.startswith("mistral.mistral-large"):
-        pytest.skip("the fake streams Mistral's completion format only")
     response = bedrock.invoke_model_with_response_stream(modelId=model, body=json.dumps(body))
     chunks = [json.loads(item["chunk"]["bytes"]) for item in response["body"]]
     assert chunks
@@ -324,7 +322,7 @@ def test_invoke_model_stream_formats(
     assert event["event_name"] == "bedrock.invoke_model_with_response_stream"
     assert event["inputs"] == inputs
     assert (event["outputs"]["content"], event["outputs"]["finish_reason"]) == ("Hello!", finish)
-    prompt = {CLAUDE: 10, "mistral.mistral-7b-instruct-v0:2": 6}.get(model, tokens[0])  # no cache tokens here
+    prompt = 6 if model.startswith("mistral.") else {CLAUDE: 10}.get(model, tokens[0])  # no cache tokens here
     completion = 2 if model.startswith(("meta.", "amazon.titan", "mistral.")) else 3  # one count per chunk
     assert (event["metadata"]["prompt_tokens"], event["metadata"]["completion_tokens"]) == (prompt, completion)
     assert event["metrics"]["time_to_first_token_ms"] > 0
