@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -560,6 +560,49 @@ def _outcome(api: Api, call: Call, result: Any, raw: str | None, hide: Callable[
     return result
 
 
+def _run(
+    api: Api,
+    call: Call,
+    raw: str | None,
+    hide: Hide | None,
+    aio: bool,
+    wrapped: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    """Call the client method with the call's event current; record what it returned or raised."""
+    previous = call.enter()
+    try:
+        result = wrapped(*args, **kwargs)
+    except BaseException as exc:
+        call.leave(previous)
+        call.fail(exc)
+        raise
+    call.leave(previous)
+    return _outcome(api, call, result, raw, hide, aio)
+
+
+async def _arun(
+    api: Api,
+    call: Call,
+    raw: str | None,
+    hide: Hide | None,
+    wrapped: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    """``_run`` for an ``async def`` client method."""
+    previous = call.enter()
+    try:
+        result = await wrapped(*args, **kwargs)
+    except BaseException as exc:
+        call.leave(previous)
+        call.fail(exc)
+        raise
+    call.leave(previous)
+    return _outcome(api, call, result, raw, hide, True)
+
+
 def _as_keywords(
     names: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -581,15 +624,7 @@ def sync_wrapper(api: Api, async_stream: bool = False) -> Wrapper:
         call, raw, hide = _start(api, kwargs, instance)
         if call is None:
             return wrapped(*args, **kwargs)
-        previous = call.enter()
-        try:
-            result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.leave(previous)
-            call.fail(exc)
-            raise
-        call.leave(previous)
-        return _outcome(api, call, result, raw, hide, async_stream)
+        return _run(api, call, raw, hide, async_stream, wrapped, args, kwargs)
 
     return mark(wrapper)
 
@@ -606,15 +641,7 @@ def async_wrapper(api: Api) -> Wrapper:
         call, raw, hide = _start(api, kwargs, instance)
         if call is None:
             return await wrapped(*args, **kwargs)
-        previous = call.enter()
-        try:
-            result = await wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.leave(previous)
-            call.fail(exc)
-            raise
-        call.leave(previous)
-        return _outcome(api, call, result, raw, hide, True)
+        return await _arun(api, call, raw, hide, wrapped, args, kwargs)
 
     return mark(wrapper)
 
@@ -652,15 +679,7 @@ def dispatch_wrapper(library: Library, select: Select, aio: bool) -> Wrapper:
             call, raw, hide = _start(api, params, instance)
             if call is None:
                 return await wrapped(*args, **kwargs)
-            previous = call.enter()
-            try:
-                result = await wrapped(*args, **kwargs)
-            except BaseException as exc:
-                call.leave(previous)
-                call.fail(exc)
-                raise
-            call.leave(previous)
-            return _outcome(api, call, result, raw, hide, True)
+            return await _arun(api, call, raw, hide, wrapped, args, kwargs)
 
         return mark(async_dispatch)
 
@@ -672,15 +691,7 @@ def dispatch_wrapper(library: Library, select: Select, aio: bool) -> Wrapper:
         call, raw, hide = _start(api, params, instance)
         if call is None:
             return wrapped(*args, **kwargs)
-        previous = call.enter()
-        try:
-            result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.leave(previous)
-            call.fail(exc)
-            raise
-        call.leave(previous)
-        return _outcome(api, call, result, raw, hide, False)
+        return _run(api, call, raw, hide, False, wrapped, args, kwargs)
 
     return mark(dispatch)
 
@@ -721,15 +732,15 @@ def manager_wrapper(api: Api, aio: bool) -> Wrapper:
     return mark(wrapper)
 
 
-def helper_close_wrapper(aio: bool) -> Wrapper:
-    """Wrapper for a stream helper's ``close()`` that closes the HTTP response behind our proxy's back."""
+def _close_wrapper(finish: Callable[[Any], None], afinish: Callable[[Any], Awaitable[None]], aio: bool) -> Wrapper:
+    """Wrapper for a ``close()`` that ends the event of *instance* afterwards (*finish*, *afinish* when *aio*)."""
     if aio:
 
         async def async_close(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             try:
                 return await wrapped(*args, **kwargs)
             finally:
-                await afinish_helper_stream(instance)
+                await afinish(instance)
 
         return mark(async_close)
 
@@ -737,31 +748,20 @@ def helper_close_wrapper(aio: bool) -> Wrapper:
         try:
             return wrapped(*args, **kwargs)
         finally:
-            finish_helper_stream(instance)
+            finish(instance)
 
     return mark(close)
+
+
+def helper_close_wrapper(aio: bool) -> Wrapper:
+    """Wrapper for a stream helper's ``close()`` that closes the HTTP response behind our proxy's back."""
+    return _close_wrapper(finish_helper_stream, afinish_helper_stream, aio)
 
 
 def bare_stream_close_wrapper(aio: bool) -> Wrapper:
     """Wrapper for an SDK stream class's ``close()``: ends the event of a stream handed back without
     a proxy (see ``_stream._proxy``); ``with`` exit goes through ``close()`` too."""
-    if aio:
-
-        async def async_close(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            try:
-                return await wrapped(*args, **kwargs)
-            finally:
-                await afinish_bare_stream(instance)
-
-        return mark(async_close)
-
-    def close(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        try:
-            return wrapped(*args, **kwargs)
-        finally:
-            finish_bare_stream(instance)
-
-    return mark(close)
+    return _close_wrapper(finish_bare_stream, afinish_bare_stream, aio)
 
 
 def http_metadata(response: Any) -> dict[str, Any]:

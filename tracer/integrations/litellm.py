@@ -23,7 +23,7 @@ from typing import Any, Final
 from .._registry import min_version
 from ._llm import Api, clean_params, dispatch_wrapper, given, skipping
 from ._patch import Library, Target, loaded
-from .openai import ChatStream, _chat_result, _Choice, _response_metadata
+from .openai import ChatStream, _chat_result, _response_metadata
 
 __all__ = ["LIBRARY"]
 
@@ -127,43 +127,7 @@ class ChunkStream(ChatStream):
     them (see ``_fields``), not in ``__dict__`` alone as the openai SDK's models (``ChatStream``)."""
 
     __slots__ = ()
-
-    def take(self, chunk: Any) -> bool:
-        if self.head is None:
-            self.head = chunk
-        fields = _fields(chunk)
-        usage = fields.get("usage")
-        if usage is not None:
-            self.usage = usage
-        output = False
-        for choice in fields.get("choices") or ():
-            choice_fields = _fields(choice)
-            index = choice_fields.get("index") or 0
-            state = self.choices.get(index)
-            if state is None:
-                state = self.choices[index] = _Choice()
-            delta = choice_fields.get("delta")
-            if delta is not None:
-                delta_fields = _fields(delta)
-                content = delta_fields.get("content")
-                if content:
-                    state.text.append(content)
-                    output = True
-                calls = delta_fields.get("tool_calls")
-                if calls:
-                    self._tool_calls(state, calls)
-                    output = True
-                role = delta_fields.get("role")
-                if role:
-                    state.role = role
-                function_call = delta_fields.get("function_call")
-                if function_call is not None:
-                    self._function_call(state, function_call)
-                    output = True
-            finish_reason = choice_fields.get("finish_reason")
-            if finish_reason:
-                state.finish_reason = finish_reason
-        return output
+    FIELDS = staticmethod(_fields)
 
 
 _stream_types: tuple[type, ...] = ()

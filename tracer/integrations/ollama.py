@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import AsyncGeneratorType, GeneratorType
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from .._registry import min_version
 from ._llm import Api, Call, async_wrapper, clean_params, dump, given, skipping, sync_wrapper
@@ -83,78 +83,32 @@ def _metadata(response: Any) -> dict[str, Any]:
     return metadata
 
 
-def _chat_result(response: Any) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    message = response.message
-    outputs: dict[str, Any] = {"role": message.role, "content": message.content}
-    calls = message.__dict__.get("tool_calls")
+def _outputs(role: Any, content: Any, thinking: Any, calls: Any, last: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(outputs, metadata) of a chat or generate answer; *last*: the response (a stream's last part)."""
+    outputs: dict[str, Any] = {"role": role, "content": content}
     if calls:
         outputs["tool_calls"] = _tool_calls(calls)
-    thinking = message.__dict__.get("thinking")
     if thinking:
         outputs["thinking"] = thinking
-    outputs["finish_reason"] = response.__dict__.get("done_reason")
-    return outputs, _metadata(response)
+    if last is None:
+        outputs["finish_reason"] = None
+        return outputs, {}
+    outputs["finish_reason"] = last.__dict__.get("done_reason")
+    return outputs, _metadata(last)
+
+
+def _chat_result(response: Any) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    message = response.message
+    fields = message.__dict__
+    return _outputs(message.role, message.content, fields.get("thinking"), fields.get("tool_calls"), response)
 
 
 def _generate_result(response: Any) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    outputs: dict[str, Any] = {"role": "assistant", "content": response.response}
-    thinking = response.__dict__.get("thinking")
-    if thinking:
-        outputs["thinking"] = thinking
-    outputs["finish_reason"] = response.__dict__.get("done_reason")
-    return outputs, _metadata(response)
-
-
-class ChatStream(StreamRecorder):
-    """Records streamed ``ChatResponse`` parts: text and thinking pieces, tool calls, the final counts."""
-
-    __slots__ = ("calls", "last", "role", "text", "thinking")
-
-    def __init__(self, call: Call) -> None:
-        super().__init__(call)
-        self.text: list[str] = []
-        self.thinking: list[str] = []
-        self.calls: list[Any] = []
-        self.role = "assistant"
-        self.last: Any = None  # the latest part (the final one carries done_reason and the counts)
-
-    def take(self, part: Any) -> bool:
-        self.last = part
-        message = part.__dict__.get("message")
-        if message is None:
-            return False
-        fields = message.__dict__
-        output = False
-        content = fields.get("content")
-        if content:
-            self.text.append(content)
-            output = True
-        thinking = fields.get("thinking")
-        if thinking:
-            self.thinking.append(thinking)
-            output = True
-        calls = fields.get("tool_calls")
-        if calls:
-            self.calls.extend(calls)
-            output = True
-        role = fields.get("role")
-        if role:
-            self.role = role
-        return output
-
-    def result(self) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-        outputs: dict[str, Any] = {"role": self.role, "content": "".join(self.text) if self.text else None}
-        if self.calls:
-            outputs["tool_calls"] = _tool_calls(self.calls)
-        if self.thinking:
-            outputs["thinking"] = "".join(self.thinking)
-        last = self.last
-        outputs["finish_reason"] = last.__dict__.get("done_reason") if last is not None else None
-        return outputs, _metadata(last) if last is not None else {}
+    return _outputs("assistant", response.response, response.__dict__.get("thinking"), None, response)
 
 
 class GenerateStream(StreamRecorder):
-    """Records streamed ``GenerateResponse`` parts."""
+    """Records streamed ``GenerateResponse`` parts: text and thinking pieces, the final counts."""
 
     __slots__ = ("last", "text", "thinking")
 
@@ -162,13 +116,17 @@ class GenerateStream(StreamRecorder):
         super().__init__(call)
         self.text: list[str] = []
         self.thinking: list[str] = []
-        self.last: Any = None
+        self.last: Any = None  # the latest part (the final one carries done_reason and the counts)
+
+    TEXT: ClassVar[str] = "response"  # the field with the text, in a part (chat: in its message)
 
     def take(self, part: Any) -> bool:
         self.last = part
-        fields = part.__dict__
+        return self._take_text(part.__dict__)
+
+    def _take_text(self, fields: dict[str, Any]) -> bool:
         output = False
-        text = fields.get("response")
+        text = fields.get(self.TEXT)
         if text:
             self.text.append(text)
             output = True
@@ -179,12 +137,42 @@ class GenerateStream(StreamRecorder):
         return output
 
     def result(self) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-        outputs: dict[str, Any] = {"role": "assistant", "content": "".join(self.text) if self.text else None}
-        if self.thinking:
-            outputs["thinking"] = "".join(self.thinking)
-        last = self.last
-        outputs["finish_reason"] = last.__dict__.get("done_reason") if last is not None else None
-        return outputs, _metadata(last) if last is not None else {}
+        return self._result("assistant", None)
+
+    def _result(self, role: Any, calls: Any) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        content = "".join(self.text) if self.text else None
+        return _outputs(role, content, "".join(self.thinking) if self.thinking else None, calls, self.last)
+
+
+class ChatStream(GenerateStream):
+    """Records streamed ``ChatResponse`` parts: ``GenerateStream``'s, and the tool calls and role."""
+
+    __slots__ = ("calls", "role")
+    TEXT = "content"
+
+    def __init__(self, call: Call) -> None:
+        super().__init__(call)
+        self.calls: list[Any] = []
+        self.role = "assistant"
+
+    def take(self, part: Any) -> bool:
+        self.last = part
+        message = part.__dict__.get("message")
+        if message is None:
+            return False
+        fields = message.__dict__
+        output = self._take_text(fields)
+        calls = fields.get("tool_calls")
+        if calls:
+            self.calls.extend(calls)
+            output = True
+        role = fields.get("role")
+        if role:
+            self.role = role
+        return output
+
+    def result(self) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        return self._result(self.role, self.calls)
 
 
 def _streams() -> tuple[type, ...]:

@@ -19,7 +19,8 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Mapping
-from typing import Any, Final
+from operator import attrgetter
+from typing import Any, ClassVar, Final
 
 from .._registry import min_version
 from ._llm import (
@@ -406,25 +407,29 @@ class ChatStream(StreamRecorder):
         self.head: Any = None  # the first chunk: id, model, fingerprint
         self.usage: Any = None
 
+    # A model's fields as a dict. The SDK's models keep theirs in __dict__: one lookup there is
+    # several times cheaper than pydantic's attribute access, and this runs for every chunk. litellm's
+    # chunks, the same shape, keep some elsewhere (litellm.ChunkStream).
+    FIELDS: ClassVar[Any] = attrgetter("__dict__")  # not a descriptor: no self passed
+
     def take(self, chunk: Any) -> bool:
-        # The SDK's models keep their fields in __dict__: one lookup there is several times cheaper
-        # than pydantic's attribute access, and this runs for every chunk.
-        fields = chunk.__dict__
+        fields_of = self.FIELDS
+        fields = fields_of(chunk)
         if self.head is None:
             self.head = chunk
         usage = fields.get("usage")
         if usage is not None:
             self.usage = usage
         output = False
-        for choice in fields["choices"]:
-            choice_fields = choice.__dict__
-            index = choice_fields["index"]
+        for choice in fields.get("choices") or ():
+            choice_fields = fields_of(choice)
+            index = choice_fields.get("index") or 0
             state = self.choices.get(index)
             if state is None:
                 state = self.choices[index] = _Choice()
             delta = choice_fields.get("delta")
             if delta is not None:
-                delta_fields = delta.__dict__
+                delta_fields = fields_of(delta)
                 content = delta_fields.get("content")
                 if content:
                     state.text.append(content)
