@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
-from collections.abc import Iterator
+import json
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+import wrapt
 
 import tracer
+from tracer import integrations
+from tracer.integrations._patch import is_ours
 from tracer.testing import CapturedEvents
 
 from ..fake_llm_server import FakeLLMServer
@@ -53,3 +58,55 @@ def only_model_event(captured: CapturedEvents) -> dict[str, Any]:
     found = model_events(captured)
     assert len(found) == 1, [(e["event_name"], e["event_type"]) for e in captured]
     return found[0]
+
+
+def is_our_wrapper(value: Any) -> bool:
+    return wrapt.find_wrapper(value, predicate=is_ours) is not None
+
+
+async def cancel_midway(consume: Callable[[], Awaitable[None]]) -> None:
+    """Run *consume* (reading a slow stream) as a task and cancel it while it reads."""
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+def assert_content_left_out(captured: CapturedEvents, finish_reason: str, total_tokens: int) -> None:
+    """capture_content=False: the model events keep counts and the finish reason, no text ("secret")."""
+    found = model_events(captured)
+    assert found
+    for event in found:
+        assert event["inputs"] in ({}, None)
+        assert event["outputs"] == {"finish_reason": finish_reason}
+        assert event["metadata"]["total_tokens"] == total_tokens
+    assert "secret" not in json.dumps(list(captured))
+
+
+def assert_uninstrument_restores(
+    events: CapturedEvents, name: str, owners: tuple[type, ...], methods: tuple[str, ...], call: Callable[[], Any]
+) -> None:
+    """``uninstrument(name)`` puts the SDK's *methods* of *owners* back (*call* then records nothing);
+    instrumenting again, twice, gives one event per call."""
+    assert is_our_wrapper(owners[0].__dict__[methods[0]])
+    try:
+        assert integrations.uninstrument(name) == [name]
+        for owner in owners:
+            for method in methods:
+                assert not is_our_wrapper(owner.__dict__[method])
+        call()
+        assert model_events(events) == []
+    finally:
+        assert integrations.instrument(name) == [name]
+    integrations.instrument(name)  # twice: still one event per call
+    call()
+    assert len(model_events(events)) == 1
+
+
+def assert_closed_then_abandoned(captured: CapturedEvents) -> None:
+    """A long stream closed after two text chunks, then one dropped after one ("tok0 ", "tok1 "…)."""
+    gc.collect()  # the dropped one ends when collected
+    closed, abandoned = model_events(captured)
+    assert (closed["metadata"]["end_reason"], closed["outputs"]["content"]) == ("closed", "tok0 tok1 ")
+    assert (abandoned["metadata"]["end_reason"], abandoned["outputs"]["content"]) == ("abandoned", "tok0 ")

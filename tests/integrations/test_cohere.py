@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import wrapt
 
 import tracer
 from tracer import integrations
-from tracer.integrations._patch import is_ours
 from tracer.testing import CapturedEvents
 
 from ..fake_llm_server import FakeLLMServer
-from .conftest import USER, model_events, only_model_event
+from .conftest import (
+    USER,
+    assert_closed_then_abandoned,
+    assert_content_left_out,
+    assert_uninstrument_restores,
+    cancel_midway,
+    model_events,
+    only_model_event,
+)
 
 cohere = pytest.importorskip("cohere")
 v2_module = pytest.importorskip("cohere.v2.client")
@@ -102,10 +107,7 @@ def test_stream_text_closed_and_abandoned(events: CapturedEvents, client: Any) -
                 break
 
     read_a_little()
-    gc.collect()
-    closed, abandoned = model_events(events)
-    assert (closed["metadata"]["end_reason"], closed["outputs"]["content"]) == ("closed", "tok0 tok1 ")
-    assert (abandoned["metadata"]["end_reason"], abandoned["outputs"]["content"]) == ("abandoned", "tok0 ")
+    assert_closed_then_abandoned(events)
 
 
 def test_stream_ending_in_an_error(events: CapturedEvents, client: Any) -> None:
@@ -186,11 +188,7 @@ def test_async_stream_cancelled(events: CapturedEvents, server: FakeLLMServer) -
             async for _event in client.chat_stream(model="command-x-slow", messages=USER):
                 pass
 
-        task = asyncio.create_task(consume())
-        await asyncio.sleep(0.2)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await cancel_midway(consume)
         await client._client_wrapper.httpx_client.httpx_client.aclose()
 
     asyncio.run(main())
@@ -204,31 +202,18 @@ def test_capture_content_false(client: Any) -> None:
     with tracer.testing.capture(capture_content=False) as captured:
         client.chat(model="command-x", messages=secret)
         list(client.chat_stream(model="command-x", messages=secret))
-    for event in model_events(captured):
-        assert event["inputs"] in ({}, None)
-        assert event["outputs"] == {"finish_reason": "COMPLETE"}
-        assert event["metadata"]["total_tokens"] == 13
-    assert "secret" not in json.dumps(list(captured))
+    assert_content_left_out(captured, "COMPLETE", 13)
 
 
 def test_uninstrument_restores_and_instrument_again(events: CapturedEvents, client: Any) -> None:
-    assert is_our_wrapper(v2_module.V2Client.__dict__["chat"])
-    try:
-        assert integrations.uninstrument("cohere") == ["cohere"]
-        for name in ("chat", "chat_stream", "embed"):
-            assert not is_our_wrapper(v2_module.V2Client.__dict__[name])
-            assert not is_our_wrapper(v2_module.AsyncV2Client.__dict__[name])
-        client.chat(model="command-x", messages=USER)
-        assert model_events(events) == []
-    finally:
-        assert integrations.instrument("cohere") == ["cohere"]
-    integrations.instrument("cohere")
-    client.chat(model="command-x", messages=USER)
-    assert len(model_events(events)) == 1
-
-
-def is_our_wrapper(value: Any) -> bool:
-    return wrapt.find_wrapper(value, predicate=is_ours) is not None
+    owners = (v2_module.V2Client, v2_module.AsyncV2Client)
+    assert_uninstrument_restores(
+        events,
+        "cohere",
+        owners,
+        ("chat", "chat_stream", "embed"),
+        lambda: client.chat(model="command-x", messages=USER),
+    )
 
 
 def test_clients_made_before_instrumenting_are_traced(server: FakeLLMServer) -> None:

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 from typing import Any
 
 import pytest
 
 import tracer
-from tracer import integrations
-from tracer.integrations._patch import is_ours
 from tracer.testing import CapturedEvents
 
 from ..fake_llm_server import FakeLLMServer
-from .conftest import model_events, only_model_event
+from .conftest import (
+    assert_closed_then_abandoned,
+    assert_content_left_out,
+    assert_uninstrument_restores,
+    cancel_midway,
+    model_events,
+    only_model_event,
+)
 
 genai = pytest.importorskip("google.genai")
 models_module = pytest.importorskip("google.genai.models")
@@ -133,10 +137,7 @@ def test_stream_closed_or_abandoned(events: CapturedEvents, gemini: Any) -> None
                 break
 
     read_a_little()
-    gc.collect()
-    closed, abandoned = model_events(events)
-    assert (closed["metadata"]["end_reason"], closed["outputs"]["content"]) == ("closed", "tok0 tok1 ")
-    assert (abandoned["metadata"]["end_reason"], abandoned["outputs"]["content"]) == ("abandoned", "tok0 ")
+    assert_closed_then_abandoned(events)
 
 
 def test_midstream_error(events: CapturedEvents, gemini: Any) -> None:
@@ -237,11 +238,7 @@ def test_async_stream_cancelled_and_error(events: CapturedEvents, server: FakeLL
             async for _chunk in await gemini.aio.models.generate_content_stream(model="gemini-x-slow", contents="hi"):
                 pass
 
-        task = asyncio.create_task(consume())
-        await asyncio.sleep(0.2)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await cancel_midway(consume)
         with pytest.raises(genai.errors.ClientError):
             await gemini.aio.models.generate_content(model="error-429", contents="hi")
         await close(gemini)
@@ -256,37 +253,21 @@ def test_capture_content_false(gemini: Any) -> None:
     with tracer.testing.capture(capture_content=False) as captured:
         gemini.models.generate_content(model="gemini-x", contents="secret")
         list(gemini.models.generate_content_stream(model="gemini-x", contents="secret"))
-    created, streamed = model_events(captured)
-    for event in (created, streamed):
-        assert event["inputs"] in ({}, None)
-        assert event["outputs"] == {"finish_reason": "STOP"}
-        assert event["metadata"]["total_tokens"] == 16
-    assert "secret" not in json.dumps(list(captured))
+    assert len(model_events(captured)) == 2
+    assert_content_left_out(captured, "STOP", 16)
 
 
 def test_uninstrument_restores_and_instrument_again(events: CapturedEvents, gemini: Any) -> None:
-    assert is_our_wrapper(models_module.Models.__dict__["generate_content"])
-    try:
-        assert integrations.uninstrument("google-genai") == ["google-genai"]
-        for name in ("generate_content", "generate_content_stream", "embed_content"):
-            assert not is_our_wrapper(models_module.Models.__dict__[name])
-            assert not is_our_wrapper(models_module.AsyncModels.__dict__[name])
-        gemini.models.generate_content(model="gemini-x", contents="hi")
-        assert model_events(events) == []
-    finally:
-        assert integrations.instrument("google-genai") == ["google-genai"]
-    integrations.instrument("google-genai")  # twice: still one event per call
-    gemini.models.generate_content(model="gemini-x", contents="hi")
-    assert len(model_events(events)) == 1
+    assert_uninstrument_restores(
+        events,
+        "google-genai",
+        (models_module.Models, models_module.AsyncModels),
+        ("generate_content", "generate_content_stream", "embed_content"),
+        lambda: gemini.models.generate_content(model="gemini-x", contents="hi"),
+    )
 
 
 async def close(client: Any) -> None:
     closer = getattr(client.aio, "aclose", None)  # google-genai >= 1.4x
     if closer is not None:
         await closer()
-
-
-def is_our_wrapper(value: Any) -> bool:
-    import wrapt
-
-    return wrapt.find_wrapper(value, predicate=is_ours) is not None

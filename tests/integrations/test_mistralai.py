@@ -5,21 +5,25 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
-import json
 import types
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import wrapt
 
 import tracer
-from tracer import integrations
-from tracer.integrations._patch import is_ours
 from tracer.testing import CapturedEvents
 
 from ..fake_llm_server import FakeLLMServer
-from .conftest import USER, model_events, only_model_event
+from .conftest import (
+    USER,
+    assert_closed_then_abandoned,
+    assert_content_left_out,
+    assert_uninstrument_restores,
+    cancel_midway,
+    model_events,
+    only_model_event,
+)
 
 pytest.importorskip("mistralai")
 VERSION = importlib.metadata.version("mistralai")
@@ -120,10 +124,7 @@ def test_stream_with_block_break_and_abandon(events: CapturedEvents, client: Any
                 break
 
     read_a_little()
-    gc.collect()
-    closed, abandoned = model_events(events)
-    assert (closed["metadata"]["end_reason"], closed["outputs"]["content"]) == ("closed", "tok0 tok1 ")
-    assert (abandoned["metadata"]["end_reason"], abandoned["outputs"]["content"]) == ("abandoned", "tok0 ")
+    assert_closed_then_abandoned(events)
 
 
 @pytest.mark.parametrize(("model", "status"), [("mistral-error-429", 429), ("mistral-error-500", 500)])
@@ -178,11 +179,7 @@ def test_async_stream_cancelled(events: CapturedEvents, server: FakeLLMServer) -
             async for _event in await client.chat.stream_async(model="mistral-x-slow", messages=USER):
                 pass
 
-        task = asyncio.create_task(consume())
-        await asyncio.sleep(0.2)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await cancel_midway(consume)
         await aclose(client)
 
     asyncio.run(main())
@@ -210,32 +207,19 @@ def test_capture_content_false(client: Any) -> None:
     with tracer.testing.capture(capture_content=False) as captured:
         client.chat.complete(model="mistral-x", messages=[{"role": "user", "content": "secret"}])
         list(client.chat.stream(model="mistral-x", messages=[{"role": "user", "content": "secret"}]))
-    for event in model_events(captured):
-        assert event["inputs"] in ({}, None)
-        assert event["outputs"] == {"finish_reason": "stop"}
-        assert event["metadata"]["total_tokens"] == 13
-    assert "secret" not in json.dumps(list(captured))
+    assert_content_left_out(captured, "stop", 13)
 
 
 def test_uninstrument_restores_and_instrument_again(events: CapturedEvents, client: Any) -> None:
-    assert is_our_wrapper(chat_module.Chat.__dict__["complete"])
-    try:
-        assert integrations.uninstrument("mistralai") == ["mistralai"]
-        for name in ("complete", "complete_async", "stream", "stream_async"):
-            assert not is_our_wrapper(chat_module.Chat.__dict__[name])
-        client.chat.complete(model="mistral-x", messages=USER)
-        assert model_events(events) == []
-    finally:
-        assert integrations.instrument("mistralai") == ["mistralai"]
-    integrations.instrument("mistralai")
-    client.chat.complete(model="mistral-x", messages=USER)
-    assert len(model_events(events)) == 1
+    assert_uninstrument_restores(
+        events,
+        "mistralai",
+        (chat_module.Chat,),
+        ("complete", "complete_async", "stream", "stream_async"),
+        lambda: client.chat.complete(model="mistral-x", messages=USER),
+    )
 
 
 async def aclose(client: Any) -> None:
     """Close the client's async HTTP connections in the loop that opened them."""
     await client.sdk_configuration.async_client.aclose()
-
-
-def is_our_wrapper(value: Any) -> bool:
-    return wrapt.find_wrapper(value, predicate=is_ours) is not None
