@@ -256,8 +256,13 @@ class StreamRecorder:
     def _passes(self, item: Any) -> bool:
         """Record one chunk; False for a chunk the user must not see (an injected usage chunk)."""
         if not self.done:
-            try:
-                self.add(item)
+            try:  # add(), inlined: this runs for every chunk of a stream read through read()/aread()
+                buffer = self.buffer
+                buffer.append(item)
+                if not self.first_ns:
+                    self.arrivals.append(_perf_ns())
+                if len(buffer) >= self.BATCH:
+                    self.drain()
             except Exception as exc:
                 report_internal_error("recording a stream chunk", exc)
         hide = self.hide
