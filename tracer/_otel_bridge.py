@@ -269,12 +269,19 @@ def _new_bridged(
     return span
 
 
-# Frameworks that keep their current run in a context of their own, not OpenTelemetry's, and the
-# function of their instrumentation naming the OpenTelemetry span current here by it. LangChain's
-# ``ainvoke`` runs OpenInference's callbacks in an executor (a copied context, another thread), so
+def _openinference_langchain(module: Any) -> Any:
+    # Asked only once instrumented: its get_current_span() prints a warning otherwise.
+    if not module.LangChainInstrumentor().is_instrumented_by_opentelemetry:
+        return None
+    return module.get_current_span()
+
+
+# Frameworks that keep their current run in a context of their own, not OpenTelemetry's: their
+# instrumentation's module, and how to ask it for the OpenTelemetry span current here by it.
+# LangChain's ``ainvoke`` runs OpenInference's callbacks in an executor (a copied context, another thread), so
 # the span of the chat model run is never current where the model's client call is made; the run
 # of its caller (LangChain's ``var_child_runnable_config``) is carried into the task.
-_FRAMEWORK_SPANS: Final = (("openinference.instrumentation.langchain", "get_current_span"),)
+_FRAMEWORK_SPANS: Final = (("openinference.instrumentation.langchain", _openinference_langchain),)
 
 
 def native_parent(current: Span | None) -> Span | None:
@@ -287,12 +294,12 @@ def native_parent(current: Span | None) -> Span | None:
     take each other's calls: two chat models are both dropped for them, in the same place of the
     tree; a tool's span running beside the chat model would get the call as its child.
     """
-    for module_name, function_name in _FRAMEWORK_SPANS:
+    for module_name, current_span_of in _FRAMEWORK_SPANS:
         module = sys.modules.get(module_name)
         if module is None:
             continue
         try:
-            framework_span = getattr(module, function_name)()
+            framework_span = current_span_of(module)
             if framework_span is None:
                 continue
             run = _by_otel.get(framework_span.get_span_context().span_id)
