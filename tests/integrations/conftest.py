@@ -64,10 +64,13 @@ def is_our_wrapper(value: Any) -> bool:
     return wrapt.find_wrapper(value, predicate=is_ours) is not None
 
 
-async def cancel_midway(consume: Callable[[], Awaitable[None]]) -> None:
-    """Run *consume* (reading a slow stream) as a task and cancel it while it reads."""
-    task = asyncio.create_task(consume())
-    await asyncio.sleep(0.2)
+async def cancel_midway(consume: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run *consume* (reading a slow stream; it sets the event it is given once a chunk is in) as a
+    task and cancel it while it reads: cancelled then, not before the response (as a fixed sleep
+    would be on a loaded machine)."""
+    reading = asyncio.Event()
+    task = asyncio.create_task(consume(reading))
+    await asyncio.wait_for(reading.wait(), 30)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -184,9 +184,9 @@ def test_async_stream_cancelled(events: CapturedEvents, server: FakeLLMServer) -
     async def main() -> None:
         client = cohere.AsyncClientV2(api_key="test", base_url=server.url)
 
-        async def consume() -> None:
+        async def consume(reading: asyncio.Event) -> None:
             async for _event in client.chat_stream(model="command-x-slow", messages=USER):
-                pass
+                reading.set()
 
         await cancel_midway(consume)
         await client._client_wrapper.httpx_client.httpx_client.aclose()

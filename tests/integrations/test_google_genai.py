@@ -234,9 +234,9 @@ def test_async_stream_cancelled_and_error(events: CapturedEvents, server: FakeLL
     async def main() -> None:
         gemini = genai.Client(api_key="test", http_options={"base_url": server.url})
 
-        async def consume() -> None:
+        async def consume(reading: asyncio.Event) -> None:
             async for _chunk in await gemini.aio.models.generate_content_stream(model="gemini-x-slow", contents="hi"):
-                pass
+                reading.set()
 
         await cancel_midway(consume)
         with pytest.raises(genai.errors.ClientError):

@@ -175,9 +175,9 @@ def test_async_stream_cancelled(events: CapturedEvents, server: FakeLLMServer) -
     async def main() -> None:
         client = sdk.Mistral(api_key="test", server_url=server.url)
 
-        async def consume() -> None:
+        async def consume(reading: asyncio.Event) -> None:
             async for _event in await client.chat.stream_async(model="mistral-x-slow", messages=USER):
-                pass
+                reading.set()
 
         await cancel_midway(consume)
         await aclose(client)

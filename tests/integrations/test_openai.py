@@ -21,7 +21,7 @@ from tracer.testing import CapturedEvents
 from ..api.test_lifecycle import _events as read_events
 from ..api.test_lifecycle import _run as run_script
 from ..fake_llm_server import FakeLLMServer
-from .conftest import USER, model_events, only_model_event
+from .conftest import USER, cancel_midway, model_events, only_model_event
 
 openai = pytest.importorskip("openai")
 
@@ -549,16 +549,13 @@ def test_async_cancellation_mid_stream(events: CapturedEvents, server: FakeLLMSe
     async def main() -> None:
         client = aclient(server)
 
-        async def consume() -> None:
+        async def consume(reading: asyncio.Event) -> None:
             stream = await client.chat.completions.create(model="gpt-x-slow", messages=USER, stream=True)
-            async for _chunk in stream:
-                pass
+            async for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    reading.set()  # some text is in: the event must keep it
 
-        task = asyncio.create_task(consume())
-        await asyncio.sleep(0.2)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await cancel_midway(consume)
         await client.close()
 
     asyncio.run(main())
