@@ -158,11 +158,13 @@ export function renderSession(root, app, sessionId, eventId) {
     const track = h("div", { className: "wf-axis-track" });
     axis.append(h("div", { className: "wf-axis-label" }, "event"), track);
     // About one tick per 80 px of the track: readable at 390 px wide and at 1280.
-    const step = niceStep(s.span / Math.max(2, Math.floor((track.clientWidth || 480) / 80)));
-    for (let t = 0; t <= s.span + 1e-9; t += step) {
+    const width = track.clientWidth || 480;
+    const step = niceStep(s.span / Math.max(2, Math.floor(width / 80)));
+    // A centred label is about 50 px wide: none so close to the end that it would leave the track.
+    const last = 1 - 28 / width;
+    for (let t = 0; t / s.span <= last; t += step) {
       const tick = h("span", { className: "wf-tick" }, t === 0 ? "0" : fmtDuration(t));
       tick.style.left = `${(t / s.span) * 100}%`;
-      if (t / s.span > 0.9) tick.style.transform = "translateX(-100%)"; // the last label stays inside
       track.appendChild(tick);
     }
   }
