@@ -23,6 +23,7 @@ import os
 import re
 import sqlite3
 import threading
+import unicodedata
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -43,7 +44,15 @@ _CONTEXT: Final = 60
 # Events read from the store per catch-up transaction (no lock held on the store between them).
 _PAGE: Final = 2000
 _MAX_TERMS: Final = 8
-_WORD: Final = re.compile(r"\w+", re.UNICODE)
+# Words as FTS5's unicode61 tokenizer cuts them (letters and digits; "_" separates, so "__pwned"
+# holds the word "pwned"), compared with diacritics removed as it does: the results it finds and
+# the words highlighted in them must be the same words.
+_WORD: Final = re.compile(r"[^\W_]+")
+
+
+def _fold(word: str) -> str:
+    """*word* lower case without diacritics ("Café" -> "cafe"), as unicode61 compares words."""
+    return "".join(char for char in unicodedata.normalize("NFKD", word) if not unicodedata.combining(char)).lower()
 
 
 def fts5_available() -> bool:
@@ -67,7 +76,7 @@ def index_path(store_path: str) -> str:
 
 def query_terms(text: str) -> list[str]:
     """The words of a search, lower case (at most ``_MAX_TERMS``): each must occur in a result."""
-    return [word.lower() for word in _WORD.findall(text)][:_MAX_TERMS]
+    return [_fold(word) for word in _WORD.findall(text)][:_MAX_TERMS]
 
 
 def _leaves(value: Any) -> Iterator[str]:
@@ -97,10 +106,10 @@ def _matches(text: str, terms: Sequence[str]) -> list[tuple[int, int]]:
     """Spans of *text* where a word starts with one of *terms* (case-insensitive)."""
     spans = []
     for word in _WORD.finditer(text):
-        lowered = word.group().lower()
+        folded = _fold(word.group())
         for term in terms:
-            if lowered.startswith(term):
-                spans.append((word.start(), word.start() + len(term)))
+            if folded.startswith(term):
+                spans.append((word.start(), min(word.end(), word.start() + len(term))))
                 break
     return spans
 
@@ -144,7 +153,7 @@ def _result(event: dict[str, Any], terms: Sequence[str], session_names: dict[str
     best: tuple[int, str, str] | None = None
     found: set[str] = set()
     for name, text in field_texts(event):
-        words = {word.lower() for word in _WORD.findall(text)}
+        words = {_fold(word) for word in _WORD.findall(text)}
         here = {term for term in terms if any(word.startswith(term) for word in words)}
         found |= here
         if here and (best is None or len(here) > best[0]):

@@ -1,0 +1,54 @@
+"""The search's words are FTS5's words: what the index finds is what the results show highlighted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tracer import Tracer
+from tracer.store import TraceStore
+from tracer.store._search import SearchIndex, fts5_available
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> TraceStore:
+    path = tmp_path / "traces.db"
+    traced = Tracer(store=str(path), session_name="words")
+    with traced.span("render", inputs={"html": "<img src=x onerror=window.__pwned=1>"}):
+        pass
+    with traced.span("order", inputs={"note": "Un Café crème, s'il vous plaît"}):
+        pass
+    traced.shutdown(10)
+    return TraceStore(str(path), read_only=True)
+
+
+@pytest.mark.parametrize("engine", ["fts5", "scan"])
+def test_a_word_after_underscores_is_found_and_highlighted(store: TraceStore, tmp_path: Path, engine: str) -> None:
+    if engine == "fts5" and not fts5_available():
+        pytest.skip("this Python's SQLite has no FTS5")
+    index = SearchIndex(store, engine, str(tmp_path / "index.db"))
+    try:
+        page = index.search("pwned", 10, 0)
+        assert page.engine == engine
+        assert [result["event_name"] for result in page.results] == ["render"]
+        assert page.total in (1, None)
+        marked = [segment["text"] for segment in page.results[0]["snippet"] if segment["match"]]
+        assert marked == ["pwned"]
+    finally:
+        index.close()
+
+
+def test_accents_are_ignored_as_fts5_ignores_them(store: TraceStore, tmp_path: Path) -> None:
+    if not fts5_available():
+        pytest.skip("this Python's SQLite has no FTS5")
+    index = SearchIndex(store, "fts5", str(tmp_path / "index.db"))
+    try:
+        for query in ("cafe creme", "CAFÉ"):
+            page = index.search(query, 10, 0)
+            assert [result["event_name"] for result in page.results] == ["order"], query
+            assert page.total == 1
+            marked = [segment["text"] for segment in page.results[0]["snippet"] if segment["match"]]
+            assert marked[0] == "Café"
+    finally:
+        index.close()
