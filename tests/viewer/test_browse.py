@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 import uuid
@@ -35,7 +36,7 @@ def test_live_means_an_event_arrived_in_the_last_minute_or_no_end(tmp_path: Path
     early["end_time"] = now - 50_000  # the second event falls inside the session's span
     with TraceStore(path) as store:
         store.write([(early, orjson.dumps(early).decode())], {session: {"session_id": session}})
-    with sqlite3.connect(path) as db:  # the session's row last changed long ago
+    with contextlib.closing(sqlite3.connect(path)) as db, db:  # the session's row last changed long ago
         db.execute("UPDATE sessions SET updated_at = 0")
         db.execute("UPDATE events SET stored_at = 0")
     with TraceStore(path, read_only=True) as reader:
@@ -43,7 +44,7 @@ def test_live_means_an_event_arrived_in_the_last_minute_or_no_end(tmp_path: Path
         assert browser.sessions(SessionQuery())[0][0]["live"] is False
         with TraceStore(path) as writer:  # an event inside the span: the row's times do not move
             writer.write([(late, orjson.dumps(late).decode())])
-        with sqlite3.connect(path) as db:
+        with contextlib.closing(sqlite3.connect(path)) as db, db:
             assert db.execute("SELECT updated_at FROM sessions").fetchone()[0] == 0
         assert browser.sessions(SessionQuery())[0][0]["live"] is True
         assert browser.session(session)["live"] is True  # type: ignore[index]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from tracer.store._search import SearchIndex, fts5_available
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> TraceStore:
+def store(tmp_path: Path) -> Iterator[TraceStore]:
     path = tmp_path / "traces.db"
     traced = Tracer(store=str(path), session_name="words")
     with traced.span("render", inputs={"html": "<img src=x onerror=window.__pwned=1>"}):
@@ -20,7 +21,8 @@ def store(tmp_path: Path) -> TraceStore:
     with traced.span("order", inputs={"note": "Un Café crème, s'il vous plaît"}):
         pass
     traced.shutdown(10)
-    return TraceStore(str(path), read_only=True)
+    with TraceStore(str(path), read_only=True) as opened:
+        yield opened
 
 
 @pytest.mark.parametrize("engine", ["fts5", "scan"])

@@ -478,7 +478,7 @@ def test_a_missing_or_foreign_store_is_a_one_line_error(tmp_path: Path) -> None:
     foreign = tmp_path / "app.db"
     import sqlite3
 
-    with sqlite3.connect(foreign) as db:
+    with contextlib.closing(sqlite3.connect(foreign)) as db, db:
         db.execute("CREATE TABLE users (id INTEGER)")
     before = foreign.read_bytes()
     refused = run_cli("ui", "--port", "0", "--store", str(foreign))
