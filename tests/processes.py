@@ -8,7 +8,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -83,19 +85,25 @@ class Server:
             raise RuntimeError(f"the collector did not start: {''.join(self.errors)}")
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        for reader in self._readers:
-            reader.join(5)
-        for pipe in (self.process.stdout, self.process.stderr):
-            if pipe is not None:
-                pipe.close()
-        return self.process.returncode
+        return stop_process(self.process, self._readers)
+
+
+def stop_process(process: subprocess.Popen[Any], readers: Sequence[threading.Thread] = ()) -> int:
+    """Terminate *process* (killed if it has not exited within 10 s), join the threads that read
+    its pipes, close them; its exit code."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+    for reader in readers:
+        reader.join(5)
+    for pipe in (process.stdout, process.stderr):
+        if pipe is not None:
+            pipe.close()
+    return process.returncode
 
 
 def wait_until(condition: object, timeout: float = 10.0) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from ..processes import clean_env
+from ..processes import clean_env, stop_process
 
 pytest.importorskip("starlette")
 
@@ -59,19 +59,7 @@ class Ui:
         self.url = self.printed.split("/#", 1)[0].rstrip("/")
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        for reader in self._readers:
-            reader.join(5)
-        for pipe in (self.process.stdout, self.process.stderr):
-            if pipe is not None:
-                pipe.close()
-        return self.process.returncode
+        return stop_process(self.process, self._readers)
 
 
 def run_traced_app(store: Path) -> dict[str, str]:

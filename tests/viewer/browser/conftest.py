@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.processes import clean_env
+from tests.processes import clean_env, stop_process
 
 HERE = Path(__file__).resolve().parent
 TRACED_APP = HERE / "page_app.py"
@@ -98,15 +98,7 @@ class Viewer:
         return response.json()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        if self.process.stderr is not None:
-            self.process.stderr.close()
+        stop_process(self.process)
 
 
 @pytest.fixture(scope="module")
