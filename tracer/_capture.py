@@ -630,7 +630,7 @@ class _Limiter:
             if index >= max_items:
                 extra = _cut_count(value, max_items, value.get(MORE_KEY))
                 break
-            if scrubber is not None and scrubber.is_secret_key(key):
+            if scrubber is not None and scrubber.is_secret_entry(key, value):
                 out[key] = REDACTED
             else:
                 out[key] = self.walk(item, depth + 1)

@@ -33,8 +33,8 @@ import bisect
 import itertools
 import re
 import string
-from collections.abc import Callable, Sequence
-from typing import Final
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
 
 __all__ = ["REDACTED", "Scrubber"]
 
@@ -88,6 +88,9 @@ _TOKEN_NOT_SECRET: Final = frozenset(
         "audio", "text", "thinking", "generated", "sample", "decoder", "encoder", "bad",
     }
 )  # fmt: skip
+
+# Beside one of these, 'token' is a piece of model output (see Scrubber.is_secret_entry).
+_LOGPROB_KEYS: Final = ("logprob", "log_probability", "logProbability")
 
 # 'pass' is a secret only as the key's last word (``DB_PASS``, ``smtp_pass``), and not after these
 # (``first_pass``); ``pass@1`` (an eval metric) ends with '1'.
@@ -562,6 +565,15 @@ class Scrubber:
                 self._keys.clear()
             self._keys[key] = cached
         return cached
+
+    def is_secret_entry(self, key: str, mapping: Mapping[str, Any]) -> bool:
+        """``is_secret_key`` for *key* in *mapping*: the same, except a log-probability entry's
+        ``token`` (OpenAI's and vLLM's ``{"token", "logprob", "bytes"}``, Gemini's ``{"token",
+        "log_probability"}``), which is the text the model produced, not a credential (its value
+        is still scanned for secret shapes like any text)."""
+        if not self.is_secret_key(key):
+            return False
+        return not (key == "token" and any(name in mapping for name in _LOGPROB_KEYS))
 
     def _decide(self, key: str) -> bool:
         words = key_words(key)

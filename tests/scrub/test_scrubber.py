@@ -68,6 +68,34 @@ def test_shapeless_values_under_secret_keys_are_redacted_end_to_end() -> None:
         t.shutdown(1.0)
 
 
+def test_log_probability_tokens_are_model_output_not_credentials() -> None:
+    # OpenAI's chat logprobs (and vLLM's) and google-genai's logprobs result: 'token' beside a
+    # log probability is a piece of the model's text. A bare 'token' key stays a secret, and the
+    # token text is still scanned for secret shapes.
+    memory = InMemoryExporter()
+    t = Tracer(exporter=memory, batch=False)
+    openai_logprobs = {
+        "content": [
+            {"token": "Hello", "logprob": -0.31, "bytes": [72, 101, 108, 108, 111], "top_logprobs": [
+                {"token": " Hi", "logprob": -1.2, "bytes": [32, 72, 105]},
+            ]},
+            {"token": "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8", "logprob": -9.0, "bytes": None},
+        ]
+    }  # fmt: skip
+    gemini_logprobs = {"chosen_candidates": [{"token": "Paris", "token_id": 12, "log_probability": -0.01}]}
+    try:
+        with t.span("probe") as span:
+            span.update(outputs={"logprobs": openai_logprobs, "gemini": gemini_logprobs, "token": "hunter2x"})
+        outputs = memory.events[0]["outputs"]
+        first, leaked = outputs["logprobs"]["content"]
+        assert first["token"] == "Hello" and first["top_logprobs"][0]["token"] == " Hi"
+        assert leaked["token"] == REDACTED  # a GitHub token's shape, whatever the key
+        assert outputs["gemini"]["chosen_candidates"][0]["token"] == "Paris"
+        assert outputs["token"] == REDACTED
+    finally:
+        t.shutdown(1.0)
+
+
 def test_decisions_are_cached_per_key() -> None:
     scrubber = Scrubber()
     assert scrubber.is_secret_key("accessToken") and not scrubber.is_secret_key("max_tokens")
