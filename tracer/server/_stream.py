@@ -1,9 +1,12 @@
 """The viewer's live stream, ``GET /api/stream``: server-sent events from polling the store.
 
 The store is written by other processes (a traced app, the collector), so there is nothing to be
-told: every ``POLL_SECONDS`` the stream reads ``max(seq)`` (one index lookup) and, when it moved,
-what changed. Without a session: ``event: sessions`` with the sessions that gained events (or were
-created or updated) since the last message. With one: ``event: events`` with its new light rows.
+told: every ``POLL_SECONDS`` the stream asks whether anything changed and, when it did, what.
+Without a session: ``event: sessions`` with the sessions that gained events (or were created or
+updated) since the last message; "anything changed" is SQLite's ``data_version`` (bumped by every
+commit of another connection), since finding the sessions updated without new events scans the
+sessions table. With one: ``event: events`` with its new light rows, when ``max(seq)`` (one index
+lookup) moved.
 A ``: keepalive`` comment every ``KEEPALIVE_SECONDS`` keeps proxies from closing an idle stream and
 reveals a client that left (Starlette also cancels the stream when the client disconnects).
 """
@@ -58,15 +61,19 @@ async def _list_messages(request: Request, browser: Browser, after: int) -> Asyn
     cursor = after
     since_ms = time.time_ns() // 1_000_000
     last_sent = time.monotonic()
+    version: int | None = None  # the store's data_version when last read: the same means no commit since
     yield b": stream of session changes\n\n"
     while not await request.is_disconnected():
         polled_ms = time.time_ns() // 1_000_000
-        changed, newest = await run_in_threadpool(browser.changed_sessions, cursor, since_ms)
-        since_ms = polled_ms
-        if changed:
-            yield _message("sessions", {"changed": changed, "max_seq": newest})
-            last_sent = time.monotonic()
-        cursor = newest
+        current = await run_in_threadpool(browser.data_version)
+        if current != version:
+            version = current
+            changed, newest = await run_in_threadpool(browser.changed_sessions, cursor, since_ms)
+            since_ms = polled_ms
+            if changed:
+                yield _message("sessions", {"changed": changed, "max_seq": newest})
+                last_sent = time.monotonic()
+            cursor = newest
         if time.monotonic() - last_sent >= KEEPALIVE_SECONDS:
             yield b": keepalive\n\n"
             last_sent = time.monotonic()

@@ -306,6 +306,12 @@ def max_seq(db: sqlite3.Connection) -> int:
     return int(db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
 
 
+def data_version(db: sqlite3.Connection) -> int:
+    """SQLite's ``PRAGMA data_version``: the same number on this connection until another
+    connection commits a change to the store (no read of any table)."""
+    return int(db.execute("PRAGMA data_version").fetchone()[0])
+
+
 def changed_sessions(
     db: sqlite3.Connection, after: int, updated_since: int | None = None, limit: int = 1000
 ) -> tuple[list[str], int]:
@@ -442,6 +448,9 @@ class Browser:
 
     def max_seq(self) -> int:
         return self.store.snapshot(max_seq)
+
+    def data_version(self) -> int:
+        return self.store.snapshot(data_version)
 
     def changed_sessions(self, after: int, updated_since: int | None = None) -> tuple[list[str], int]:
         return self.store.snapshot(lambda db: changed_sessions(db, after, updated_since))
