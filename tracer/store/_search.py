@@ -338,12 +338,18 @@ class SearchIndex:
         return self.store.snapshot(read)
 
     def _search_scan(self, terms: Sequence[str], limit: int, offset: int) -> SearchPage:
-        """A pass over the events' JSON, newest first: SQL keeps the rows containing every term
-        (``instr`` on the lower-cased text), Python keeps those where each starts a word of a
-        searched field. ``total`` is None: counting would read every row."""
+        """A pass over the events' JSON, newest first: SQL keeps the rows that may hold every term,
+        Python keeps those where each starts a word of a searched field, words folded as FTS5
+        folds them (``_fold``). SQL's ``lower`` folds ASCII only, so its ``instr`` test decides
+        only for text that is all ASCII: a row with any other character (``Café``, ``ÉCOLE``,
+        fullwidth letters) or a ``\\u`` escape (JSON sent to the collector as it was written) goes
+        to Python whatever it holds. ``total`` is None: counting would read every row."""
 
         def read(db: sqlite3.Connection) -> list[dict[str, Any]]:
-            where = " AND ".join("instr(lower(coalesce(current, raw)), ?) > 0" for _ in terms)
+            text = "coalesce(current, raw)"
+            maybe_folded = f"({text} GLOB '*[^ -~]*' OR instr({text}, '\\u') > 0)"
+            every_term = " AND ".join(f"instr(lower({text}), ?) > 0" for _ in terms)
+            where = f"({every_term}) OR {maybe_folded}"
             found: list[dict[str, Any]] = []
             skipped = 0
             cursor = db.execute(
