@@ -163,6 +163,18 @@ def test_thread_pool_and_threads_nest_under_the_submitting_span(rec: Recorder) -
     assert {works[i]["parent_id"] for i in (10, 11)} == {rec.by_name("loop-parent")["event_id"]}
 
 
+def test_submitted_calls_keep_their_own_arguments_named_like_ours(rec: Recorder) -> None:
+    t = rec.tracer
+
+    @t.trace(event_name="keywords")
+    def keywords(fn: int, /, span: int, session: int, **rest: int) -> int:
+        return fn + span + session + sum(rest.values())
+
+    with t.span("parent") as parent, ThreadPoolExecutor(1) as pool:
+        assert pool.submit(keywords, 1, span=2, session=3, fn=4).result() == 10
+    assert rec.by_name("keywords")["parent_id"] == parent.event_id
+
+
 def test_thread_subclass_overriding_run_nests(rec: Recorder) -> None:
     t = rec.tracer
 
