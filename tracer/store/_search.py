@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import logging
 import os
 import re
@@ -28,6 +27,9 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
+
+from .._errors import report_internal_error
+from ._search_cache import index_path, prune, touch
 
 if TYPE_CHECKING:
     from ._store import TraceStore
@@ -41,8 +43,17 @@ ENGINES: Final = ("fts5", "scan")
 FIELDS: Final = ("inputs", "outputs", "error", "metadata", "config", "feedback", "user_properties", "event_name")
 # Characters of context kept around the first match in a snippet.
 _CONTEXT: Final = 60
-# Events read from the store per catch-up transaction (no lock held on the store between them).
+# Events read from the store per catch-up transaction (no lock held on the store between them, nor
+# on the index: a search or close() waits for one page at most).
 _PAGE: Final = 2000
+# A search that finds the index this many pages or fewer behind the store catches it up first and
+# answers from it; further behind, it answers by scan and the catch-up runs on the builder thread.
+# A page is 17-62 ms (200,000 events indexed in 3.5-12.5 s, bench/viewer_api.py), so two pages
+# keep the catch-up well inside the viewer's 300 ms per request (issue 15); a store written at
+# the collector's pace between two searches is usually within it.
+_INLINE_PAGES: Final = 2
+# How long close() waits for the builder thread to finish its page and stop.
+_BUILDER_JOIN_SECONDS: Final = 5.0
 _MAX_TERMS: Final = 8
 # Words as FTS5's unicode61 tokenizer cuts them (letters and digits; "_" separates, so "__pwned"
 # holds the word "pwned"), compared with diacritics removed as it does: the results it finds and
@@ -65,13 +76,6 @@ def fts5_available() -> bool:
     finally:
         db.close()
     return True
-
-
-def index_path(store_path: str) -> str:
-    """Where the FTS5 index of the store at *store_path* lives (see the module's docstring)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    digest = hashlib.sha256(os.path.abspath(store_path).encode("utf-8", "surrogatepass")).hexdigest()[:24]
-    return os.path.join(base, "tracer", "search", f"{digest}.db")
 
 
 def query_terms(text: str) -> list[str]:
@@ -145,6 +149,8 @@ class SearchPage:
     engine: str
     results: list[dict[str, Any]]
     total: int | None
+    # True when the FTS5 index is still being built or caught up: the page was found by scan.
+    indexing: bool = False
 
 
 def _result(event: dict[str, Any], terms: Sequence[str], session_names: dict[str, str]) -> dict[str, Any] | None:
@@ -193,7 +199,13 @@ def _events_after(db: sqlite3.Connection, after: int) -> list[tuple[int, str]]:
 
 class SearchIndex:
     """Search over one store: FTS5 in a side file (``engine == "fts5"``) or a scan of the events'
-    JSON (``"scan"``). Thread-safe; ``close()`` it."""
+    JSON (``"scan"``). Thread-safe; ``warm()`` builds the index in the background; ``close()`` it.
+
+    The index is written a page (``_PAGE`` events) per transaction, ``_lock`` held for one page at
+    a time: the builder thread, a search's catch-up and ``close()`` take turns between pages, and
+    the index's ``state`` row says how far it got, so whoever holds the lock next goes on from
+    there. A search never waits for more than a page: when the index is further behind than
+    ``_INLINE_PAGES``, it answers by scan (``SearchPage.indexing``) while the builder catches up."""
 
     def __init__(self, store: TraceStore, engine: str | None = None, path: str | None = None) -> None:
         self.store = store
@@ -201,68 +213,174 @@ class SearchIndex:
         if self.engine not in ENGINES:
             raise ValueError(f"unknown search engine {self.engine!r}; known: {', '.join(ENGINES)}")
         self.path = path or index_path(store.path)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the index's connection and its writes: held for one page
         self._db: sqlite3.Connection | None = None
+        # The arrival number the index has reached, as last read or committed under _lock (None:
+        # not opened yet); read without the lock to decide whether a search can use the index.
+        self._reached: int | None = None
+        self._stop = threading.Event()
+        self._builder_lock = threading.Lock()  # starting the builder thread
+        self._builder: threading.Thread | None = None
+
+    def warm(self) -> None:
+        """Build or catch up the index on a daemon thread, so that it is ready when searched."""
+        if self.engine != "fts5" or self._stop.is_set():
+            return
+        with self._builder_lock:
+            if self._builder is not None and self._builder.is_alive():
+                return
+            self._builder = threading.Thread(target=self._build, name="tracer-search-index", daemon=True)
+            self._builder.start()
+
+    @property
+    def building(self) -> bool:
+        """Whether the builder thread is running."""
+        builder = self._builder
+        return builder is not None and builder.is_alive()
+
+    def _build(self) -> None:
+        try:
+            self.catch_up()
+        except (sqlite3.Error, OSError) as exc:
+            self._unusable(exc)
+        except Exception as exc:
+            report_internal_error("building the search index", exc)
 
     def close(self) -> None:
+        """Stop the builder (after the page it is writing: the index stays whole) and close."""
+        self._stop.set()
         with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+            self._drop()
+        builder = self._builder
+        if builder is not None and builder is not threading.current_thread():
+            builder.join(_BUILDER_JOIN_SECONDS)
+
+    def _drop(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        self._reached = None
+
+    def _unusable(self, exc: BaseException) -> None:
+        # The index file cannot be written (a read-only cache directory, a full disk): the store
+        # itself is fine, so search it by scanning from now on.
+        logger.warning("tracer: the search index %s is unusable (%s); searching by scan", self.path, exc)
+        self.engine = "scan"
+        with self._lock:
+            self._drop()
 
     # -- the FTS5 side file -----------------------------------------------------------------------
 
     def _index(self) -> sqlite3.Connection:
+        """The index's connection (opened, and the cache directory pruned, the first time); under _lock."""
         if self._db is None:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            if self._stop.is_set():
+                raise sqlite3.ProgrammingError("the search index is closed")
+            directory = os.path.dirname(self.path)
+            os.makedirs(directory, exist_ok=True)
+            prune(directory, keep=self.path)
             db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value) WITHOUT ROWID")
-            # One row per event (rowid = its seq); the text of every searched field.
-            db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS texts USING fts5(body, tokenize = 'unicode61')")
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value) WITHOUT ROWID")
+                # One row per event (rowid = its seq); the text of every searched field.
+                db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS texts USING fts5(body, tokenize = 'unicode61')")
+                # Which store this index is of: pruning deletes it sooner once that store is gone.
+                db.execute("INSERT OR REPLACE INTO state VALUES ('store', ?)", (os.path.abspath(self.store.path),))
+            except BaseException:
+                db.close()
+                raise
+            touch(self.path)
             self._db = db
+            self._reached = int(self._state(db, "seq") or 0)
         return self._db
 
     def _state(self, db: sqlite3.Connection, key: str) -> Any:
         row = db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
 
-    def catch_up(self) -> int:
-        """Index what the store gained since the last call; returns how many events were (re)indexed."""
-        if self.engine != "fts5":
+    def _newest(self) -> tuple[str, int]:
+        """The store's first event id (its identity) and newest arrival number."""
+
+        def read(db: sqlite3.Connection) -> tuple[str, int]:
+            first = db.execute("SELECT event_id FROM events ORDER BY seq LIMIT 1").fetchone()
+            newest = int(db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+            return (first[0] if first else ""), newest
+
+        return self.store.snapshot(read)
+
+    def _stopped(self) -> bool:
+        return self._stop.is_set() or self.engine != "fts5"
+
+    def catch_up(self, pages: int | None = None) -> int:
+        """Index what the store gained since the last call (at most *pages* pages of it; None: all),
+        then the late updates; returns how many events were (re)indexed. Stops between pages once
+        ``close()`` is called."""
+        if self._stopped():
             return 0
         with self._lock:
+            if self._stopped():
+                return 0
             db = self._index()
-            identity = self.store.snapshot(
-                lambda s: s.execute("SELECT event_id FROM events ORDER BY seq LIMIT 1").fetchone()
-            )
-            first = identity[0] if identity else ""
+            # Read under the lock: another catch-up may not move "seq" past this "newest" meanwhile.
+            first, newest = self._newest()
             reached = int(self._state(db, "seq") or 0)
-            newest = self.store.snapshot(
-                lambda s: int(s.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
-            )
             if self._state(db, "first_event") not in (None, first) or newest < reached:
+                # Another store is at this path now: index it from the start.
                 db.execute("BEGIN IMMEDIATE")
                 db.execute("DELETE FROM texts")
-                db.execute("DELETE FROM state")
+                db.execute("DELETE FROM state WHERE key != 'store'")
                 db.execute("COMMIT")
-                reached = 0
-            done = 0
-            while True:
-                rows = self.store.snapshot(functools.partial(_events_after, after=reached))
-                if not rows:
-                    break
-                db.execute("BEGIN IMMEDIATE")
-                db.executemany(
-                    "INSERT OR REPLACE INTO texts(rowid, body) VALUES (?, ?)",
-                    [(seq, "\n".join(t for _, t in field_texts(orjson.loads(text)))) for seq, text in rows],
-                )
-                reached = int(rows[-1][0])
-                db.execute("INSERT OR REPLACE INTO state VALUES ('seq', ?), ('first_event', ?)", (reached, first))
-                db.execute("COMMIT")
-                done += len(rows)
-            done += self._fold_updates(db)
-            return done
+                self._reached = 0
+        done = 0
+        while pages is None or pages > 0:
+            with self._lock:
+                if self._stopped():
+                    return done
+                indexed = self._index_page(self._index(), first)
+            if not indexed:
+                break
+            done += indexed
+            if pages is not None:
+                pages -= 1
+        with self._lock:
+            if self._stopped():
+                return done
+            done += self._fold_updates(self._index())
+        return done
+
+    def _index_page(self, db: sqlite3.Connection, first: str) -> int:
+        """Index the next page of events after the index's ``seq`` (one transaction); under _lock."""
+        reached = int(self._state(db, "seq") or 0)
+        rows = self.store.snapshot(functools.partial(_events_after, after=reached))
+        if not rows:
+            self._reached = reached
+            return 0
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "INSERT OR REPLACE INTO texts(rowid, body) VALUES (?, ?)",
+                [(seq, "\n".join(t for _, t in field_texts(orjson.loads(text)))) for seq, text in rows],
+            )
+            reached = int(rows[-1][0])
+            db.execute("INSERT OR REPLACE INTO state VALUES ('seq', ?), ('first_event', ?)", (reached, first))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        self._reached = reached
+        return len(rows)
+
+    def _behind(self) -> int:
+        """How many events (at most: arrival numbers) the index lacks. Reads the store, not the
+        index, unless the index was never opened: a search does not wait for the builder's page."""
+        reached = self._reached
+        if reached is None:
+            with self._lock:
+                self._index()
+                reached = self._reached or 0
+        return max(0, self._newest()[1] - reached)
 
     def _fold_updates(self, db: sqlite3.Connection) -> int:
         """Re-index the events that late updates (``PUT /events``) changed since the last call."""
@@ -290,26 +408,27 @@ class SearchIndex:
     # -- searching --------------------------------------------------------------------------------
 
     def search(self, text: str, limit: int, offset: int) -> SearchPage:
-        """Events where every word of *text* occurs (as a word's start), newest first."""
+        """Events where every word of *text* occurs (as a word's start), newest first. From the
+        FTS5 index when it is (nearly) up to date; by scan, ``indexing`` set, while it is built."""
         terms = query_terms(text)
         if not terms:
             return SearchPage(self.engine, [], 0)
-        if self.engine == "fts5":
+        if self.engine == "fts5" and not self._stop.is_set():
             try:
-                self.catch_up()
+                if self._behind() > _INLINE_PAGES * _PAGE:
+                    self.warm()
+                    return dataclasses.replace(self._search_scan(terms, limit, offset), indexing=True)
+                self.catch_up(pages=_INLINE_PAGES + 1)
                 return self._search_fts(terms, limit, offset)
             except (sqlite3.Error, OSError) as exc:
-                # The index file cannot be written (a read-only cache directory, a full disk): the
-                # store itself is fine, so search it by scanning from now on.
-                logger.warning("tracer: the search index %s is unusable (%s); searching by scan", self.path, exc)
-                self.close()
-                self.engine = "scan"
+                self._unusable(exc)
         return self._search_scan(terms, limit, offset)
 
     def _search_fts(self, terms: Sequence[str], limit: int, offset: int) -> SearchPage:
         match = " AND ".join('"' + term.replace('"', '""') + '"*' for term in terms)
         with self._lock:
             db = self._index()
+            touch(self.path)
             total = int(db.execute("SELECT count(*) FROM texts WHERE texts MATCH ?", (match,)).fetchone()[0])
             seqs = [
                 int(row[0])

@@ -277,7 +277,8 @@ export function renderSearch(root, app, text) {
     for (const r of data.results) results.appendChild(searchResult(r));
     offset += data.results.length;
     const shown = results.children.length;
-    const engine = data.engine === "fts5" ? "full-text index" : "scan";
+    // While the full-text index is being built, the server answers by scan and says so.
+    const engine = data.engine === "fts5" ? "full-text index" : data.indexing ? "scan, indexing…" : "scan";
     if (shown === 0) status.textContent = `No event matches (${engine}).`;
     else if (data.total === null || data.total === undefined) status.textContent = `${fmtInt(shown)} matching events (${engine})`;
     else status.textContent = `${fmtInt(shown)} of ${fmtInt(data.total)} matching events (${engine})`;
