@@ -20,8 +20,7 @@ from tracer import Tracer
 from tracer.server._ui import create_viewer_app
 from tracer.server._viewer import Viewer
 from tracer.server._viewer_auth import ViewerAuth
-from tracer.store import TraceStore
-from tracer.store import _search, _search_cache
+from tracer.store import TraceStore, _search, _search_cache
 from tracer.store._search import SearchIndex, fts5_available
 from tracer.store._search_cache import STORE_GONE_UNUSED_FOR, UNUSED_FOR, index_path, prune, recorded_store
 
