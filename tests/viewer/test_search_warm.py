@@ -152,7 +152,7 @@ def test_close_during_the_build_returns_at_once_and_leaves_the_index_whole(
     index = SearchIndex(store, "fts5", path)
     index.warm()
     deadline = time.monotonic() + 10
-    while (index._reached or 0) < 3 * PAGE and time.monotonic() < deadline:
+    while (index._progress.seq if index._progress else 0) < 3 * PAGE and time.monotonic() < deadline:
         time.sleep(0.005)
     began = time.monotonic()
     index.close()
@@ -169,6 +169,68 @@ def test_close_during_the_build_returns_at_once_and_leaves_the_index_whole(
         assert _index_state(path)[:2] == (EVENTS, EVENTS)
     finally:
         again.close()
+
+
+def _wait_built(index: SearchIndex) -> None:
+    deadline = time.monotonic() + 20
+    while index.building and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not index.building
+
+
+def test_late_updates_are_folded_in_pages_and_count_as_behind(
+    store_path: Path, tmp_path: Path, small_pages: None
+) -> None:
+    """``PUT /events`` updates written after the build: a few are folded in by the search itself;
+    more than _INLINE_PAGES pages of them are the builder's, the search answering by scan."""
+    live = tmp_path / "live.db"
+    live.write_bytes(store_path.read_bytes())
+    with TraceStore(str(live)) as writer, TraceStore(str(live), read_only=True) as reader:
+        ids = writer.snapshot(lambda db: [row[0] for row in db.execute("SELECT event_id FROM events ORDER BY seq")])
+        index = SearchIndex(reader, "fts5", str(tmp_path / "index.db"))
+        try:
+            index.catch_up()
+            writer.write(updates=[{"event_id": ids[n], "outputs": {"answer": "a walrus"}} for n in range(8)])
+            page = index.search("walrus", 50, 0)
+            assert page.engine == "fts5" and not page.indexing and page.total == 8
+            writer.write(updates=[{"event_id": ids[n], "outputs": {"answer": "a walrus"}} for n in range(8, 38)])
+            page = index.search("walrus", 50, 0)
+            assert page.engine == "scan" and page.indexing and len(page.results) == 38
+            _wait_built(index)
+            page = index.search("walrus", 50, 0)
+            assert page.engine == "fts5" and not page.indexing and page.total == 38
+        finally:
+            index.close()
+
+
+def test_a_replaced_store_is_reindexed_in_the_background(store_path: Path, tmp_path: Path, small_pages: None) -> None:
+    """Another store at the same path (the index's first event differs): a search answers by
+    scan from the new store while the index is rebuilt, then from the index, without the old
+    store's events."""
+    live = tmp_path / "live.db"
+    live.write_bytes(store_path.read_bytes())
+    index_file = str(tmp_path / "index.db")
+    with TraceStore(str(live), read_only=True) as reader:
+        index = SearchIndex(reader, "fts5", index_file)
+        index.catch_up()
+        index.close()
+    live.unlink()
+    other = Tracer(store=str(live), session_name="other")
+    for number in range(EVENTS + 5):
+        with other.span(f"other-{number}", inputs={"question": f"a zebra crossing (#{number})"}):
+            pass
+    other.shutdown(10)
+    with TraceStore(str(live), read_only=True) as reader:
+        index = SearchIndex(reader, "fts5", index_file)
+        try:
+            page = index.search("zebra", 50, 0)
+            assert page.engine == "scan" and page.indexing and len(page.results) == 50
+            _wait_built(index)
+            page = index.search("zebra", 50, 0)
+            assert page.engine == "fts5" and page.total == EVENTS + 5
+            assert index.search("refund", 50, 0).total == 0
+        finally:
+            index.close()
 
 
 def test_tracer_ui_builds_the_index_at_start(store_path: Path, start_ui: Any, tmp_path: Path) -> None:

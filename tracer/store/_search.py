@@ -24,7 +24,7 @@ import sqlite3
 import threading
 import unicodedata
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import orjson
 
@@ -197,6 +197,21 @@ def _events_after(db: sqlite3.Connection, after: int) -> list[tuple[int, str]]:
     ).fetchall()
 
 
+class _Progress(NamedTuple):
+    """How far an index got, or where a store is: the store's first event id (its identity; None
+    for an index that has indexed nothing), its arrival number (``seq``) and its late updates'."""
+
+    first_event: str | None
+    seq: int
+    update_seq: int
+
+
+def _replaced(store: _Progress, index: _Progress | None) -> bool:
+    """Whether another store is at the path the index was built from (its first event differs, or
+    it has fewer events): the index must be rebuilt from the start."""
+    return index is not None and (index.first_event not in (None, store.first_event) or store.seq < index.seq)
+
+
 class SearchIndex:
     """Search over one store: FTS5 in a side file (``engine == "fts5"``) or a scan of the events'
     JSON (``"scan"``). Thread-safe; ``warm()`` builds the index in the background; ``close()`` it.
@@ -215,9 +230,9 @@ class SearchIndex:
         self.path = path or index_path(store.path)
         self._lock = threading.Lock()  # the index's connection and its writes: held for one page
         self._db: sqlite3.Connection | None = None
-        # The arrival number the index has reached, as last read or committed under _lock (None:
-        # not opened yet); read without the lock to decide whether a search can use the index.
-        self._reached: int | None = None
+        # How far the index got, as last read or committed under _lock (None: not opened yet); read
+        # without the lock to decide whether a search can use the index.
+        self._progress: _Progress | None = None
         self._stop = threading.Event()
         self._builder_lock = threading.Lock()  # starting the builder thread
         self._builder: threading.Thread | None = None
@@ -259,7 +274,7 @@ class SearchIndex:
         if self._db is not None:
             self._db.close()
             self._db = None
-        self._reached = None
+        self._progress = None
 
     def _unusable(self, exc: BaseException) -> None:
         # The index file cannot be written (a read-only cache directory, a full disk): the store
@@ -292,20 +307,32 @@ class SearchIndex:
                 raise
             touch(self.path)
             self._db = db
-            self._reached = int(self._state(db, "seq") or 0)
+            self._remember(db)
         return self._db
+
+    def _remember(self, db: sqlite3.Connection) -> None:
+        """Keep the index's progress (its ``state``) where a search reads it without the lock; under _lock."""
+        first = self._state(db, "first_event")
+        self._progress = _Progress(
+            None if first is None else str(first),
+            int(self._state(db, "seq") or 0),
+            int(self._state(db, "update_seq") or 0),
+        )
 
     def _state(self, db: sqlite3.Connection, key: str) -> Any:
         row = db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
 
-    def _newest(self) -> tuple[str, int]:
-        """The store's first event id (its identity) and newest arrival number."""
+    def _newest(self) -> _Progress:
+        """Where the store is: its first event id (its identity), newest arrival number and newest
+        late update that was applied (or given up on: ``applied != 0``)."""
 
-        def read(db: sqlite3.Connection) -> tuple[str, int]:
+        def read(db: sqlite3.Connection) -> _Progress:
             first = db.execute("SELECT event_id FROM events ORDER BY seq LIMIT 1").fetchone()
             newest = int(db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
-            return (first[0] if first else ""), newest
+            # Backwards along the primary key: it stops at the newest row that is not pending.
+            update = db.execute("SELECT seq FROM updates WHERE applied != 0 ORDER BY seq DESC LIMIT 1").fetchone()
+            return _Progress(first[0] if first else "", newest, int(update[0]) if update else 0)
 
         return self.store.snapshot(read)
 
@@ -322,16 +349,17 @@ class SearchIndex:
             if self._stopped():
                 return 0
             db = self._index()
+            self._remember(db)  # another viewer of the same store may have moved it
             # Read under the lock: another catch-up may not move "seq" past this "newest" meanwhile.
-            first, newest = self._newest()
-            reached = int(self._state(db, "seq") or 0)
-            if self._state(db, "first_event") not in (None, first) or newest < reached:
+            store = self._newest()
+            first = store.first_event or ""
+            if _replaced(store, self._progress):
                 # Another store is at this path now: index it from the start.
                 db.execute("BEGIN IMMEDIATE")
                 db.execute("DELETE FROM texts")
                 db.execute("DELETE FROM state WHERE key != 'store'")
                 db.execute("COMMIT")
-                self._reached = 0
+                self._remember(db)
         done = 0
         while pages is None or pages > 0:
             with self._lock:
@@ -343,10 +371,14 @@ class SearchIndex:
             done += indexed
             if pages is not None:
                 pages -= 1
-        with self._lock:
-            if self._stopped():
-                return done
-            done += self._fold_updates(self._index())
+        while True:
+            with self._lock:
+                if self._stopped():
+                    return done
+                folded = self._fold_update_page(self._index())
+            if folded is None:
+                break
+            done += folded
         return done
 
     def _index_page(self, db: sqlite3.Connection, first: str) -> int:
@@ -354,7 +386,6 @@ class SearchIndex:
         reached = int(self._state(db, "seq") or 0)
         rows = self.store.snapshot(functools.partial(_events_after, after=reached))
         if not rows:
-            self._reached = reached
             return 0
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -369,41 +400,52 @@ class SearchIndex:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-        self._reached = reached
+        self._remember(db)
         return len(rows)
 
     def _behind(self) -> int:
         """How many events (at most: arrival numbers) the index lacks. Reads the store, not the
         index, unless the index was never opened: a search does not wait for the builder's page."""
-        reached = self._reached
-        if reached is None:
+        progress = self._progress
+        if progress is None:
             with self._lock:
                 self._index()
-                reached = self._reached or 0
-        return max(0, self._newest()[1] - reached)
+                progress = self._progress
+        store = self._newest()
+        if progress is None or _replaced(store, progress):
+            return store.seq
+        return max(0, store.seq - progress.seq) + max(0, store.update_seq - progress.update_seq)
 
-    def _fold_updates(self, db: sqlite3.Connection) -> int:
-        """Re-index the events that late updates (``PUT /events``) changed since the last call."""
+    def _fold_update_page(self, db: sqlite3.Connection) -> int | None:
+        """Re-index the events that the next page of late updates (``PUT /events``) changed, one
+        transaction; how many (None: no update left); under _lock. Updates still pending
+        (``applied = 0``) are passed when a later one was applied, as before."""
         after = int(self._state(db, "update_seq") or 0)
         rows = self.store.snapshot(
             lambda s: s.execute(
-                "SELECT u.seq, e.seq, coalesce(e.current, e.raw) FROM updates AS u "
-                "JOIN events AS e ON e.event_id = u.event_id WHERE u.seq > ? AND u.applied = 1 ORDER BY u.seq",
-                (after,),
+                "SELECT u.seq, u.applied, e.seq, coalesce(e.current, e.raw) FROM updates AS u "
+                "LEFT JOIN events AS e ON e.event_id = u.event_id "
+                "WHERE u.seq > ? AND u.applied != 0 ORDER BY u.seq LIMIT ?",
+                (after, _PAGE),
             ).fetchall()
         )
-        last = self.store.snapshot(
-            lambda s: int(s.execute("SELECT coalesce(max(seq), 0) FROM updates WHERE applied != 0").fetchone()[0])
-        )
+        if not rows:
+            return None
+        changed = [(seq, text) for _, applied, seq, text in rows if applied == 1 and seq is not None]
         db.execute("BEGIN IMMEDIATE")
-        for _, seq, text in rows:
-            db.execute(
+        try:
+            db.executemany(
                 "INSERT OR REPLACE INTO texts(rowid, body) VALUES (?, ?)",
-                (seq, "\n".join(t for _, t in field_texts(orjson.loads(text)))),
+                [(seq, "\n".join(t for _, t in field_texts(orjson.loads(text)))) for seq, text in changed],
             )
-        db.execute("INSERT OR REPLACE INTO state VALUES ('update_seq', ?)", (max(last, after),))
-        db.execute("COMMIT")
-        return len(rows)
+            db.execute("INSERT OR REPLACE INTO state VALUES ('update_seq', ?)", (int(rows[-1][0]),))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        self._remember(db)
+        return len(changed)
 
     # -- searching --------------------------------------------------------------------------------
 
