@@ -28,6 +28,11 @@ def test_the_collector_serves_the_viewer_and_streams_what_it_receives(
             assert anonymous.get("/health").json()["status"] == "ok"  # liveness needs no key, as before
             assert anonymous.get("/").status_code == 401  # the viewer's page: the key is its token
             assert _get(anonymous, "/api/sessions", 401) == {"error": "token required"}
+        # The viewer starts its search index at once, before any search (its file in the cache).
+        deadline = time.monotonic() + 10
+        while not list((tmp_path / "cache" / "tracer" / "search").glob("*.db")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert list((tmp_path / "cache" / "tracer" / "search").glob("*.db"))
         with httpx.Client(base_url=server.url, timeout=20, headers=AUTH) as client:
             page = client.get("/")
             assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
