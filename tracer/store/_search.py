@@ -6,8 +6,10 @@ under the user's cache directory (``$XDG_CACHE_HOME/tracer/search/``, else ``~/.
 by a hash of the store's path. Not beside the store: the read side never adds files next to what it
 is pointed at (a store in a read-only directory works too), and a cache is where derived,
 deletable data belongs. The index remembers the arrival number (``seq``) it has reached and the
-update number of the last late update it folded in, and catches up incrementally before each search;
-a store that was replaced (its first event differs, or it has fewer events) is re-indexed whole.
+update number of the last late update it folded in, and catches up incrementally: on a background
+thread from the viewer's start (``warm()``), and before a search when only a little is missing (a
+search answers by scan while more is); a store that was replaced (its first event differs, or it
+has fewer events) is re-indexed whole. ``_search_cache`` prunes the indexes nobody uses.
 
 Results come back as segments ``{"text", "match"}`` so that the page highlights with
 ``textContent`` and the API never returns markup.
@@ -49,8 +51,8 @@ _PAGE: Final = 2000
 # A search that finds the index this many pages or fewer behind the store catches it up first and
 # answers from it; further behind, it answers by scan and the catch-up runs on the builder thread.
 # A page is 17-62 ms (200,000 events indexed in 3.5-12.5 s, bench/viewer_api.py), so two pages
-# keep the catch-up well inside the viewer's 300 ms per request (issue 15); a store written at
-# the collector's pace between two searches is usually within it.
+# keep the catch-up well inside the viewer's 300 ms per request (issue 15), and 4,000 events is
+# what an app writing 1,000 events/s adds between two searches 4 s apart.
 _INLINE_PAGES: Final = 2
 # How long close() waits for the builder thread to finish its page and stop.
 _BUILDER_JOIN_SECONDS: Final = 5.0
