@@ -156,7 +156,9 @@ def test_close_during_the_build_returns_at_once_and_leaves_the_index_whole(
         time.sleep(0.005)
     began = time.monotonic()
     index.close()
-    assert time.monotonic() - began < 1.0
+    # One page and a join, not the rest of the build; the bound is loose for a loaded CI machine
+    # (what shows the build stopped is the index's state below).
+    assert time.monotonic() - began < 5.0
     assert not index.building
     reached, rows, top = _index_state(path)
     assert 3 * PAGE <= reached < EVENTS, "the build should have stopped part way"
