@@ -89,6 +89,12 @@ _TOKEN_NOT_SECRET: Final = frozenset(
     }
 )  # fmt: skip
 
+# 'token' followed by one of these names the probabilities of text tokens
+# (``token_logprobs``: OpenAI's and vLLM's completions logprobs; ``token_probs``, ``token_scores``).
+_TOKEN_PROBABILITY_AFTER: Final = frozenset(
+    {"logprobs", "logprob", "probs", "prob", "probability", "probabilities", "score", "scores"}
+)
+
 # Beside one of these, 'token' is a piece of model output (see Scrubber.is_secret_entry).
 _LOGPROB_KEYS: Final = ("logprob", "log_probability", "logProbability")
 
@@ -171,7 +177,7 @@ def _names_secret(words: Sequence[str]) -> bool:
         if word == "token" and before not in _TOKEN_NOT_SECRET:
             after = words[index + 1] if index < last else ""
             # 'tokenS', 'tokenIzer' read lower-cased (as the pre-filter does) are 'tokens', 'tokenizer'
-            if after != "s" and not after.startswith("iz"):
+            if after != "s" and not after.startswith("iz") and after not in _TOKEN_PROBABILITY_AFTER:
                 return True
         if word == "key" and before in _KEY_MODIFIERS:
             return True

@@ -28,6 +28,7 @@ SECRET_KEYS = [
     "AccountKey", "session_key", "signing_key", "Authorization", "proxy-authorization", "auth", "auth_header",
     "cookie", "Cookie", "Set-Cookie", "cookies", "credentials", "creds", "sig", "signature", "jwt",
     "secret_id", "password_hash", "passwordHash", "new_password", "Ocp-Apim-Subscription-Key",
+    "token_str",
 ]  # fmt: skip
 
 NOT_SECRET_KEYS = [
@@ -37,6 +38,7 @@ NOT_SECRET_KEYS = [
     "cache_key", "public_key", "author", "authentication", "auth_type", "auth_url", "pass@1", "first_pass",
     "pass_rate", "bypass", "compass", "session_id", "api_key_id", "signature_version", "is_secret",
     "database_url", "DATABASE_URL", "dsn", "connection_string", "PWD", "tokenizer", "user", "",
+    "token_logprobs", "tokenLogprobs", "token_probs",
 ]  # fmt: skip
 
 
