@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.metadata
 import importlib.util
 import sys
 import threading
@@ -128,6 +129,29 @@ def check_available() -> None:
         found = False
     if not found:
         raise ConfigError(f"setting 'otel_bridge' needs OpenTelemetry's SDK, which is not installed: {_EXTRA_HINT}")
+    # Following OpenTelemetry's current span means wrapping its runtime context, which its API
+    # keeps in two private module attributes: an opentelemetry-api without them is one this bridge
+    # does not know, which init() says rather than failing midway.
+    missing = [
+        f"{module}.{name}"
+        for module, name in (
+            ("opentelemetry.context", "_RUNTIME_CONTEXT"),
+            ("opentelemetry.trace.propagation", "_SPAN_KEY"),
+        )
+        if not hasattr(importlib.import_module(module), name)
+    ]
+    if missing:
+        raise ConfigError(
+            f"setting 'otel_bridge' does not support the installed opentelemetry-api "
+            f"({_api_version()}): it has no {', '.join(missing)}"
+        )
+
+
+def _api_version() -> str:
+    try:
+        return importlib.metadata.version("opentelemetry-api")
+    except importlib.metadata.PackageNotFoundError:
+        return "version unknown"
 
 
 def is_enabled() -> bool:

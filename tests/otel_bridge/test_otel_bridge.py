@@ -231,3 +231,13 @@ def test_asking_for_it_without_the_extra_is_a_config_error(monkeypatch: pytest.M
     monkeypatch.setenv("TRACER_OTEL_BRIDGE", "yes")
     with pytest.raises(tracer.ConfigError, match="otel_bridge"):
         tracer.Tracer(exporter=tracer.exporters.InMemoryExporter())
+
+
+def test_an_opentelemetry_api_without_the_runtime_context_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A future opentelemetry-api that keeps its runtime context elsewhere: said at init, naming the
+    # setting and what is missing (before: one internal-error log line, and no bridge).
+    import opentelemetry.context
+
+    monkeypatch.delattr(opentelemetry.context, "_RUNTIME_CONTEXT")
+    with pytest.raises(tracer.ConfigError, match=r"'otel_bridge'.*opentelemetry-api.*_RUNTIME_CONTEXT"):
+        tracer.Tracer(otel_bridge=True, exporter=tracer.exporters.InMemoryExporter())
