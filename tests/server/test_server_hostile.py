@@ -322,3 +322,35 @@ def test_inflating_is_capped_in_cpu_time(monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(_body.ApiError) as refused:
         _body.decompress(data, "gzip", 1_000_000)
     assert refused.value.status == 413 and "too long to decompress" in refused.value.message
+
+
+def test_the_connection_guard_knows_the_installed_uvicorn() -> None:
+    # The guard reads uvicorn's private protocol attributes: a uvicorn release that renames them
+    # fails here (CI installs the newest), while users of it get the fallback below.
+    from tracer.server._protocol import guarded_protocol, knows_uvicorn
+
+    assert knows_uvicorn()
+    assert not isinstance(guarded_protocol(10, 1.0), str)
+
+
+def test_a_uvicorn_the_guard_does_not_know_is_served_without_it(caplog: pytest.LogCaptureFixture) -> None:
+    from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
+
+    from tracer.server import _protocol
+
+    class Renamed(H11Protocol):  # as if a release kept the request cycle under another name
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.current_cycle = None
+
+    class NoInit(H11Protocol):  # no __init__ of its own to read
+        pass
+
+    assert not _protocol.knows_uvicorn(Renamed, RequestResponseCycle)
+    assert not _protocol.knows_uvicorn(NoInit, RequestResponseCycle)
+    assert not _protocol.knows_uvicorn(H11Protocol, Renamed)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_protocol, "knows_uvicorn", lambda: False)
+        with caplog.at_level("WARNING", logger="tracer"):
+            assert _protocol.guarded_protocol(10, 1.0) == "h11"  # uvicorn's own protocol
+    assert "without its header timeout" in caplog.text

@@ -15,16 +15,47 @@ fail under a 256-descriptor limit. Here:
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from typing import Any
+from typing import Any, Final
 
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
 
-__all__ = ["guarded_protocol"]
+__all__ = ["guarded_protocol", "knows_uvicorn"]
+
+logger = logging.getLogger("tracer")
+
+# What the guard reads of uvicorn's h11 protocol and of its request cycle: private attributes, so
+# a uvicorn release may rename them. Looked for in the code that sets them (their __init__).
+_PROTOCOL_ATTRIBUTES: Final = frozenset({"cycle", "connections", "loop", "transport"})
+_CYCLE_ATTRIBUTES: Final = frozenset({"response_complete", "more_body", "response_started"})
+_PROTOCOL_METHODS: Final = ("connection_made", "data_received", "on_response_complete", "connection_lost")
 
 
-def guarded_protocol(max_connections: int, header_timeout: float) -> type[asyncio.Protocol]:
-    """An h11 protocol class for ``uvicorn.Config(http=...)`` with these limits."""
+def knows_uvicorn(protocol: type = H11Protocol, cycle: type = RequestResponseCycle) -> bool:
+    """Whether *protocol* (uvicorn's h11 protocol) still has what the guard reads and overrides."""
+    try:
+        protocol_names = set(vars(protocol)["__init__"].__code__.co_names)
+        cycle_names = set(vars(cycle)["__init__"].__code__.co_names)
+    except (KeyError, AttributeError):  # no __init__ of its own, or one that is not plain Python code
+        return False
+    return (
+        protocol_names >= _PROTOCOL_ATTRIBUTES
+        and cycle_names >= _CYCLE_ATTRIBUTES
+        and all(callable(getattr(protocol, name, None)) for name in _PROTOCOL_METHODS)
+    )
+
+
+def guarded_protocol(max_connections: int, header_timeout: float) -> type[asyncio.Protocol] | str:
+    """An h11 protocol class for ``uvicorn.Config(http=...)`` with these limits; uvicorn's own
+    ``"h11"`` (no limits, a warning) when the installed uvicorn is not one the guard knows: a
+    collector without them beats one whose every connection fails."""
+    if not knows_uvicorn():
+        logger.warning(
+            "tracer: this uvicorn's h11 protocol is not the one the collector's connection guard "
+            "knows; serving without its header timeout and connection cap"
+        )
+        return "h11"
 
     class GuardedH11Protocol(H11Protocol):
         _last_heard = 0.0
