@@ -389,21 +389,24 @@ class SearchIndex:
         rows = self.store.snapshot(functools.partial(_events_after, after=reached))
         if not rows:
             return 0
+        self._write_texts(db, rows, {"seq": int(rows[-1][0]), "first_event": first})
+        return len(rows)
+
+    def _write_texts(self, db: sqlite3.Connection, rows: Sequence[tuple[int, str]], state: dict[str, Any]) -> None:
+        """Index *rows* (``(seq, event JSON)``) and record *state*, in one transaction; under _lock."""
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany(
                 "INSERT OR REPLACE INTO texts(rowid, body) VALUES (?, ?)",
                 [(seq, "\n".join(t for _, t in field_texts(orjson.loads(text)))) for seq, text in rows],
             )
-            reached = int(rows[-1][0])
-            db.execute("INSERT OR REPLACE INTO state VALUES ('seq', ?), ('first_event', ?)", (reached, first))
+            db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", state.items())
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
         self._remember(db)
-        return len(rows)
 
     def _behind(self) -> int:
         """How many events (at most: arrival numbers) the index lacks. Reads the store, not the
@@ -434,19 +437,7 @@ class SearchIndex:
         if not rows:
             return None
         changed = [(seq, text) for _, applied, seq, text in rows if applied == 1 and seq is not None]
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.executemany(
-                "INSERT OR REPLACE INTO texts(rowid, body) VALUES (?, ?)",
-                [(seq, "\n".join(t for _, t in field_texts(orjson.loads(text)))) for seq, text in changed],
-            )
-            db.execute("INSERT OR REPLACE INTO state VALUES ('update_seq', ?)", (int(rows[-1][0]),))
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        self._remember(db)
+        self._write_texts(db, changed, {"update_seq": int(rows[-1][0])})
         return len(changed)
 
     # -- searching --------------------------------------------------------------------------------
