@@ -25,34 +25,33 @@ def store(tmp_path: Path) -> Iterator[TraceStore]:
         yield opened
 
 
-@pytest.mark.parametrize("engine", ["fts5", "scan"])
-def test_a_word_after_underscores_is_found_and_highlighted(store: TraceStore, tmp_path: Path, engine: str) -> None:
-    if engine == "fts5" and not fts5_available():
+@pytest.fixture(params=["fts5", "scan"])
+def index(request: pytest.FixtureRequest, store: TraceStore, tmp_path: Path) -> Iterator[SearchIndex]:
+    """Each engine over the store (the scan runs also where SQLite has no FTS5)."""
+    if request.param == "fts5" and not fts5_available():
         pytest.skip("this Python's SQLite has no FTS5")
-    index = SearchIndex(store, engine, str(tmp_path / "index.db"))
+    opened = SearchIndex(store, request.param, str(tmp_path / "index.db"))
     try:
-        page = index.search("pwned", 10, 0)
-        assert page.engine == engine
-        assert [result["event_name"] for result in page.results] == ["render"]
+        yield opened
+    finally:
+        opened.close()
+
+
+def test_a_word_after_underscores_is_found_and_highlighted(index: SearchIndex) -> None:
+    engine = index.engine
+    page = index.search("pwned", 10, 0)
+    assert page.engine == engine
+    assert [result["event_name"] for result in page.results] == ["render"]
+    assert page.total in (1, None)
+    marked = [segment["text"] for segment in page.results[0]["snippet"] if segment["match"]]
+    assert marked == ["pwned"]
+
+
+def test_accents_are_ignored_as_fts5_ignores_them(index: SearchIndex) -> None:
+    # The scan (no FTS5, or while the index is built) finds what the index finds.
+    for query in ("cafe creme", "CAFÉ", "PLAIT"):
+        page = index.search(query, 10, 0)
+        assert [result["event_name"] for result in page.results] == ["order"], query
         assert page.total in (1, None)
         marked = [segment["text"] for segment in page.results[0]["snippet"] if segment["match"]]
-        assert marked == ["pwned"]
-    finally:
-        index.close()
-
-
-@pytest.mark.parametrize("engine", ["fts5", "scan"])
-def test_accents_are_ignored_as_fts5_ignores_them(store: TraceStore, tmp_path: Path, engine: str) -> None:
-    # The scan (no FTS5, or while the index is built) finds what the index finds.
-    if engine == "fts5" and not fts5_available():
-        pytest.skip("this Python's SQLite has no FTS5")
-    index = SearchIndex(store, engine, str(tmp_path / "index.db"))
-    try:
-        for query in ("cafe creme", "CAFÉ", "PLAIT"):
-            page = index.search(query, 10, 0)
-            assert [result["event_name"] for result in page.results] == ["order"], query
-            assert page.total in (1, None)
-            marked = [segment["text"] for segment in page.results[0]["snippet"] if segment["match"]]
-            assert marked[0] == {"PLAIT": "plaît"}.get(query, "Café")
-    finally:
-        index.close()
+        assert marked[0] == {"PLAIT": "plaît"}.get(query, "Café")
