@@ -573,13 +573,28 @@ class Scrubber:
         return cached
 
     def is_secret_entry(self, key: str, mapping: Mapping[str, Any]) -> bool:
-        """``is_secret_key`` for *key* in *mapping*: the same, except a log-probability entry's
-        ``token`` (OpenAI's and vLLM's ``{"token", "logprob", "bytes"}``, Gemini's ``{"token",
-        "log_probability"}``), which is the text the model produced, not a credential (its value
-        is still scanned for secret shapes like any text)."""
+        """``is_secret_key`` for *key* in *mapping*: the same, except where ``token`` is a piece of
+        the model's vocabulary, not a credential (its value is still walked and scanned for secret
+        shapes like any other):
+
+        - beside a log probability: OpenAI's and vLLM's ``{"token", "logprob", "bytes"}``,
+          Gemini's ``{"token", "log_probability"}``;
+        - holding a token entry with a log probability: Hugging Face text generation's streamed
+          ``{"index", "token": {"id", "text", "logprob", "special"}, …}``;
+        - holding a plain integer (a vocabulary id, never a credential): Hugging Face fill-mask's
+          ``{"score", "sequence", "token": 2201, "token_str": "paris"}``, whose ``token_str``
+          beside such a ``token`` is the token's text.
+        """
         if not self.is_secret_key(key):
             return False
-        return not (key == "token" and any(name in mapping for name in _LOGPROB_KEYS))
+        if key == "token_str":
+            return type(mapping.get("token")) is not int
+        if key != "token":
+            return True
+        value = mapping[key]
+        if type(value) is int or any(name in mapping for name in _LOGPROB_KEYS):
+            return False
+        return not (isinstance(value, Mapping) and any(name in value for name in _LOGPROB_KEYS))
 
     def _decide(self, key: str) -> bool:
         words = key_words(key)

@@ -98,6 +98,44 @@ def test_log_probability_tokens_are_model_output_not_credentials() -> None:
         t.shutdown(1.0)
 
 
+def test_hugging_face_token_outputs_are_model_output_not_credentials() -> None:
+    # huggingface_hub's text_generation(stream=True, details=True) items and fill_mask results
+    # (the fields of its TextGenerationStreamOutput and FillMaskOutputElement): the token is the
+    # model's vocabulary. A 'token' holding a string with none of that beside it stays a secret,
+    # and a token's text is still scanned for secret shapes.
+    memory = InMemoryExporter()
+    t = Tracer(exporter=memory, batch=False)
+    streamed = {
+        "index": 3,
+        "token": {"id": 3681, "text": " Paris", "logprob": -0.02, "special": False},
+        "generated_text": None,
+        "details": None,
+        "top_tokens": None,
+    }
+    leaked = {"index": 4, "token": {"id": 1, "text": "sk-ant-api03-" + "Ab1Cd2Ef3Gh4" * 8 + "AA", "logprob": -3.0}}
+    filled = [
+        {"score": 0.91, "sequence": "the capital is paris.", "token": 2201, "token_str": "paris"},
+        {"score": 0.02, "sequence": "the capital is lyon.", "token": 5523, "token_str": "lyon"},
+    ]
+    try:
+        with t.span("probe") as span:
+            span.update(
+                outputs={"stream": [streamed, leaked], "fill_mask": filled},
+                config={"token": "hunter2-but-longer", "token_str": "hunter2-again"},
+            )
+        event = memory.events[0]
+        first, second = event["outputs"]["stream"]
+        assert first["token"] == {"id": 3681, "text": " Paris", "logprob": -0.02, "special": False}
+        assert second["token"]["text"] == REDACTED and second["token"]["id"] == 1
+        assert [(row["token"], row["token_str"]) for row in event["outputs"]["fill_mask"]] == [
+            (2201, "paris"),
+            (5523, "lyon"),
+        ]
+        assert event["config"] == {"token": REDACTED, "token_str": REDACTED}
+    finally:
+        t.shutdown(1.0)
+
+
 def test_decisions_are_cached_per_key() -> None:
     scrubber = Scrubber()
     assert scrubber.is_secret_key("accessToken") and not scrubber.is_secret_key("max_tokens")
