@@ -172,7 +172,8 @@ def session(
 
 
 def inject(headers: Headers) -> Headers:
-    """Write the current span's W3C ``traceparent``/``tracestate``/``baggage`` into *headers*; returns it."""
+    """Write the current span's (else session's) W3C ``traceparent``/``tracestate``/``baggage`` into
+    *headers*; returns it."""
     return _inject(headers)
 
 

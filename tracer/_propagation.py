@@ -35,16 +35,18 @@ from ._errors import logger
 from ._ids import format_id
 from ._otlp_mapping import event_id_for, trace_id_for
 from ._scopes import AlsoAsync
-from ._span import Recorder, Session, Span, current_session_var, current_span_var
+from ._span import Recorder, RemoteParent, Session, Span, current_session_var, current_span_var
 
 __all__ = [
     "Headers",
     "RemoteParent",
     "RemoteSpan",
     "TraceScope",
+    "current_headers",
     "inject",
     "parse_headers",
     "remote_of",
+    "session_headers",
     "trace_headers",
 ]
 
@@ -83,26 +85,6 @@ _ALL_ZERO_TRACE: Final = "0" * 32
 _ALL_ZERO_SPAN: Final = "0" * 16
 
 
-class RemoteParent:
-    """A continued trace: the caller's ids and the headers to pass on."""
-
-    __slots__ = ("baggage_rest", "event_id", "span_id", "trace_id", "tracestate_rest")
-
-    def __init__(
-        self,
-        trace_id: str,
-        span_id: str,
-        event_id: str,
-        tracestate_rest: list[str],
-        baggage_rest: list[str],
-    ) -> None:
-        self.trace_id = trace_id
-        self.span_id = span_id
-        self.event_id = event_id
-        self.tracestate_rest = tracestate_rest  # received members other than ours, in order
-        self.baggage_rest = baggage_rest  # received members other than ours, as received
-
-
 class RemoteSpan(Span):
     """The remote parent, as a ``Span`` that is never recorded, current for a continued block.
 
@@ -132,15 +114,24 @@ def remote_of(span: Span) -> RemoteParent | None:
 
 
 class Parsed:
-    """What ``parse_headers`` found: a remote parent and the session fields from baggage."""
+    """What ``parse_headers`` found: a remote parent, the session fields from baggage, and the
+    caller's sampling decision (None when the caller is not a ``tracer``: see ``parse_headers``)."""
 
-    __slots__ = ("remote", "session_id", "session_name", "source")
+    __slots__ = ("remote", "sampled", "session_id", "session_name", "source")
 
-    def __init__(self, remote: RemoteParent, session_id: str, session_name: str | None, source: str | None) -> None:
+    def __init__(
+        self,
+        remote: RemoteParent,
+        session_id: str,
+        session_name: str | None,
+        source: str | None,
+        sampled: bool | None,
+    ) -> None:
         self.remote = remote
         self.session_id = session_id
         self.session_name = session_name
         self.source = source
+        self.sampled = sampled
 
 
 def _pairs(headers: object) -> Iterable[tuple[object, object]]:
@@ -173,8 +164,8 @@ def _collect(headers: object, problems: list[str]) -> dict[str, list[str]]:
     return found
 
 
-def _traceparent(values: list[str], problems: list[str]) -> tuple[str, str] | None:
-    """(trace id, span id) of a valid ``traceparent`` (W3C Trace Context §3.2), else None."""
+def _traceparent(values: list[str], problems: list[str]) -> tuple[str, str, bool] | None:
+    """(trace id, span id, sampled flag) of a valid ``traceparent`` (W3C Trace Context §3.2), else None."""
     if len(values) != 1:
         problems.append(f"{len(values)} traceparent headers")
         return None
@@ -186,14 +177,14 @@ def _traceparent(values: list[str], problems: list[str]) -> tuple[str, str] | No
     if match is None:
         problems.append("malformed traceparent")
         return None
-    version, trace_id, span_id, _flags, rest = match.groups()
+    version, trace_id, span_id, flags, rest = match.groups()
     if version == "ff" or (version == "00" and rest is not None):
         problems.append(f"traceparent version {version} with {len(value)} characters")
         return None
     if trace_id == _ALL_ZERO_TRACE or span_id == _ALL_ZERO_SPAN:
         problems.append("traceparent with an all-zero id")
         return None
-    return trace_id, span_id
+    return trace_id, span_id, bool(int(flags, 16) & 1)
 
 
 def _tracestate(values: list[str], problems: list[str]) -> tuple[str | None, list[str]]:
@@ -253,38 +244,46 @@ def _baggage(values: list[str], problems: list[str]) -> tuple[dict[str, str], li
     return ours, rest
 
 
-def _session_id(trace_id: str, from_baggage: str | None) -> str:
-    """The session of a trace: baggage's when it maps to this trace id (a tracer caller), else the
-    trace id read as a UUID (a tracer caller without baggage gets its own session id back, since
-    trace id = session id; a foreign one a session id whose trace id is its trace id again)."""
+def _session_id(trace_id: str, from_baggage: str | None) -> tuple[str, bool]:
+    """The session of a trace, and whether a tracer caller named it: baggage's session when it maps
+    to this trace id (True), else the trace id read as a UUID (a tracer caller without baggage gets
+    its own session id back, since trace id = session id; a foreign one a session id whose trace id
+    is its trace id again)."""
     if from_baggage is not None:
         try:
             candidate = str(uuid.UUID(from_baggage))
         except ValueError:
             candidate = None
         if candidate is not None and trace_id_for(candidate) == trace_id:
-            return candidate
-    return str(uuid.UUID(hex=trace_id))
+            return candidate, True
+    return str(uuid.UUID(hex=trace_id)), False
 
 
 def parse_headers(headers: object) -> Parsed | None:
-    """The trace context in *headers*, or None (with one debug line saying why, if they had one)."""
+    """The trace context in *headers*, or None (with one debug line saying why, if they had one).
+
+    The ``traceparent``'s sampled flag is the caller's decision only when the caller is a
+    ``tracer`` (our ``tracestate`` entry for that very span, or our baggage naming the trace's
+    session): a session is sampled once, where it starts. A foreign flag is not followed: proxies
+    and meshes set ``00`` on traffic they merely pass on, which would silence the service.
+    """
     problems: list[str] = []
     try:
         found = _collect(headers, problems)
         ids = _traceparent(found[TRACEPARENT], problems) if TRACEPARENT in found else None
         if ids is None:
             return None
-        trace_id, span_id = ids
+        trace_id, span_id, sampled = ids
         ours, tracestate_rest = _tracestate(found.get(TRACESTATE, []), problems)
-        if ours is not None and _HEX32.fullmatch(ours) and ours[16:] == span_id:
-            event_id = str(uuid.UUID(hex=ours))  # our caller's event, whole
-        else:
-            event_id = event_id_for(trace_id, span_id)  # the event the collector stores for that span
+        trusted = ours is not None and _HEX32.fullmatch(ours) is not None and ours[16:] == span_id
+        # Our caller's event, whole; else the event the collector stores for that span (for a
+        # tracer caller's session-level headers, the session id itself: its children are roots).
+        event_id = str(uuid.UUID(hex=ours)) if trusted else event_id_for(trace_id, span_id)
         baggage, baggage_rest = _baggage(found.get(BAGGAGE, []), problems)
-        session_id = _session_id(trace_id, baggage.get(SESSION_ID_KEY))
+        session_id, named = _session_id(trace_id, baggage.get(SESSION_ID_KEY))
         remote = RemoteParent(trace_id, span_id, event_id, tracestate_rest, baggage_rest)
-        return Parsed(remote, session_id, baggage.get(SESSION_NAME_KEY), baggage.get(SOURCE_KEY))
+        decided = sampled if trusted or named else None
+        return Parsed(remote, session_id, baggage.get(SESSION_NAME_KEY), baggage.get(SOURCE_KEY), decided)
     except Exception as exc:  # hostile input (a Mapping whose items() raises…): never the app's problem
         problems.append(f"unreadable headers ({type(exc).__name__})")
         return None
@@ -298,7 +297,13 @@ def parse_headers(headers: object) -> Parsed | None:
 
 class TraceScope(AlsoAsync["Session | None"]):
     """``with tracer.continue_trace(headers):`` (or ``async with``): yields the ``Session`` events
-    inside join, or None when *headers* carry no valid trace (events then go where they would)."""
+    inside join, or None when *headers* carry no valid trace (events then go where they would).
+
+    The session is sampled as a tracer caller decided (see ``parse_headers``), else by its id like
+    any session. A sampled-out one has no span current inside the block (no event of it is
+    recorded, not even a traced function's, whose fast path trusts a current span's session);
+    outgoing headers then pass the trace on from the session, marked not sampled.
+    """
 
     __slots__ = ("_headers", "_previous", "_recorder", "_session_name", "session")
 
@@ -319,10 +324,16 @@ class TraceScope(AlsoAsync["Session | None"]):
             return None
         name = parsed.session_name or self._session_name or recorder.default_session.session_name
         session = self.session = recorder.new_session(parsed.session_id, name)
+        if parsed.sampled is not None:
+            session.sampled = parsed.sampled
         if parsed.source:
             session.source = parsed.source
         self._previous = (current_span_var.get(), current_session_var.get())
-        current_span_var.set(_stand_in(recorder, session, parsed.remote))
+        if session.sampled:
+            current_span_var.set(_stand_in(recorder, session, parsed.remote))
+        else:
+            session.remote = parsed.remote
+            current_span_var.set(None)
         current_session_var.set(session)
         return session
 
@@ -386,20 +397,45 @@ def _encode(value: str) -> str:
 
 def trace_headers(span: Span) -> dict[str, str]:
     """``traceparent``, ``tracestate`` and ``baggage`` for *span* (a local span or a stand-in)."""
-    session = span._session
     remote = remote_of(span)
     event_id = remote.event_id if type(span) is RemoteSpan and remote is not None else format_id(span._id)
     event_hex = event_id.replace("-", "")
-    trace_id = trace_id_for(session.session_id)
-    headers = {TRACEPARENT: f"00-{trace_id}-{event_hex[16:]}-01"}
-    members = [f"{TRACESTATE_KEY}={event_hex}"]
+    return _headers(span._session, event_hex[16:], f"{TRACESTATE_KEY}={event_hex}", remote)
+
+
+def session_headers(session: Session) -> dict[str, str]:
+    """The headers of *session* where no span is current in it: its own continued trace's parent
+    when it has one (a sampled-out continued session), else a parent span id that maps back to the
+    session id (``_otlp_mapping.event_id_for``), so that the callee's events are the session's
+    root events. No ``tracestate`` entry of ours: there is no event to name."""
+    remote = session.remote
+    if remote is not None:
+        return _headers(session, remote.span_id, None, remote)
+    span_id = trace_id_for(session.session_id)[16:]
+    return _headers(session, span_id if span_id.strip("0") else "0000000000000001", None, None)
+
+
+def current_headers() -> dict[str, str] | None:
+    """The trace headers of the current span, else of the current session, else None."""
+    span = current_span_var.get()
+    if span is not None:
+        return trace_headers(span)
+    session = current_session_var.get()
+    return session_headers(session) if session is not None else None
+
+
+def _headers(session: Session, span_id: str, own_entry: str | None, remote: RemoteParent | None) -> dict[str, str]:
+    flags = "01" if session.sampled else "00"
+    headers = {TRACEPARENT: f"00-{trace_id_for(session.session_id)}-{span_id}-{flags}"}
+    members = [] if own_entry is None else [own_entry]
     if remote is not None:  # inside a continued trace: what it received is passed on
-        members += remote.tracestate_rest[: MAX_TRACESTATE_MEMBERS - 1]
+        members += remote.tracestate_rest[: MAX_TRACESTATE_MEMBERS - len(members)]
     tracestate = ",".join(members)
     while len(tracestate) > MAX_TRACESTATE_CHARS:  # drop from the right (W3C §3.3.1.1)
         members.pop()
         tracestate = ",".join(members)
-    headers[TRACESTATE] = tracestate
+    if tracestate:
+        headers[TRACESTATE] = tracestate
     baggage = [f"{SESSION_ID_KEY}={_encode(session.session_id)}", f"{SOURCE_KEY}={_encode(session.source)}"]
     name = _encode(session.session_name)
     if len(name) <= MAX_BAGGAGE_NAME_CHARS:
@@ -419,16 +455,15 @@ Headers = TypeVar("Headers", bound=MutableMapping[str, str])
 
 
 def inject(headers: Headers, span: Span | None = None) -> Headers:
-    """Write the trace headers of *span* (default: the current one) into *headers* and return it;
-    unchanged when there is no span or *headers* cannot be written to (one debug line)."""
-    if span is None:
-        span = current_span_var.get()
-        if span is None:
-            return headers
+    """Write the trace headers of *span* (default: the current span, else the current session, see
+    ``current_headers``) into *headers* and return it; unchanged when there is neither or *headers*
+    cannot be written to (one debug line)."""
+    written = trace_headers(span) if span is not None else current_headers()
+    if written is None:
+        return headers
     if not isinstance(headers, MutableMapping):
         logger.debug("tracer: inject() needs a mutable mapping of headers, got %s", type(headers).__name__)
         return headers
-    written = trace_headers(span)
     try:
         for name, value in written.items():
             _set(headers, name, value)

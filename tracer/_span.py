@@ -35,6 +35,7 @@ __all__ = [
     "RARE_BUCKETS",
     "Recorder",
     "RecorderRef",
+    "RemoteParent",
     "Session",
     "Span",
     "attach_deferred",
@@ -233,6 +234,26 @@ class _Discard(dict[int, "Span"]):
         pass
 
 
+class RemoteParent:
+    """A continued trace (``_propagation``): the caller's ids and the headers to pass on."""
+
+    __slots__ = ("baggage_rest", "event_id", "span_id", "trace_id", "tracestate_rest")
+
+    def __init__(
+        self,
+        trace_id: str,
+        span_id: str,
+        event_id: str,
+        tracestate_rest: list[str],
+        baggage_rest: list[str],
+    ) -> None:
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.event_id = event_id
+        self.tracestate_rest = tracestate_rest  # received members other than ours, in order
+        self.baggage_rest = baggage_rest  # received members other than ours, as received
+
+
 class Session:
     """A group of events (one conversation, one request, one script run)."""
 
@@ -244,6 +265,7 @@ class Session:
         "metrics",
         "outputs",
         "recorder",
+        "remote",
         "sampled",
         "session_id",
         "session_name",
@@ -266,6 +288,9 @@ class Session:
         self.outputs: dict[str, Any] | None = None
         self.metrics: dict[str, Any] | None = None
         self.feedback: dict[str, Any] | None = None
+        # The continued trace of a sampled-out session (``_propagation.TraceScope``): with no span
+        # current in it, its outgoing headers pass that trace on, marked not sampled.
+        self.remote: RemoteParent | None = None
         self.start_ms = time.time_ns() // 1_000_000
         # Bumped on every enrichment, so exporters can tell a changed session from a known one.
         self.version = 0

@@ -357,8 +357,9 @@ class Tracer:
         return SessionScope(session)
 
     def inject(self, headers: Headers) -> Headers:
-        """Write W3C ``traceparent``, ``tracestate`` and ``baggage`` for the current span into
-        *headers* (a dict or other mutable mapping) and return it; unchanged with no current span."""
+        """Write W3C ``traceparent``, ``tracestate`` and ``baggage`` for the current span (else the
+        current session, flagged not sampled if it is sampled out) into *headers* (a dict or other
+        mutable mapping) and return it; unchanged with neither."""
         return inject(headers)
 
     def continue_trace(self, headers: Any, session_name: str | None = None) -> TraceScope:

@@ -312,3 +312,99 @@ def test_a_disabled_tracer_continues_nothing(callee: Recorder) -> None:
             assert tracer.inject({}) == {}
     finally:
         off.tracer.shutdown(1.0)
+
+
+# -- sampling: a session is sampled once, where it starts ------------------------------------------
+
+
+def _flags(headers: dict[str, str]) -> str:
+    return headers["traceparent"].rsplit("-", 1)[1]
+
+
+def test_a_sampled_out_callers_session_records_nothing_downstream_and_is_passed_on(callee: Recorder) -> None:
+    caller = _Service("staging", batch=False, sample_rate=0.0)  # every session sampled out
+    try:
+        with caller.tracer.session("chat") as session:
+            headers = caller.tracer.inject({})
+        assert caller.events() == []
+        assert (
+            headers["traceparent"]
+            == f"00-{uuid.UUID(session.session_id).hex}-{uuid.UUID(session.session_id).hex[16:]}-00"
+        )
+        assert "tracestate" not in headers  # no event of ours to name
+        assert _baggage(headers["baggage"])["honeyhive.session_id"] == session.session_id
+
+        @callee.tracer.trace(event_name="handle")
+        def handle() -> dict[str, str]:
+            return callee.tracer.inject({})
+
+        with callee.tracer.continue_trace(headers) as continued:  # the callee samples every session
+            assert continued is not None and continued.session_id == session.session_id
+            assert not continued.sampled  # the caller's decision
+            onward = handle()  # a traced function's fast path as well as a span block
+            with callee.tracer.span("block"):
+                onward_from_block = callee.tracer.inject({})
+        assert callee.events() == []
+        # Passed on, still not sampled: the next service follows the same decision.
+        assert onward == onward_from_block == headers
+        with callee.tracer.span("after"):  # outside the block: the callee's own sampling again
+            pass
+        assert [event["event_name"] for event in callee.events()] == ["after"]
+    finally:
+        caller.tracer.shutdown(1.0)
+
+
+def test_a_sampled_callers_session_is_recorded_by_a_callee_that_would_sample_it_out(caller: Recorder) -> None:
+    callee = _Service("test", batch=False, sample_rate=0.0)
+    try:
+        with caller.tracer.session("chat"), caller.tracer.span("call_b"):
+            headers = caller.tracer.inject({})
+        assert _flags(headers) == "01"
+
+        @callee.tracer.trace(event_name="handle")
+        def handle() -> None:
+            pass
+
+        with callee.tracer.continue_trace(headers) as continued:
+            assert continued is not None and continued.sampled
+            handle()
+        assert callee.by_name("handle")["parent_id"] == caller.by_name("call_b")["event_id"]
+    finally:
+        callee.tracer.shutdown(1.0)
+
+
+@pytest.mark.parametrize("flags", ["00", "01"])
+def test_a_foreign_callers_flag_is_not_followed(flags: str) -> None:
+    # Proxies and meshes stamp 00 on traffic they only pass on: a foreign decision either way
+    # leaves the session to this tracer's own sampling (by the session id: the trace id).
+    for rate, recorded in ((1.0, ["handle"]), (0.0, [])):
+        callee = _Service("test", batch=False, sample_rate=rate)
+        try:
+
+            @callee.tracer.trace(event_name="handle")
+            def handle() -> None:
+                pass
+
+            with callee.tracer.continue_trace({"traceparent": f"00-{FOREIGN_TRACE}-{FOREIGN_SPAN}-{flags}"}):
+                handle()  # with rate 0.0 a traced function used to be recorded (its fast path)
+            assert [event["event_name"] for event in callee.events()] == recorded
+        finally:
+            callee.tracer.shutdown(1.0)
+
+
+def test_inject_in_a_session_outside_any_span_makes_the_callees_events_its_roots(
+    caller: Recorder, callee: Recorder
+) -> None:
+    with caller.tracer.session("chat") as session:
+        headers = caller.tracer.inject({})
+        with caller.tracer.span("later"):
+            pass
+    assert _flags(headers) == "01" and "tracestate" not in headers
+    with callee.tracer.continue_trace(headers), callee.tracer.span("handle"), callee.tracer.span("inner"):
+        pass
+    handle, later = callee.by_name("handle"), caller.by_name("later")
+    assert handle["session_id"] == later["session_id"] == session.session_id
+    assert handle["parent_id"] == session.session_id  # a root event of the session, like "later"
+    assert callee.by_name("inner")["parent_id"] == handle["event_id"]
+    span = event_to_span(handle)  # and a root span of the session's OTLP trace
+    assert span.trace_id == event_to_span(later).trace_id and not span.parent_span_id

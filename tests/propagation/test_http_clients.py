@@ -12,6 +12,7 @@ import textwrap
 import uuid
 
 import httpx
+import pytest
 import requests
 
 import tracer
@@ -98,6 +99,25 @@ def test_the_callers_own_tracestate_and_baggage_are_kept(header_server: HeaderSe
     (headers,) = header_server.headers("/x")
     assert headers["baggage"] == "mine=1" and headers["tracestate"] == "congo=t61"
     assert headers["traceparent"].split("-")[2] == span_id_for(events.by_name("call")["event_id"])
+
+
+@pytest.mark.parametrize("rate", [1.0, 0.0])
+def test_calls_in_a_session_outside_any_span_carry_the_session_and_its_sampling(
+    header_server: HeaderServer, rate: float
+) -> None:
+    # With no span current (between spans, or in a sampled-out session, which has none), the
+    # session's headers go out: the callee joins the session (sampled) or records nothing (not).
+    with tracer.testing.capture(propagate_http=True, sample_rate=rate) as events, tracer.session("chat") as session:
+        httpx.get(header_server.url + "/httpx")
+        requests.get(header_server.url + "/requests", timeout=5)
+    assert events == []
+    session_hex = uuid.UUID(session.session_id).hex
+    flags = "01" if rate else "00"
+    for path in ("/httpx", "/requests"):
+        (headers,) = header_server.headers(path)
+        assert headers["traceparent"] == f"00-{session_hex}-{session_hex[16:]}-{flags}"
+        assert f"honeyhive.session_id={session.session_id}" in headers["baggage"]
+        assert "tracestate" not in headers
 
 
 def test_never_to_the_tracers_own_endpoints(header_server: HeaderServer, other_server: HeaderServer) -> None:

@@ -2,7 +2,7 @@
 
 Every request sent through ``httpx.Client.send`` / ``httpx.AsyncClient.send`` (so ``httpx.get``,
 ``client.post``, streams) or ``requests.Session.send`` (so ``requests.get`` and redirects) while a
-span is current carries the ``_propagation`` headers of that span. Never to the tracer's own
+span or a session is current carries their ``_propagation`` headers (``current_headers``). Never to the tracer's own
 endpoints (their origins are excluded, and the exporters' requests run where nothing is traced),
 and never over a ``traceparent`` the caller set: then the request is left as it is.
 
@@ -19,8 +19,8 @@ from typing import Any, Final
 
 from .._context import suppressed
 from .._errors import report_internal_error
-from .._propagation import TRACEPARENT, trace_headers
-from .._span import current_span_var
+from .._propagation import TRACEPARENT, current_headers
+from .._span import current_session_var, current_span_var
 from . import _patch
 from ._patch import Library, Target, mark
 
@@ -48,12 +48,19 @@ def excluded_origins() -> frozenset[tuple[str, str, int]]:
     return _excluded
 
 
+def _traced() -> bool:
+    """A span or a session is current (see ``_propagation.current_headers``), outside our own traffic."""
+    return (current_span_var.get() is not None or current_session_var.get() is not None) and not suppressed.get()
+
+
 def _add(headers: Any, url: str) -> None:
-    """Write the current span's trace headers into a request's (case-insensitive) *headers*."""
-    span = current_span_var.get()
-    if span is None or TRACEPARENT in headers or origin(url) in _excluded:
+    """Write the current trace headers into a request's (case-insensitive) *headers*."""
+    if TRACEPARENT in headers or origin(url) in _excluded:
         return
-    for name, value in trace_headers(span).items():
+    written = current_headers()
+    if written is None:
+        return
+    for name, value in written.items():
         if name == TRACEPARENT or name not in headers:  # the caller's tracestate / baggage stay theirs
             headers[name] = value
 
@@ -61,7 +68,7 @@ def _add(headers: Any, url: str) -> None:
 def _httpx_send(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     # Runs in the caller's context also for AsyncClient.send: the headers are set before the
     # coroutine is returned, under the span current at the call.
-    if LIBRARY.active and current_span_var.get() is not None and not suppressed.get():
+    if LIBRARY.active and _traced():
         try:
             request = args[0] if args else kwargs["request"]
             _add(request.headers, str(request.url))
@@ -71,7 +78,7 @@ def _httpx_send(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict
 
 
 def _requests_send(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    if LIBRARY.active and current_span_var.get() is not None and not suppressed.get():
+    if LIBRARY.active and _traced():
         try:
             request = args[0] if args else kwargs["request"]
             if request.headers is not None and isinstance(request.url, str):
