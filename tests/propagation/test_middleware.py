@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
+from wsgiref import simple_server
 
 import flask
 import httpx
@@ -353,3 +354,86 @@ def test_the_default_tracer_is_used_when_none_is_given() -> None:
         assert list(body) == []
         body.close()  # type: ignore[attr-defined]
     assert events.by_name("DELETE /z")["outputs"] == {"status_code": 204}
+
+
+class _SendfileHandler(simple_server.ServerHandler):
+    """wsgiref's handler with the platform file transmission PEP 3333 leaves to servers: a body
+    that is its ``wsgi.file_wrapper`` is sent from the file in one piece, noted in ``sent``."""
+
+    sent: list[str]
+
+    def sendfile(self) -> bool:
+        data = self.result.filelike.read()  # type: ignore[attr-defined]
+        self.write(data)
+        self.sent.append(self.environ["PATH_INFO"])
+        return True
+
+
+class _RequestHandler(simple_server.WSGIRequestHandler):
+    def handle(self) -> None:  # WSGIRequestHandler.handle, with _SendfileHandler
+        self.raw_requestline = self.rfile.readline(65537)
+        if not self.parse_request():
+            return
+        handler = _SendfileHandler(self.rfile, self.wfile, self.get_stderr(), self.get_environ(), multithread=False)
+        handler.request_handler = self  # type: ignore[attr-defined]
+        handler.run(self.server.get_app())  # type: ignore[attr-defined]
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_wsgi_a_servers_file_wrapper_is_handed_back_for_sendfile(rec: Recorder, tmp_path: Any) -> None:
+    report = tmp_path / "report.txt"
+    report.write_bytes(b"the whole file")
+    app = flask.Flask("files")
+
+    @app.get("/report")
+    def download() -> Any:
+        with rec.tracer.span("open"):
+            return flask.send_file(report)
+
+    app.wsgi_app = wsgi.TracerMiddleware(app.wsgi_app, tracer=rec.tracer)  # type: ignore[method-assign]
+    _SendfileHandler.sent = []
+    server = simple_server.make_server("127.0.0.1", 0, app, handler_class=_RequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        response = httpx.get(f"http://127.0.0.1:{server.server_port}/report")
+    finally:
+        server.shutdown()
+        thread.join(10)
+        server.server_close()
+    assert response.content == b"the whole file"
+    assert _SendfileHandler.sent == ["/report"]  # the server still recognized its file wrapper
+    _wait(rec, "GET /report")  # ended by the server's close()
+    request = rec.by_name("GET /report")
+    assert request["outputs"] == {"status_code": 200}
+    assert rec.by_name("open")["parent_id"] == request["event_id"]
+
+
+def test_wsgi_a_file_wrapper_whose_close_cannot_be_replaced_is_wrapped(rec: Recorder) -> None:
+    class SlottedWrapper:
+        __slots__ = ("chunks", "closed")
+
+        def __init__(self, chunks: list[bytes]) -> None:
+            self.chunks = chunks
+            self.closed = False
+
+        def __iter__(self) -> Iterator[bytes]:
+            return iter(self.chunks)
+
+        def close(self) -> None:
+            self.closed = True
+
+    wrapper = SlottedWrapper([b"a", b"b"])
+
+    def app(environ: Any, start_response: Any) -> Any:
+        start_response("200 OK", [])
+        return wrapper
+
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/f", "QUERY_STRING": "", "wsgi.file_wrapper": SlottedWrapper}
+    body = wsgi.TracerMiddleware(app, tracer=rec.tracer)(environ, lambda *a: None)
+    assert body is not wrapper and list(body) == [b"a", b"b"]
+    body.close()  # type: ignore[attr-defined]
+    assert wrapper.closed
+    assert rec.by_name("GET /f")["outputs"] == {"status_code": 200}

@@ -10,7 +10,10 @@ new session named after the route template (Flask's ``/items/<int:item_id>``; th
 whose routes are not visible), and records one ``chain`` event: inputs ``method``, ``path``,
 ``query``; outputs ``status_code``; an exception is recorded and re-raised unchanged. The event
 ends when the server has sent the whole body (the iterable exhausted or closed), and every step
-of a streamed body runs under it.
+of a streamed body runs under it. A body that is the server's own file wrapper
+(``environ["wsgi.file_wrapper"]``, what Flask's ``send_file`` returns under such a server) is handed
+back as it is, so that the server can still send the file with ``sendfile``; the event then ends
+when the server closes it.
 """
 
 from __future__ import annotations
@@ -63,7 +66,34 @@ class TracerMiddleware:
             raise
         finally:
             event.leave()
+        file_wrapper = environ.get("wsgi.file_wrapper")
+        if isinstance(file_wrapper, type) and isinstance(body, file_wrapper) and _end_on_close(body, event):
+            return body
         return _Body(body, event)
+
+
+def _end_on_close(body: Any, event: RequestEvent) -> bool:
+    """Make closing the server's file wrapper *body* end *event*; False if its ``close`` cannot be
+    replaced (then it is wrapped like any body, and sent through Python rather than ``sendfile``).
+
+    PEP 3333's file wrapper: a server recognizes its own by type, so wrapping it in ``_Body`` would
+    turn off its platform-specific transmission. The server calls ``close()`` once the file is
+    sent (or abandoned), as for any body.
+    """
+    close = getattr(body, "close", None)
+
+    def traced_close() -> None:
+        try:
+            if callable(close):
+                close()
+        finally:
+            event.finish()
+
+    try:
+        body.close = traced_close
+    except (AttributeError, TypeError):  # __slots__, a read-only property
+        return False
+    return True
 
 
 class _Body:
