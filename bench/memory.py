@@ -26,8 +26,9 @@ Configs:
   byte bound must hold for them too.
 - ``llm-spool``: the same calls with the spool on.
 - ``charge``: not a memory-with-the-backend-down run: an exporter that never returns holds the
-  worker, 300,000 events are queued, and the bytes the queue charges per event are set against the
-  RSS growth per event (is ``_ITEM_OVERHEAD`` honest?).
+  worker, 300,000 events of each of four shapes are queued (a function with a string, with a dict,
+  ``bench/overhead.py``'s 3-level chain, a span with metadata), and the bytes the queue charges per
+  event are set against the RSS growth per event (is ``_ITEM_OVERHEAD`` honest?).
 
 Dropped counts come from ``tracer.stats()`` after the settle time.
 """
@@ -93,19 +94,30 @@ def run_charge(events: int) -> dict[str, Any]:
     def work(i: int, text: str) -> str:
         return text
 
+    from overhead import CTX, Q, _chain
+
+    outer, _ = _chain(t.trace)  # bench/overhead.py's 3-level chain: parents, children, 3 events a call
+
+    def noted(i: int) -> None:
+        with t.span("step", metadata={"attempt": i, "model": "gpt-x"}, inputs={"i": i}):
+            pass
+
     work(0, "x")
     time.sleep(0.3)  # the worker now waits in Hold.export with the first event
     rows = []
-    for shape, call in (
-        ("work(i, 'the quick brown fox')", lambda i: work(i, "the quick brown fox")),
+    for shape, call, calls in (
+        ("work(i, 'the quick brown fox')", lambda i: work(i, "the quick brown fox"), events),
         (
             "work(i, {'q': ..., 'docs': [2 strings]})",
-            lambda i: work(i, {"q": "capital of france?", "docs": ["a", "b"]}),
-        ),  # type: ignore[arg-type]
+            lambda i: work(i, {"q": "capital of france?", "docs": ["a", "b"]}),  # type: ignore[arg-type]
+            events,
+        ),
+        ("bench/overhead.py's chain (3 events a call)", lambda i: outer(Q, CTX), events // 3),
+        ("span with metadata (a rare bucket)", noted, events),
     ):
         gc.collect()
         rss0, (size0, bytes0) = read_status()["VmRSS"], (t.stats()["queue_size"], t.stats()["queue_bytes"])
-        for i in range(events):
+        for i in range(calls):
             call(i)
         gc.collect()
         rss1, stats = read_status()["VmRSS"], t.stats()

@@ -61,11 +61,16 @@ current_session_var: contextvars.ContextVar[Session | None] = contextvars.Contex
 _perf_ns = time.perf_counter_ns
 _dumps = orjson.dumps
 # Bytes charged per queued event on top of its captured fields: the record tuple, its ints and
-# strings, the bytes objects' headers and allocator slack. Measured 358-367 bytes (RSS growth of
-# 300,000 queued events minus their captured bytes, two event shapes: bench/memory.py --configs
-# charge); 450 leaves room for child-id tuples and rare buckets. It was 700, which made a 100,000
-# event burst (44 MB of memory) count as 77 MB and overflow the 64 MiB bound.
-_ITEM_OVERHEAD: Final = 450
+# strings, the bytes objects' headers and allocator slack; and on top of that for an event with a
+# rare bucket set (its tuple of five, the buckets' bytes headers). Measured 2026-12-06 as the RSS
+# growth of 300,000 queued events minus their captured bytes (bench/memory.py --configs charge):
+# 312-321 bytes for a function with a string or a dict and for bench/overhead.py's 3-level chain,
+# 135 more with metadata set. Charged with 8-13 % to spare (the queue's byte bound is meant to be
+# the memory it holds, issue 10). It was 450 for every event: 129-138 bytes (~30 %) too many for
+# the usual ones, so the bound held a quarter fewer of them and a 60,000-event burst of the chain
+# woke the worker at half the 64 MiB bound before its end, and 4 too few for one with metadata.
+_ITEM_OVERHEAD: Final = 360
+_RARE_OVERHEAD: Final = 160
 
 
 def _nowhere(item: Item, session: Session) -> None:
@@ -538,7 +543,7 @@ class Span:
                     None if value is None else snapshot(value, limits) for value in map(rare_fields.get, RARE_BUCKETS)
                 )
                 rare = (config, metadata, metrics, feedback, user_properties)
-                size += sum(len(value) for value in rare if value is not None)
+                size += _RARE_OVERHEAD + sum(len(value) for value in rare if value is not None)
             session = self._session
             recorder.hand_on(
                 (
