@@ -41,6 +41,7 @@ import httpx
 import orjson
 
 from ._clock import SYSTEM_CLOCK, Clock
+from ._errors import ConfigError
 
 __all__ = [
     "RETRY_STATUSES",
@@ -99,6 +100,14 @@ class RetryPolicy:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.max_attempts < 1 or self.breaker_threshold < 1:
             raise ValueError("max_attempts and breaker_threshold must be at least 1")
+
+    @classmethod
+    def of_exporter(cls, exporter: str, **settings: Any) -> RetryPolicy:
+        """The policy an exporter's arguments ask for; a ``ConfigError`` naming *exporter* if invalid."""
+        try:
+            return cls(**settings)
+        except ValueError as exc:
+            raise ConfigError(f"{exporter}: {exc}") from None
 
     def backoff(self, attempt: int, jitter: random.Random | None = None) -> float:
         """Full-jitter delay before retry number *attempt* (1 = the first retry), drawn from *jitter*

@@ -236,17 +236,15 @@ class HoneyHiveExporter(Exporter):
             raise ConfigError(f"HoneyHiveExporter export_timeout must be positive, got {export_timeout!r}")
         if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or max_in_flight < 1:
             raise ConfigError(f"HoneyHiveExporter max_in_flight must be a whole number >= 1, got {max_in_flight!r}")
-        try:
-            policy = RetryPolicy(
-                base_delay=base_delay,
-                max_delay=max_delay,
-                max_retry_after=max_retry_after,
-                max_attempts=max_attempts,
-                breaker_threshold=breaker_threshold,
-                breaker_cooldown=breaker_cooldown,
-            )
-        except ValueError as exc:
-            raise ConfigError(f"HoneyHiveExporter: {exc}") from None
+        policy = RetryPolicy.of_exporter(
+            "HoneyHiveExporter",
+            base_delay=base_delay,
+            max_delay=max_delay,
+            max_retry_after=max_retry_after,
+            max_attempts=max_attempts,
+            breaker_threshold=breaker_threshold,
+            breaker_cooldown=breaker_cooldown,
+        )
         self.server_url = server_url.strip().rstrip("/")
         self.gzip = gzip
         self.export_timeout = export_timeout

@@ -166,17 +166,15 @@ class OTLPExporter(Exporter):
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ConfigError(f"OTLPExporter {setting} must be a whole number >= {minimum}, got {value!r}")
-        try:
-            policy = RetryPolicy(
-                base_delay=base_delay,
-                max_delay=max_delay,
-                max_retry_after=max_retry_after,
-                max_attempts=max_attempts,
-                breaker_threshold=breaker_threshold,
-                breaker_cooldown=breaker_cooldown,
-            )
-        except ValueError as exc:
-            raise ConfigError(f"OTLPExporter: {exc}") from None
+        policy = RetryPolicy.of_exporter(
+            "OTLPExporter",
+            base_delay=base_delay,
+            max_delay=max_delay,
+            max_retry_after=max_retry_after,
+            max_attempts=max_attempts,
+            breaker_threshold=breaker_threshold,
+            breaker_cooldown=breaker_cooldown,
+        )
         self.endpoint = endpoint.strip()
         self.protocol = protocol
         self.compression = compression
