@@ -404,7 +404,7 @@ def test_invalid_settings_fail_at_init_naming_the_setting() -> None:
         OTLPExporter("http://127.0.0.1:9/v1/traces", compression="zstd")
     with pytest.raises(ConfigError, match="endpoint"):
         OTLPExporter("localhost:4318")
-    with pytest.raises(ConfigError, match="^OTLPExporter: max_attempts"):
+    with pytest.raises(ConfigError, match=r"^OTLPExporter: max_attempts"):
         OTLPExporter("http://127.0.0.1:9/v1/traces", max_attempts=0)
     with pytest.raises(ConfigError, match="OTEL_EXPORTER_OTLP_PROTOCOL"):
         otlp_exporter_from_env(
