@@ -3,6 +3,7 @@ show any session, however large, in pages (``tracer show --limit``); bad session
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 import re
@@ -13,6 +14,7 @@ import sys
 import sysconfig
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,29 +98,51 @@ def test_foreign_and_empty_databases_are_refused_untouched(tmp_path: Path, comma
     assert empty.stat().st_size == 0  # no schema written into it
 
 
-def _demote() -> None:
-    """In the child: root reads and writes anything, so the reader becomes `nobody`."""
-    if os.geteuid() == 0:
-        os.setgid(65534)
-        os.setuid(65534)
+_PR_CAPBSET_DROP = 24  # prctl(2)
+_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 1, 2  # capability.h
 
 
-def _reader() -> tuple[str, dict[str, str]]:
-    """An interpreter and environment for the reading child. As root, the child runs as `nobody`,
-    who may not enter the directory of this interpreter (pyenv's under /root): then the system's
-    Python of the same version, given this environment's packages on PYTHONPATH."""
-    if os.geteuid() != 0 or os.access(sys.executable, os.X_OK, effective_ids=False):
-        candidates = [sys.executable]
+def _without_file_overrides() -> None:
+    """In the child, as root: root reads and writes anything, so the reader gives up the two
+    capabilities that override file permissions (dropped from the bounding set, the interpreter it
+    execs never has them). It then obeys the permission bits like the files' owner, and can still
+    run this interpreter under /root."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
+        if libc.prctl(_PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def _as_nobody() -> None:
+    """In the child, as root, where capabilities cannot be dropped: become `nobody`."""
+    os.setgid(65534)
+    os.setuid(65534)
+
+
+def _reader() -> tuple[str, dict[str, str], Callable[[], None] | None]:
+    """An interpreter, environment and child set-up for a reader who may not write the store.
+
+    As root: this interpreter without the capabilities that override file permissions; where they
+    cannot be dropped, the user `nobody`, who may not enter the directory of this interpreter
+    (pyenv's under /root): then the system's Python of the same version, given this environment's
+    packages on PYTHONPATH."""
+    extra = os.pathsep.join([str(REPO), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    if os.geteuid() != 0:
+        return sys.executable, clean_env(PYTHONPATH=extra), None
+    try:
+        subprocess.run([sys.executable, "-c", "pass"], preexec_fn=_without_file_overrides, check=True, timeout=30)
+    except (subprocess.SubprocessError, OSError):
+        pass
     else:
-        candidates = []
+        return sys.executable, clean_env(PYTHONPATH=extra), _without_file_overrides
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    candidates = [sys.executable] if os.access(sys.executable, os.X_OK, effective_ids=False) else []
     candidates += [f"/usr/bin/{version}", f"/usr/local/bin/{version}"]
     for python in candidates:
         mode = os.stat(python).st_mode if os.path.exists(python) else 0
-        if os.geteuid() != 0 or (mode & stat.S_IXOTH and _world_reachable(python)):
-            extra = os.pathsep.join([str(REPO), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
-            return python, clean_env(PYTHONPATH=extra)
-    pytest.skip("running as root, with no interpreter that the user nobody can run")
+        if mode & stat.S_IXOTH and _world_reachable(python):
+            return python, clean_env(PYTHONPATH=extra), _as_nobody
+    pytest.skip("running as root, unable to drop file capabilities, with no interpreter that `nobody` can run")
 
 
 def _world_reachable(path: str) -> bool:
@@ -143,14 +167,18 @@ def test_a_store_the_user_can_only_read_opens(directory_writable: bool) -> None:
         directory.chmod(0o777 if directory_writable else 0o555)
         before = _fingerprint(store)
 
-        python, env = _reader()
+        python, env, setup = _reader()
+        # The reader really cannot write here (as root: its capabilities are gone).
+        probe = f"open({str(directory / 'probe')!r}, 'w')" if not directory_writable else f"open({str(store)!r}, 'r+b')"
+        refused = subprocess.run([python, "-c", probe], env=env, preexec_fn=setup, capture_output=True, timeout=30)
+        assert refused.returncode != 0 and b"PermissionError" in refused.stderr, refused
         for command in (["sessions"], ["show", session[-12:]]):
             done = subprocess.run(
                 [python, "-m", "tracer", *command, "--store", str(store)],
                 capture_output=True,
                 text=True,
                 env=env,
-                preexec_fn=_demote,
+                preexec_fn=setup,
                 timeout=30,
                 check=False,
             )
