@@ -146,6 +146,33 @@ def test_search_finds_the_session_with_the_match_highlighted(page: Any, viewer: 
     page.wait_for_selector(".transcript")
 
 
+def test_a_search_answered_while_the_index_is_built_says_so(page: Any, viewer: Viewer) -> None:
+    # The server answers by scan with "indexing": true only in the first seconds of a big store
+    # (tests/viewer/test_search_warm.py makes that state); here the real answer is passed through
+    # with that flag set, to see what the page makes of it. Then the real answer again.
+    def while_indexing(route: Any) -> None:
+        response = route.fetch()
+        answer = {**response.json(), "engine": "scan", "indexing": True, "total": None}
+        route.fulfill(response=response, json=answer)
+
+    page.route("**/api/search?*", while_indexing)
+    page.goto(viewer.url + "/")
+    page.fill("#search-input", "promise")
+    page.press("#search-input", "Enter")
+    status = page.locator(".list-status", has_text="matching events")
+    status.wait_for()
+    assert status.inner_text().endswith("(scan, indexing…)"), status.inner_text()
+    assert page.locator(".search-result", has_text="llm").count() >= 1
+
+    page.unroute("**/api/search?*")
+    page.fill("#search-input", "promises promise")
+    page.press("#search-input", "Enter")
+    page.wait_for_url(re.compile("search=promises"))
+    final = page.locator(".list-status", has_text="(")
+    final.wait_for()
+    assert "indexing" not in final.inner_text(), final.inner_text()
+
+
 # ---- the session view --------------------------------------------------------------------------
 
 
