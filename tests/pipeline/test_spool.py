@@ -25,6 +25,7 @@ import tracer
 from tracer import Batch
 from tracer._spool import PROBE_INTERVAL, SpoolTarget
 from tracer.store import TraceStore
+from tracer.store import spool as spool_module
 from tracer.store.spool import SQLiteSpool
 
 from ..collector import Collector
@@ -634,3 +635,50 @@ def test_a_backend_that_asks_to_wait_is_not_probed_before_then(collector: Collec
         assert sorted(collector.event_ids()) == sorted(set(collector.event_ids())) and len(collector.event_ids()) == 20
     finally:
         t.shutdown(1.0)
+
+
+def test_without_sqlites_json_functions_the_spool_writes_the_same_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite reads the columns out of the events' JSON (json_each, json_extract); an SQLite built
+    # without its JSON functions (before 3.38 they were optional) gets the same rows made in
+    # Python. That SQLite cannot be had here: the check for it is made to answer no.
+    recorded = tracer.InMemoryExporter()
+    t = tracer.Tracer(exporter=recorded, project="spool", session_name="no-json", batch=False, instrument=False)
+    with t.span("chat", "chain", inputs={"q": "why?"}):
+        with t.span("llm", "model", config={"model": "gpt-x"}, metadata={"prompt_tokens": 7}) as llm:
+            llm.update(metadata={"completion_tokens": 3}, outputs={"text": "because"})
+        with pytest.raises(ValueError), t.span("tool"):
+            raise ValueError("no tool")
+    t.shutdown(0.5)
+    events = list(recorded.events)
+    sid = events[0]["session_id"]
+    batch = Batch(
+        [orjson.dumps(event) for event in events],
+        [sid] * len(events),
+        {sid: {"session_id": sid, "session_name": "no-json", "source": "test"}},
+    )
+    rows = {}
+    for name, has_json in (("json", True), ("python", False)):
+        monkeypatch.setattr(spool_module, "has_json_functions", lambda store, answer=has_json: answer)
+        spool = SQLiteSpool(tmp_path / f"{name}.db", max_bytes=2**30)
+        try:
+            assert spool.write(batch).written == len(events)
+        finally:
+            spool.close()
+        with TraceStore(tmp_path / f"{name}.db", read_only=True) as store:
+            rows[name] = store.snapshot(
+                lambda db: (
+                    db.execute(
+                        "SELECT event_id, session_id, parent_id, event_type, event_name, start_time, end_time,"
+                        " duration, error, model, prompt_tokens, completion_tokens, total_tokens, raw"
+                        " FROM events ORDER BY event_id"
+                    ).fetchall(),
+                    db.execute("SELECT session_id, start_time, end_time FROM sessions").fetchall(),
+                )
+            )
+    assert rows["python"] == rows["json"]
+    events_rows, _ = rows["python"]
+    llm_row = next(row for row in events_rows if row[4] == "llm")
+    assert llm_row[9:13] == ("gpt-x", 7, 3, 10)
+    assert next(row for row in events_rows if row[4] == "tool")[8] == "ValueError: no tool"

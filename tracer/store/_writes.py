@@ -22,14 +22,14 @@ import orjson
 from ._events import event_columns, merge_session_properties, merge_update
 from ._sql import chunks, now_ms, placeholders
 
-__all__ = ["PreparedEvents", "prepare_events", "upsert_sessions", "write_prepared"]
+__all__ = ["INSERT_EVENT", "PreparedEvents", "prepare_events", "upsert_sessions", "write_prepared"]
 
 logger = logging.getLogger("tracer")
 
 # updates.applied: 0 while its target is not stored, 1 once merged, this when it cannot be merged.
 _UNAPPLIABLE: Final = 2
 
-_INSERT_EVENT: Final = """
+INSERT_EVENT: Final = """
 INSERT OR IGNORE INTO events (
     event_id, session_id, parent_id, event_type, event_name, start_time, end_time, duration, error,
     model, prompt_tokens, completion_tokens, total_tokens, raw, stored_at
@@ -75,7 +75,7 @@ def write_prepared(
     created = upsert_sessions(db, sessions, prepared.spans, now)
     before = db.total_changes
     if prepared.rows:
-        db.executemany(_INSERT_EVENT, prepared.rows)
+        db.executemany(INSERT_EVENT, prepared.rows)
     inserted = db.total_changes - before
     if (inserted or created) and db.execute("SELECT 1 FROM updates WHERE applied = 0 LIMIT 1").fetchone():
         _apply_pending(db, [row[0] for row in prepared.rows] + created)
