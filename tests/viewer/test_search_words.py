@@ -77,3 +77,19 @@ def test_a_scan_reads_through_a_connection_of_its_own(store: TraceStore, tmp_pat
         thread.join(10)
         index.close()
     assert index.search("cafe", 10, 0).results[0]["event_name"] == "order"  # closed: the store's connection
+
+
+def test_a_scan_after_the_store_file_is_gone_reads_through_the_stores_connection(tmp_path: Path) -> None:
+    path = tmp_path / "gone.db"
+    traced = Tracer(store=str(path), session_name="gone")
+    with traced.span("order", inputs={"note": "a café"}):
+        pass
+    traced.shutdown(10)
+    with TraceStore(str(path), read_only=True) as opened:
+        index = SearchIndex(opened, "scan", str(tmp_path / "index.db"))
+        try:
+            for leftover in tmp_path.glob("gone.db*"):
+                leftover.unlink()  # the store's open connection still reads the file
+            assert [r["event_name"] for r in index.search("cafe", 10, 0).results] == ["order"]
+        finally:
+            index.close()

@@ -32,6 +32,7 @@ import orjson
 
 from .._errors import report_internal_error
 from ._search_cache import index_path, prune, touch
+from ._sql import StoreError
 from ._store import TraceStore
 
 __all__ = ["ENGINES", "SearchIndex", "fts5_available", "index_path", "query_terms", "snippet"]
@@ -535,8 +536,9 @@ class SearchIndex:
 
         with self._scan_lock:
             scan_store = self._scan_store
-            if scan_store is None:
-                if self._stop.is_set():  # closed: no connection of its own any more
-                    return SearchPage("scan", self.store.snapshot(read), None)
-                scan_store = self._scan_store = TraceStore(self.store.path, read_only=True)
-        return SearchPage("scan", scan_store.snapshot(read), None)
+            if scan_store is None and not self._stop.is_set():
+                try:
+                    scan_store = self._scan_store = TraceStore(self.store.path, read_only=True)
+                except StoreError:  # the file is gone (the store's own connection still reads it)
+                    scan_store = None
+        return SearchPage("scan", (scan_store or self.store).snapshot(read), None)
