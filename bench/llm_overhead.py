@@ -24,7 +24,7 @@ whole measurement runs in several fresh processes and the table shows their mean
 * own       = per-call cases: the median time of a traced call outside the client's own method (the
   call's time less the time inside the original method under our patch, timed by a shim put in
   place for this measurement only, after the paired runs): our code on the calling thread, without
-  the client's run-to-run variation, which for the slower SDKs (mistralai, litellm: 3-8 ms a call)
+  the client's run-to-run variation, which for the slower SDKs (mistralai, litellm: 2-8 ms a call)
   is larger than the budget. It leaves out what our presence costs the client indirectly (caches,
   memory not reused while the worker holds a response): the paired figure has that.
 * worker    = CPU the background worker spends per event afterwards: shaping the event's fields
