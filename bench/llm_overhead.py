@@ -828,7 +828,7 @@ def child(chunks: int, pairs: int, peer: str, only: list[str]) -> dict[str, Any]
             "plain": long_got["plain"] / (SHORT + chunks + 1),
         }
         index += 2
-    return {"rows": rows, "worker_us_per_event": statistics.median(worker_cpu)}
+    return {"rows": rows, "worker_us_per_event": statistics.median(worker_cpu) if worker_cpu else 0.0}
 
 
 # -- the parent: several processes, one table ------------------------------------------------------
@@ -863,6 +863,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     def mean_of(variant: str, name: str, key: str) -> list[float]:
         return [run["rows"][name][key] for run in runs[variant] if key in run["rows"].get(name, {})]
 
+    if not runs["tracer"][0]["rows"]:
+        raise SystemExit(f"no case selected: no case name starts with any of {args.only}")
     print(
         f"python {sys.version.split()[0]}, openai {openai.__version__}, anthropic {anthropic.__version__},"
         f" google-genai {genai.__version__}, mistralai {importlib.metadata.version('mistralai')},"
@@ -882,9 +884,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         + (f" {'otel':>8} {'otel÷us':>8}" if "otel" in runs else "")
     )
     results: dict[str, Any] = {}
-    if not runs["tracer"][0]["rows"]:
-        print("no case selected", file=sys.stderr)
-        return {}
     for name in runs["tracer"][0]["rows"]:
         added = mean_of("tracer", name, "added")
         mean = statistics.fmean(added)
