@@ -3,6 +3,7 @@ successes completed, several requests in flight, what may be offered again (``re
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import subprocess
@@ -34,7 +35,6 @@ from ..exporters.test_honeyhive_exporter import (
     sent_events,
     tracer_records,
 )
-from ..fake_clock import FakeClock
 
 direct = _exporter_tests.direct  # the fixture: a HoneyHiveExporter aimed at the collector, closed afterwards
 
@@ -392,62 +392,61 @@ def test_max_in_flight_is_validated_and_read_from_the_environment(
     assert isinstance(t.exporters[0], HoneyHiveExporter) and t.exporters[0].max_in_flight == 3
 
 
-def test_sender_pool_keeps_fast_tasks_on_the_caller_and_runs_slow_ones_side_by_side() -> None:
-    clock = FakeClock()
-    pool = SenderPool(4, "test-sender", slow_task=0.05, clock=clock)
+def test_sender_pool_runs_every_call_side_by_side_on_its_threads_at_most_size_at_once() -> None:
+    pool = SenderPool(4, "test-sender")
     here = threading.current_thread().name
     # Four tasks that can only all return if they run at once (each waits for the other three).
     together = threading.Barrier(4)
+    running = 0
+    most = 0
+    count_lock = threading.Lock()
 
-    def where() -> str:
+    def side_by_side() -> str:
+        together.wait(timeout=10)
         return threading.current_thread().name
 
-    def slow() -> str:
-        clock.advance(0.3)  # waiting on a far server
-        return where()
-
-    def slow_side_by_side() -> str:
-        together.wait(timeout=10)
-        return slow()
+    def counted(index: int) -> int:
+        nonlocal running, most
+        with count_lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.02)
+        with count_lock:
+            running -= 1
+        return index
 
     try:
-        assert pool.run_all([where] * 3) == ["test-sender-1"] * 3  # nothing known yet: one pool thread
-        assert pool.run_all([where] * 3) == [here] * 3  # fast: no thread at all
-        results = pool.run_all([slow] + [slow_side_by_side] * 4)  # the first runs here, is slow: the 4 others at once
-        assert results[0] == here and here not in results[1:]
-        results = pool.run_all([slow_side_by_side] * 4)  # slow last time: all at once from the start
-        assert here not in results
+        for _ in range(3):  # the first call too, and after fast ones: never on the calling thread
+            names = pool.run_all([side_by_side] * 4)
+            assert here not in names and all(name.startswith("test-sender-") for name in names)
+        assert pool.run_all([functools.partial(counted, i) for i in range(12)]) == list(range(12))  # in order
+        assert most <= 4  # never more than size at once (all four at once: the barrier above)
     finally:
         pool.close()
 
 
-def test_sender_pool_widens_a_call_once_its_task_has_waited_longer_than_slow_task() -> None:
-    clock = FakeClock()
-    pool = SenderPool(4, "test-sender", slow_task=0.05, clock=clock)
-    released = threading.Event()
-    others = threading.Barrier(3, action=released.set)  # the three others, all at once, release the first
+def test_sender_pool_hands_a_task_error_to_the_caller_and_ends_the_wait_on_interrupt() -> None:
+    pool = SenderPool(2, "test-sender")
+    release = threading.Event()
 
-    def first() -> str:
-        clock.advance(0.06)  # past slow_task: the pool stops waiting for it and widens
-        assert released.wait(timeout=10), "the other tasks never ran beside this one"
-        return "first"
+    def fails() -> int:
+        raise ValueError("boom")
 
-    def other() -> str:
-        others.wait(timeout=10)
-        return "other"
-
-    def fast_first() -> str:
-        clock.advance(0.04)  # within slow_task: the call stays one task at a time
-        return threading.current_thread().name
+    def hangs() -> int:
+        release.wait(timeout=10)
+        return 1
 
     try:
-        assert pool.run_all([first, other, other, other]) == ["first", "other", "other", "other"]
-        fresh = SenderPool(4, "test-fresh", slow_task=0.05, clock=clock)
-        try:
-            assert fresh.run_all([fast_first] * 3) == ["test-fresh-1"] * 3
-        finally:
-            fresh.close()
+        with pytest.raises(ValueError, match="boom"):
+            pool.run_all([lambda: 1, fails])
+        stop = threading.Timer(0.1, pool.interrupt)
+        stop.start()
+        began = time.monotonic()
+        assert pool.run_all([hangs, hangs, hangs]) == [None, None, None]  # nothing awaited after interrupt()
+        assert time.monotonic() - began < 5
+        assert pool.run_all([lambda: 1]) == [None]  # later calls return at once, nothing run
     finally:
+        release.set()
         pool.close()
 
 

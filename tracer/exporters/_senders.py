@@ -1,21 +1,22 @@
 """A small pool of daemon threads that run an exporter's blocking requests side by side.
 
-``SenderPool.run_all(tasks)`` runs the tasks (at most ``size`` at once, started in list order) and
-returns their results once all are done, or at once when ``interrupt()`` is called (the tasks still
-running then finish on their own; their results are not awaited: ``None`` in their place).
+``SenderPool.run_all(tasks)`` runs the tasks on the pool's threads (at most ``size`` at once,
+started in list order) and returns their results once all are done, or at once when
+``interrupt()`` is called (the tasks still running then finish on their own; their results are not
+awaited: ``None`` in their place). The calling thread (the delivery worker) only waits, so that
+``interrupt()`` ends the wait even while a request hangs.
 
-Side by side only when it pays. A nearby server answers a 512-event request in about 3 ms, and
-there the CPU, not the wait, is the limit: eight threads contending for the GIL with the app
-delivered 79,849 events/s against 93,401 one at a time (``bench/throughput.py --latency-ms 0``, same
-run), while 20 ms away they took 63,074 against 18,241; and even handing the tasks to one other
-thread cost about 7% at 0 ms (81,300 against 87,300 events/s, mean of three alternating runs). So:
-
-- the first call runs its tasks one at a time on one pool thread, and all at once (up to ``size``)
-  as soon as one has taken longer than ``slow_task`` seconds;
-- after a call whose fastest task took longer than that, the next one starts all at once;
-- after a call whose tasks were fast, the next one runs them on the calling thread itself, one
-  after the other, until one is slow: the rest of that call then goes to the threads, all at once.
-  (A request hanging there is bounded by its own timeout, not by ``interrupt()``.)
+Side by side whatever the latency. Even when the server is near, a request waits while the server
+decompresses, parses and checks its events (the bench's sink: about 2 µs of CPU per event, 1 ms per
+512-event request), and meanwhile the GIL is free for the next request's compression and I/O.
+``bench/throughput.py --variants tracer`` (a server at 0 ms), six alternating pairs on 2026-12-06:
+102,742-109,270 events/s with every request on the threads against 84,883-98,657 sending one at a
+time from the worker, higher in every pair; at 20 and 100 ms (where requests already went side by
+side) 87,824 and 45,381 against 82,961 and 41,085 in one run each (with a prototype of this rule).
+OTLP/protobuf, limited by the traced process's CPU, did not change (69,214-77,332 against
+74,024-76,959, three pairs). The first measurements (2026-12-05, an earlier build whose worker did
+not yet hand the GIL back to the app while it encoded) had favoured one at a time at 0 ms, so that
+build sent one at a time until a request was slow.
 
 Why not ``concurrent.futures.ThreadPoolExecutor``: its threads are joined, and new work refused, by
 ``threading``'s own shutdown, which runs *before* ``atexit`` hooks, so the tracer's exit hook could
@@ -26,41 +27,32 @@ threads are daemons, started lazily from an empty context, re-created after ``fo
 from __future__ import annotations
 
 import contextvars
-import math
 import os
 import queue
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from .._clock import SYSTEM_CLOCK, Clock
 from .._context import suppressed
 
 __all__ = ["SenderPool", "Senders"]
 
 T = TypeVar("T")
 
-_UNKNOWN: Final = 0  # no call finished yet
-_FAST: Final = 1  # every task of the last call finished within slow_task
-_SLOW: Final = 2  # even the fastest did not
-
 
 class _Call(Generic[T]):
-    """One ``run_all``: the tasks, the next one to start, their results, what is left."""
+    """One ``run_all``: the tasks, the next one to start, their results, how many are left."""
 
-    __slots__ = ("clock", "done", "errors", "fastest", "next", "remaining", "results", "started", "tasks")
+    __slots__ = ("done", "errors", "next", "remaining", "results", "tasks")
 
-    def __init__(self, tasks: Sequence[Callable[[], T]], clock: Clock) -> None:
+    def __init__(self, tasks: Sequence[Callable[[], T]]) -> None:
         self.tasks = tasks
-        self.clock = clock
         self.next = 0
         self.remaining = len(tasks)
         self.results: list[T | None] = [None] * len(tasks)
         self.errors: list[BaseException] = []
         self.done = threading.Condition(threading.Lock())
-        self.started: dict[int, float] = {}  # running tasks: when each started (monotonic)
-        self.fastest = math.inf  # the shortest time a task of this call took
 
     def take(self) -> int:
         """Index of the next task to start, or -1 when all have started."""
@@ -69,14 +61,10 @@ class _Call(Generic[T]):
             if index >= len(self.tasks):
                 return -1
             self.next = index + 1
-            self.started[index] = self.clock.monotonic()
             return index
 
     def finish(self, index: int, result: T | None, error: BaseException | None) -> None:
         with self.done:
-            began = self.started.pop(index, None)
-            if began is not None:
-                self.fastest = min(self.fastest, self.clock.monotonic() - began)
             self.results[index] = result
             if error is not None:
                 self.errors.append(error)
@@ -84,33 +72,15 @@ class _Call(Generic[T]):
             if not self.remaining:
                 self.done.notify_all()
 
-    def waiting_longest(self) -> float:
-        """Seconds the longest-running task has been running (0 when none is)."""
-        with self.done:
-            return self.clock.monotonic() - min(self.started.values()) if self.started else 0.0
-
 
 class SenderPool:
-    """At most *size* threads named *name*-N; *initializer* runs once in each (e.g. to set a context flag).
+    """At most *size* threads named *name*-N; *initializer* runs once in each (e.g. to set a context flag)."""
 
-    A task is slow when it takes more than *slow_task* seconds on *clock*.
-    """
-
-    def __init__(
-        self,
-        size: int,
-        name: str,
-        initializer: Callable[[], None] | None = None,
-        slow_task: float = 0.01,
-        clock: Clock = SYSTEM_CLOCK,
-    ) -> None:
+    def __init__(self, size: int, name: str, initializer: Callable[[], None] | None = None) -> None:
         self.size = size
-        self.slow_task = slow_task
-        self.clock = clock
         self._name = name
         self._initializer = initializer
         self._stop = threading.Event()
-        self._pace = _UNKNOWN  # how fast the last call's tasks were: where and how wide to run the next
         self._reset()
         if hasattr(os, "register_at_fork"):
             reinit = weakref.WeakMethod(self._reset)
@@ -127,59 +97,34 @@ class SenderPool:
 
     def run_all(self, tasks: Sequence[Callable[[], T]]) -> list[T | None]:
         """Run *tasks* and wait for them (or for ``interrupt()``). A task's exception is re-raised here."""
-        if self._pace != _FAST or self._stop.is_set():
-            return self._on_threads(tasks, wide=self._pace == _SLOW)
-        results: list[T | None] = []
-        for index, task in enumerate(tasks):
-            began = self.clock.monotonic()
-            results.append(task())
-            if self.clock.monotonic() - began > self.slow_task:
-                self._pace = _SLOW  # the server is far (or slow) now: the rest side by side
-                return results + self._on_threads(tasks[index + 1 :], wide=True)
-        return results
-
-    def _on_threads(self, tasks: Sequence[Callable[[], T]], wide: bool) -> list[T | None]:
-        """Run *tasks* on the pool's threads: all at once if *wide*, else one at a time until one is slow."""
-        call: _Call[T] = _Call(tasks, self.clock)
+        call: _Call[T] = _Call(tasks)
         if not tasks or self._stop.is_set():
             return call.results
-        full = min(self.size, len(tasks))
-        width = full if wide else 1
         with self._lock:
             if self._closed:
                 return call.results
             self._calls.add(call)
         try:
-            if not self._add_helpers(call, width, width):
+            if not self._add_helpers(call, min(self.size, len(tasks))):
                 return [task() for task in tasks]
-            while True:
-                with call.done:
-                    if not call.remaining or self._stop.is_set():
-                        break
-                    call.done.wait(self.slow_task if width < full else None)
-                    widen = width < full and call.next < len(tasks) and call.remaining > 0
-                if widen and call.waiting_longest() > self.slow_task:
-                    # A task is waiting on the server: the others may as well wait alongside.
-                    self._add_helpers(call, full - width, full)
-                    width = full
             with call.done:
-                if not call.remaining:
-                    self._pace = _SLOW if call.fastest > self.slow_task else _FAST
-                    if call.errors:
-                        raise call.errors[0]
+                while call.remaining and not self._stop.is_set():
+                    call.done.wait()
+                if not call.remaining and call.errors:
+                    raise call.errors[0]
                 return list(call.results)
         finally:
             with self._lock:
                 self._calls.discard(call)
 
-    def _add_helpers(self, call: _Call[Any], count: int, width: int) -> bool:
-        """Let *count* more threads work on *call*, for *width* in all (threads are started as needed).
+    def _add_helpers(self, call: _Call[Any], count: int) -> bool:
+        """Let *count* threads work on *call* (started as needed).
 
         False when there is no thread to work on it: Python 3.12 refuses to start threads at
         interpreter shutdown (the exit drain), and the caller then runs the tasks itself.
         """
         with self._lock:
-            while len(self._threads) < width:
+            while len(self._threads) < count:
                 thread = threading.Thread(
                     target=self._serve, name=f"{self._name}-{len(self._threads) + 1}", daemon=True
                 )
@@ -252,9 +197,8 @@ class Senders:
     the exporter's own requests.
     """
 
-    def __init__(self, name: str, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, name: str) -> None:
         self._name = name
-        self._clock = clock
         self._pool: SenderPool | None = None
         self._lock = threading.Lock()
         self._interrupted = False
@@ -268,7 +212,7 @@ class Senders:
         with self._lock:
             pool = self._pool
             if pool is None:
-                pool = self._pool = SenderPool(width, self._name, _suppress_in_thread, clock=self._clock)
+                pool = self._pool = SenderPool(width, self._name, _suppress_in_thread)
                 if self._interrupted:
                     pool.interrupt()
         return pool.run_all(tasks)

@@ -4,7 +4,7 @@ Per ``export_batches`` call (the few batches one worker pass took), in order:
 
 1. one ``POST /events/batch`` per session and batch, body ``{"events": [...], "is_single_session":
    true, "session_properties": {...}}``, assembled from the already-encoded event bytes (never
-   re-encoded); up to ``max_in_flight`` of them at once, on a few sender threads;
+   re-encoded); up to ``max_in_flight`` of them at once, on sender threads (``_senders``);
 2. then, once those are answered, the late updates: ``PUT /events`` (``event_id`` plus the changed
    buckets; never ``inputs``, ``outputs`` always an object), or ``POST /session/start`` for a session
    the server does not have yet. Updates of one event go one after the other, in order.
@@ -272,7 +272,7 @@ class HoneyHiveExporter(Exporter):
         self._log_lock = threading.Lock()
         self._logged: set[str] = set()
         self._unreachable_logged = False
-        self._senders = Senders("tracer-sender", clock)
+        self._senders = Senders("tracer-sender")
         self._interrupted = False
 
     def __repr__(self) -> str:  # never shows the key

@@ -69,8 +69,8 @@ _DEFAULT_MAX_ATTRIBUTES: Final = 128
 # The events' own default string limit (max_string_length): a value the events kept whole stays whole;
 # a bucket's JSON longer than that keeps head and tail (backends cap values at 32-64 KiB).
 _DEFAULT_MAX_ATTRIBUTE_LENGTH: Final = 32 * 1024
-# Requests at once: the HoneyHive exporter's default and reasons (see honeyhive._DEFAULT_MAX_IN_FLIGHT);
-# against a nearby endpoint they go one at a time anyway (_senders.SenderPool).
+# Requests at once: the HoneyHive exporter's default and reasons (see honeyhive._DEFAULT_MAX_IN_FLIGHT
+# and _senders.SenderPool).
 _DEFAULT_MAX_IN_FLIGHT: Final = 16
 
 
@@ -212,7 +212,7 @@ class OTLPExporter(Exporter):
             raise ConfigError(f"OTLPExporter: {exc}") from None
         self._log_lock = threading.Lock()
         self._logged: set[str] = set()
-        self._senders = Senders("tracer-otlp-sender", clock)
+        self._senders = Senders("tracer-otlp-sender")
         # OTLP/protobuf from the events' JSON pieces (Batch.parts): see _otlp_fast.
         self._fast: FastSpanWriter | None = None
         if protocol == "http/protobuf":
