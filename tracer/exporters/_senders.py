@@ -9,14 +9,15 @@ awaited: ``None`` in their place). The calling thread (the delivery worker) only
 Side by side whatever the latency. Even when the server is near, a request waits while the server
 decompresses, parses and checks its events (the bench's sink: about 2 µs of CPU per event, 1 ms per
 512-event request), and meanwhile the GIL is free for the next request's compression and I/O.
-``bench/throughput.py --variants tracer`` (a server at 0 ms), six alternating pairs on 2026-12-06:
-102,742-109,270 events/s with every request on the threads against 84,883-98,657 sending one at a
-time from the worker, higher in every pair; at 20 and 100 ms (where requests already went side by
-side) 87,824 and 45,381 against 82,961 and 41,085 in one run each (with a prototype of this rule).
-OTLP/protobuf, limited by the traced process's CPU, did not change (69,214-77,332 against
-74,024-76,959, three pairs). The first measurements (2026-12-05, an earlier build whose worker did
-not yet hand the GIL back to the app while it encoded) had favoured one at a time at 0 ms, so that
-build sent one at a time until a request was slow.
+``bench/throughput.py --variants tracer`` (a server at 0 ms), nine alternating pairs against the
+code before on 2026-12-06: 85,673-109,270 events/s (median 103,598) with every request on the
+threads against 84,883-98,657 (median 90,213) sending one at a time from the worker, higher in eight
+of the nine pairs; at 20 and 100 ms (where requests already went side by side) 87,824 and 45,381
+against 82,961 and 41,085 in one run each (with a prototype of this rule). OTLP/protobuf, limited by
+the traced process's CPU, did not change (69,214-77,332 against 74,024-76,959, three pairs). The
+first measurements (2026-12-05, an earlier build whose worker did not yet hand the GIL back to the
+app while it encoded) had favoured one at a time at 0 ms, so that build sent one at a time until a
+request was slow.
 
 Why not ``concurrent.futures.ThreadPoolExecutor``: its threads are joined, and new work refused, by
 ``threading``'s own shutdown, which runs *before* ``atexit`` hooks, so the tracer's exit hook could
