@@ -425,6 +425,16 @@ def test_sender_pool_runs_every_call_side_by_side_on_its_threads_at_most_size_at
         pool.close()
 
 
+def test_a_huge_max_in_flight_starts_at_most_100_sender_threads(collector: Collector, direct: Any) -> None:
+    exporter = direct(max_in_flight=100_000)
+    results = exporter.export_batches([make_batch(2) for _ in range(150)])
+    assert all(isinstance(r, ExportResult) and r.ok and r.delivered == 2 for r in results)
+    # Each pool numbers its threads from 1: other tests' pools may still be winding down.
+    numbers = [int(t.name.rsplit("-", 1)[1]) for t in threading.enumerate() if t.name.startswith("tracer-sender-")]
+    assert numbers and max(numbers) <= 100
+    assert len(set(collector.event_ids())) == 300
+
+
 def test_sender_pool_hands_a_task_error_to_the_caller_and_ends_the_wait_on_interrupt() -> None:
     pool = SenderPool(2, "test-sender")
     release = threading.Event()

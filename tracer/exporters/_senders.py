@@ -33,13 +33,19 @@ import queue
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from .._context import suppressed
 
 __all__ = ["SenderPool", "Senders"]
 
 T = TypeVar("T")
+
+# Threads per pool at most, whatever max_in_flight asks: the HTTP client keeps at most 100
+# connections (httpx's default pool limit), so more threads would only wait for one; and one thread
+# per batch of a large backlog (max_in_flight=100_000, 10-event batches: 5,000 threads, 280 MiB
+# peak RSS in one run) is a cost the host must never pay.
+_MAX_THREADS: Final = 100
 
 
 class _Call(Generic[T]):
@@ -75,10 +81,11 @@ class _Call(Generic[T]):
 
 
 class SenderPool:
-    """At most *size* threads named *name*-N; *initializer* runs once in each (e.g. to set a context flag)."""
+    """At most *size* threads (and never more than ``_MAX_THREADS``) named *name*-N; *initializer*
+    runs once in each (e.g. to set a context flag)."""
 
     def __init__(self, size: int, name: str, initializer: Callable[[], None] | None = None) -> None:
-        self.size = size
+        self.size = min(size, _MAX_THREADS)
         self._name = name
         self._initializer = initializer
         self._stop = threading.Event()
