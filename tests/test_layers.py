@@ -53,6 +53,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "tracer._http",
         "tracer._spool",
         "tracer._worker",
+        "tracer._overlap",
         "tracer._pipeline",
     ),
     "exporters": ("tracer.exporters.*",),

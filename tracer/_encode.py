@@ -6,6 +6,7 @@ oversized events are trimmed, so that the traced call itself never pays for any 
 
 from __future__ import annotations
 
+import binascii
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final
 
@@ -51,6 +52,7 @@ _EMPTY_REST: Final[tuple[bytes, bytes, None]] = (
     None,
 )
 _CACHE_LIMIT: Final = 8192
+_unhexlify = binascii.unhexlify
 _PAUSE_EVERY: Final = 64  # events (about 0.15 ms of encoding): see _pipeline.BatchProcessor._drain
 
 
@@ -59,6 +61,7 @@ class Encoder:
 
     __slots__ = (
         "_ids",
+        "_lows",
         "_mask",
         "_max_event_bytes",
         "_ms_text",
@@ -83,6 +86,8 @@ class Encoder:
         # Formatted ids: a child's parent_id is formatted again as the parent's event_id, and
         # children_ids repeat ids already seen, so most ids are formatted once.
         self._ids: dict[int | bytes, bytes] = {}
+        # The last 8 bytes of those ids (EventParts' PART_ID_LOW), by id, when an exporter wants them.
+        self._lows: dict[int, bytes] = {}
         self._ms_text: dict[int, bytes] = {}
         self._names: dict[str, bytes] = {}
         # session_id -> (version, session_properties, source JSON, id bytes)
@@ -99,6 +104,7 @@ class Encoder:
     def clear_caches(self) -> None:
         """Forget formatted ids and names (a forked child formats ids with its own prefix)."""
         self._ids.clear()
+        self._lows.clear()
         self._names.clear()
         self._sessions.clear()
 
@@ -163,6 +169,10 @@ class Encoder:
         if len(self._ids) >= _CACHE_LIMIT:
             self._ids.clear()
         ids = self._ids
+        lows = self._lows
+        if len(lows) >= _CACHE_LIMIT:
+            lows.clear()
+        lows_get = lows.get
         head = sid = b""
         sid_text = None
         for span in spans if pause is None or len(spans) <= _PAUSE_EVERY else _paced(spans, pause):
@@ -242,11 +252,36 @@ class Encoder:
             add_event(raw)
             add_session_id(sid_text)
             if event_parts is not None:
-                event_parts.append(
-                    (own_id, parent_id, name_json, event_type, io, error_json, start_text, duration, rest[2], head)
-                    if whole
-                    else None
-                )
+                if whole:
+                    # The ids' low 64 bits (an OTLP span id), each taken once from its text: a parent
+                    # comes first as its children's parent (children end first).
+                    low = lows_get(event_id)
+                    if low is None:
+                        low = lows[event_id] = _unhexlify(own_id[19:23] + own_id[24:])
+                    parent_low = None
+                    if parent.__class__ is int:
+                        parent_low = lows_get(parent)
+                        if parent_low is None:
+                            parent_low = lows[parent] = _unhexlify(parent_id[19:23] + parent_id[24:])
+                    start_ns = start_ms * 1_000_000
+                    event_parts.append(
+                        (
+                            own_id,
+                            parent_id,
+                            name_json,
+                            event_type,
+                            io,
+                            error_json,
+                            start_ns,
+                            start_ns + end - start,
+                            rest[2],
+                            head,
+                            low,
+                            parent_low,
+                        )
+                    )
+                else:
+                    event_parts.append(None)
         update_bodies = []
         for update in items if len(spans) != len(items) else ():
             if len(update) != UPDATE_LEN:

@@ -3,7 +3,8 @@ gets back. It belongs to the pipeline layer (the pipeline defines it; ``tracer.e
 implements it and re-exports it for users).
 
 An exporter gets a ``Batch`` on the library's single background thread (or inline, with
-``batch=False``). It may block on I/O there; it should not assume any particular thread.
+``batch=False``), or during a burst on a helper thread acting for it (``_overlap``: one export at a
+time, in order). It may block on I/O there; it should not assume any particular thread.
 """
 
 from __future__ import annotations
@@ -25,11 +26,14 @@ EventParts = tuple[
     str,  # PART_TYPE: event_type
     bytes | None,  # PART_IO: {"inputs":…,"outputs":…} (None: both empty)
     bytes | None,  # PART_ERROR: error as a JSON string (None: no error)
-    bytes,  # PART_START_MS: start_time, decimal text
-    bytes,  # PART_DURATION: duration, decimal text (ms)
+    int,  # PART_START_NS: start_time as sent (whole ms) in ns
+    int,  # PART_END_NS: that plus the event's duration (ns), i.e. start_time + duration as sent
     tuple[bytes, bytes, bytes, bytes, bytes] | None,  # PART_RARE: config, metadata, metrics, feedback,
     # user_properties as JSON objects (None: all empty)
     bytes,  # PART_HEAD: '{"project":…,"source":…,"event_name":' (the same object for a run of one session)
+    bytes,  # PART_ID_LOW: the event id's last 8 bytes (its UUID's low 64 bits)
+    bytes | None,  # PART_PARENT_LOW: the same of the parent's id, when this process made it (else None:
+    # a root event, or a parent continued from another service)
 ]
 PART_EVENT_ID: Final = 0
 PART_PARENT_ID: Final = 1
@@ -37,10 +41,12 @@ PART_NAME: Final = 2
 PART_TYPE: Final = 3
 PART_IO: Final = 4
 PART_ERROR: Final = 5
-PART_START_MS: Final = 6
-PART_DURATION: Final = 7
+PART_START_NS: Final = 6
+PART_END_NS: Final = 7
 PART_RARE: Final = 8
 PART_HEAD: Final = 9
+PART_ID_LOW: Final = 10
+PART_PARENT_LOW: Final = 11
 
 
 class Batch:

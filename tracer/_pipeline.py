@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import inspect
 import os
 import threading
@@ -33,6 +34,7 @@ from ._context import suppressed
 from ._encode import Encoder
 from ._errors import logger, report_internal_error, warn_once
 from ._export import Batch, Exporter, ExportResult, normalize_result
+from ._overlap import Helper, on_helper
 from ._record import SIZE, Item
 from ._sessions import SessionRegistry
 from ._span import Session
@@ -49,6 +51,7 @@ _WAKE_FRACTION: Final = 2  # the worker is woken early once the queue holds 1/th
 _FAST_BATCHES: Final = 10  # batches sent at first_flush_interval before settling on flush_interval
 # Sessions remembered beyond twice the queue's length before the registry is rebuilt from the queue.
 _SESSIONS_SLACK: Final = 1024
+_HELPER_NAME: Final = "tracer-export"
 # Seconds one batch may spend in an exporter's retries when that exporter has a spool: after that
 # the batch is spooled rather than held. At the issue's outage rate (3,000 events/s) 5 s of events
 # is about 12 MiB of queue, a fifth of the default byte bound; a 503 blip shorter than that is
@@ -735,45 +738,83 @@ class BatchProcessor(Processor):
         per_pass = max(_BATCHES_PER_PASS, *(getattr(exporter, "max_in_flight", 1) for exporter in self.exporters))
         max_items = per_pass * self._max_batch_size
         max_bytes = per_pass * self._max_batch_bytes
-        for _ in range(_PASSES_PER_TURN):
-            if self._abandon:
-                self._spool_leftovers()
-                return False
-            with self._lock:
-                queue = self._queue
-                behind = self._queue_bytes > self._spill_bytes
-                calm = self._queue_bytes < self._calm_bytes and len(queue) < self._calm_items
-                # Everything taken earlier is encoded by now: forget the sessions no queued record needs.
-                if not queue:
-                    self._sessions.prune()
+        exporting: Helper | None = None  # the previous pass's export, still running on a helper
+        try:
+            for turn in range(_PASSES_PER_TURN):
+                if self._abandon:
+                    self._end_export(exporting, 0)
+                    exporting = None
+                    self._spool_leftovers()
                     return False
-                if len(self._sessions) > 2 * len(queue) + _SESSIONS_SLACK:
-                    self._sessions.prune(list(queue))
-                self._inflight_first = self._popped + 1
-                items: list[Item] = []
-                taken_bytes = 0
-                while queue and len(items) < max_items and (not items or taken_bytes + queue[0][SIZE] <= max_bytes):
-                    item = queue.popleft()
-                    items.append(item)
-                    taken_bytes += item[SIZE]
-                self._popped += len(items)
-                self._queue_bytes -= taken_bytes
-            try:
+                with self._lock:
+                    queue = self._queue
+                    behind = self._queue_bytes > self._spill_bytes
+                    calm = self._queue_bytes < self._calm_bytes and len(queue) < self._calm_items
+                    # Everything taken earlier is encoded by now: forget the sessions no queued record needs.
+                    if not queue:
+                        self._sessions.prune()
+                        return False
+                    if len(self._sessions) > 2 * len(queue) + _SESSIONS_SLACK:
+                        self._sessions.prune(list(queue))
+                    first = self._popped + 1
+                    if exporting is None:
+                        self._inflight_first = first
+                    items: list[Item] = []
+                    taken_bytes = 0
+                    while queue and len(items) < max_items and (not items or taken_bytes + queue[0][SIZE] <= max_bytes):
+                        item = queue.popleft()
+                        items.append(item)
+                        taken_bytes += item[SIZE]
+                    self._popped += len(items)
+                    self._queue_bytes -= taken_bytes
+                    more = bool(queue) and turn + 1 < _PASSES_PER_TURN  # another pass follows this one
                 batches = []
-                for chunk in self._chunks(items, taken_bytes):
-                    batch = self._encode(chunk, _yield_gil if calm else None)
-                    if batch is not None:
-                        batches.append(batch)
-                    if calm:
-                        _yield_gil()  # the app first (see above)
-                del items  # the spans are encoded now: let them go before the (slow) I/O
-                self._export_all(batches, spill=behind)
-            finally:
-                self._batches_sent += 1
-                with self._progress:
-                    self._inflight_first = 0
-                    self._progress.notify_all()
+                encoded = False
+                try:
+                    for chunk in self._chunks(items, taken_bytes):
+                        batch = self._encode(chunk, _yield_gil if calm else None)
+                        if batch is not None:
+                            batches.append(batch)
+                        if calm:
+                            _yield_gil()  # the app first (see above)
+                    del items  # the spans are encoded now: let them go before the (slow) I/O
+                    encoded = True
+                finally:
+                    # The previous pass's batches go out before this one's (each exporter sees them in order).
+                    self._end_export(exporting, first)
+                    exporting = None
+                    if not encoded:
+                        self._pass_done(0)
+                # With a pass to encode next, this one's export runs on a helper meanwhile (see _overlap).
+                if more and batches:
+                    exporting = Helper.start(functools.partial(self._export_all, batches, behind), _HELPER_NAME)
+                if exporting is None:
+                    try:
+                        self._export_all(batches, spill=behind)
+                    finally:
+                        self._pass_done(0)
+        finally:
+            self._end_export(exporting, 0)
         return bool(self._queue)
+
+    def _end_export(self, exporting: Helper | None, next_first: int) -> None:
+        """Wait for the export on *exporting* (if any) and count its pass done; *next_first* is the
+        first item of the pass taken after it (0: none), now the first one in flight."""
+        if exporting is None:
+            return
+        try:
+            error = exporting.wait()
+        finally:
+            self._pass_done(next_first)
+        if error is not None:
+            report_internal_error("the delivery worker's export", error)
+
+    def _pass_done(self, next_first: int) -> None:
+        """A pass is exported: flush() waiters look again."""
+        self._batches_sent += 1
+        with self._progress:
+            self._inflight_first = next_first
+            self._progress.notify_all()
 
     def _chunks(self, items: list[Item], total_bytes: int) -> list[list[Item]]:
         """Split *items* (of *total_bytes* in all) into batches within max_batch_size and max_batch_bytes."""
@@ -808,7 +849,7 @@ class BatchProcessor(Processor):
         """
         deadline = time.monotonic() + max(timeout, 0.0)
         handled = self._flush_queue(timeout)
-        if worker.is_current():
+        if worker.is_current() or on_helper():
             return handled
         return self._wait_for_spools(deadline) and handled
 
@@ -821,7 +862,7 @@ class BatchProcessor(Processor):
                 self._flush_target = target
         if not self._attached and target > self._popped:
             self._attach()
-        if worker.is_current():  # an exporter calling flush(): the worker cannot wait on itself
+        if worker.is_current() or on_helper():  # an exporter calling flush(): the worker cannot wait on itself
             return self._flush_result()
         deadline = time.monotonic() + max(timeout, 0.0)
         self._request_service()
@@ -905,7 +946,7 @@ class BatchProcessor(Processor):
             for exporter in self.exporters:
                 exporter.interrupt()
         finished = not attached
-        if attached and not worker.is_current():
+        if attached and not (worker.is_current() or on_helper()):
             self._request_service()
             grace = _SHUTDOWN_GRACE if not delivered else max(timeout, _SHUTDOWN_GRACE)
             if _no_worker_thread():

@@ -278,9 +278,89 @@ def test_another_4xx_is_not_retried_and_logged_once_with_the_body(
     assert [(r.delivered, r.failed, r.reason, r.retry_events) for r in results if isinstance(r, ExportResult)] == [
         (0, 3, "rejected", ())
     ] * 2
-    assert len(receiver.requests) == 2  # one per batch: no retry
+    assert len(receiver.requests) == 1  # the two batches in one request, not sent again
+    assert [r.failed_requests for r in results if isinstance(r, ExportResult)] == [1, 0]  # stats() count requests
     logged = [r.getMessage() for r in caplog.records if r.name == "tracer" and "HTTP 400" in r.getMessage()]
     assert len(logged) == 1 and "programmed fault" in logged[0]
+    exporter.shutdown()
+
+
+def _ids_of(spans: list[ReceivedSpan]) -> list[str]:
+    return sorted(span_to_event(_as_mapping_span(span))[0]["event_id"] for span in spans)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_batches_of_one_export_share_requests_up_to_4096_spans(receiver: OTLPReceiver, protocol: str) -> None:
+    def batch(count: int) -> Batch:
+        sid = str(uuid.uuid4())
+        return _batch([_event(sid, event_name=f"step-{index}") for index in range(count)])
+
+    batches = [batch(1000) for _ in range(5)] + [batch(1)]
+    exporter = OTLPExporter(receiver.endpoint, protocol=protocol)
+    results = exporter.export_batches(batches)
+    assert [(r.delivered, r.failed) for r in results if isinstance(r, ExportResult)] == [(len(b), 0) for b in batches]
+    # 4 x 1,000 fit one request (4,096 at most); the fifth batch of 1,000 and the last one of 1
+    # go in a second.
+    assert len(receiver.requests) == len(receiver.bodies) == 2
+    sent = [span_to_event(_as_mapping_span(span))[0] for span in receiver.spans]
+    assert len(sent) == 5001
+    assert sorted(e["event_id"] for e in sent) == sorted(
+        orjson.loads(raw)["event_id"] for b in batches for raw in b.encoded
+    )
+    # each event keeps its own session (trace) and fields in a shared request
+    by_id = {orjson.loads(raw)["event_id"]: orjson.loads(raw) for b in batches for raw in b.encoded}
+    for event in sent:
+        assert event["session_id"] == by_id[event["event_id"]]["session_id"]
+        assert event["event_name"] == by_id[event["event_id"]]["event_name"]
+    exporter.shutdown()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_shared_request_refused_as_too_large_goes_again_one_batch_per_request(
+    receiver: OTLPReceiver, protocol: str
+) -> None:
+    receiver.fail(413)
+    batches = [_batch(_tree()) for _ in range(3)]
+    exporter = OTLPExporter(receiver.endpoint, protocol=protocol)
+    results = exporter.export_batches(batches)
+    assert [(r.delivered, r.failed, r.reason) for r in results if isinstance(r, ExportResult)] == [(3, 0, None)] * 3
+    assert len(receiver.requests) == 4  # the shared one (413), then one per batch
+    assert len(receiver.spans) == 9
+    assert _ids_of(receiver.spans) == sorted(orjson.loads(raw)["event_id"] for b in batches for raw in b.encoded)
+    exporter.shutdown()
+
+
+def test_a_413_for_a_single_batch_is_a_refusal_not_a_loop(receiver: OTLPReceiver) -> None:
+    receiver.fail(413, times=2)
+    exporter = OTLPExporter(receiver.endpoint)
+    (result,) = exporter.export_batches([_batch(_tree())])
+    assert isinstance(result, ExportResult)
+    assert (result.delivered, result.failed, result.reason) == (0, 3, "rejected")
+    assert len(receiver.requests) == 1
+    exporter.shutdown()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_partial_success_of_a_shared_request_counts_each_rejected_span_once(
+    receiver: OTLPReceiver, protocol: str
+) -> None:
+    receiver.partial(4, "4 spans too old")
+    exporter = OTLPExporter(receiver.endpoint, protocol=protocol)
+    results = exporter.export_batches([_batch(_tree()) for _ in range(3)])
+    outcomes = [(r.delivered, r.failed, r.reason, r.retry_events) for r in results if isinstance(r, ExportResult)]
+    # the endpoint names no spans: the count is taken from the first batches on, never re-sent
+    assert outcomes == [(0, 3, "rejected", ()), (2, 1, "rejected", ()), (3, 0, None, ())]
+    assert len(receiver.requests) == 1
+    exporter.shutdown()
+
+
+def test_an_unreachable_endpoint_gives_every_batch_of_a_shared_request_back() -> None:
+    exporter = OTLPExporter(dead_url(), max_attempts=1, export_timeout=2.0)
+    results = exporter.export_batches([_batch(_tree()) for _ in range(3)])
+    assert [(r.delivered, r.failed, r.retry_events) for r in results if isinstance(r, ExportResult)] == [
+        (0, 3, (0, 1, 2))
+    ] * 3
+    assert [r.failed_requests for r in results if isinstance(r, ExportResult)] == [1, 0, 0]
     exporter.shutdown()
 
 

@@ -166,8 +166,7 @@ class FastSpanWriter:
         add = spans.append
         # The loop runs once per event: what it calls is in locals, and the usual event (no error,
         # no rare bucket, not a model call, of the session before it) is written right here.
-        ids = self._ids
-        ids_get, new_id = ids.get, self._id
+        ids_get, new_id = self._ids.get, self._id
         span, pack, headers, max_length = self._span, _TIMES.pack, _SPAN_HEADERS, self._max_length
         # Bucket JSON up to this long needs no cut and one-byte lengths (see _SMALL_INPUTS).
         small_inputs, small_outputs = min(105, max_length), min(104, max_length)
@@ -176,21 +175,13 @@ class FastSpanWriter:
         for index, (part, session_id) in enumerate(zip(parts, batch.session_ids, strict=True)):
             written: tuple[tuple[str, str], bytes] | None = None
             if part is not None and part[8] is None and part[5] is None and part[3] != "model":
-                own_id, parent_id, name_json, event_type, io, _, start_text, duration, _, head = part
+                own_id, parent_id, name_json, event_type, io, _, start, end, _, head, own, parent = part
                 if session_id != session_id_before or session is None or session.head is not head:
                     session = self._session_for(session_id, sessions, head)
                     session_id_before = session_id
-                own = ids_get(own_id)
-                if own is None:
-                    # An event's own id is always this library's canonical UUID text (only a
-                    # parent may come from elsewhere): its last 64 bits, never all zeros.
-                    if len(ids) >= _CACHE_LIMIT:
-                        ids.clear()
-                    own = ids[own_id] = _unhexlify(own_id[19:23] + own_id[24:])
-                root = parent_id == session.session_id
-                parent = None if root else ids_get(parent_id) or new_id(parent_id)
-                start = int(start_text) * 1_000_000
-                end = start + round(float(duration) * 1_000_000)
+                root = parent is None and parent_id == session.session_id
+                if parent is None and not root:  # a parent from another service: its id may be any text
+                    parent = ids_get(parent_id) or new_id(parent_id)
                 if (root or parent is not None) and start and end:
                     # (name and kind, the attributes up to the buckets, those before the ids)
                     named = session.names.get((event_type, name_json)) or self._name(session, event_type, name_json)
@@ -284,18 +275,13 @@ class FastSpanWriter:
         self, part: EventParts, session_id: str, sessions: Mapping[str, Mapping[str, Any]]
     ) -> tuple[tuple[str, str], bytes] | None:
         """The resource key and ``Span`` contents of one event, or None to leave it to the reference path."""
-        own_id, parent_id, name_json, event_type, io, error_json, start_text, duration, rare, head = part
+        own_id, parent_id, name_json, event_type, io, error_json, start, end, rare, head, own, parent = part
         session = self._session_for(session_id, sessions, head)
-        ids = self._ids
-        own = ids.get(own_id) or self._id(own_id)
-        if own is None:
-            return None
         named = session.names.get((event_type, name_json)) or self._name(session, event_type, name_json)
         prefix = session.id_prefix
-        start = int(start_text) * 1_000_000
-        end = start + round(float(duration) * 1_000_000)
-        root = parent_id == session.session_id
-        parent = None if root else ids.get(parent_id) or self._id(parent_id)
+        root = parent is None and parent_id == session.session_id
+        if parent is None and not root:
+            parent = self._ids.get(parent_id) or self._id(parent_id)
         if not start or not end or (parent is None and not root):
             return None  # a zero time is left out of the message, a non-UUID parent hashed: the reference path
         id_attributes = [
