@@ -95,6 +95,10 @@ class Request:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default listen backlog is 5: a client opening dozens of connections at once
+    # (the sender pool's test with 100 threads) saw some SYNs dropped and retried a second later,
+    # past its timeouts. Real servers listen with a backlog of 128 or more.
+    request_queue_size = 256
     collector: Collector
 
     def __init__(self, collector: Collector, port: int = 0) -> None:
