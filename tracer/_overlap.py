@@ -4,8 +4,9 @@ The worker's pass is: take events from the queue, encode them, export them and w
 While it waits, nothing of this process runs but the exporter's senders, and those mostly wait
 too (on the server, on gzip, on the GIL after each). When a burst leaves several passes to do,
 the pipeline hands each pass's export to a helper from here and encodes the next pass meanwhile
-(``BatchProcessor._drain``). One thread per handed-over export: starting one costs about 0.1 ms,
-next to a pass of thousands of events, and nothing is left running between bursts.
+(``BatchProcessor._drain``). One thread per handed-over export: starting and joining one took
+0.35 ms (2,000 in a row, the machine busy), next to 30-80 ms for a pass of 8,192 events, and
+nothing is left running between bursts.
 """
 
 from __future__ import annotations

@@ -719,7 +719,9 @@ class BatchProcessor(Processor):
         GIL, and an app thread that gets it back keeps it for a whole switch interval (5 ms), so
         a worker that sent after every single batch would fall behind a busy app. Taking only a
         few keeps what is encoded but not yet sent small, next to the queue's own bounds. At most
-        ``_PASSES_PER_TURN`` passes: other tracers' queues get their turn in between.
+        ``_PASSES_PER_TURN`` passes: other tracers' queues get their turn in between. When another
+        pass follows, this one's export runs on a helper thread while the worker encodes the next
+        (``_overlap``; at most two passes encoded and not yet delivered), one export at a time.
 
         While the queue is calm (under the wake thresholds), the worker hands the GIL back every
         64 events it encodes (``_encode._PAUSE_EVERY``, ``time.sleep(0)``, about 0.15 ms of work):
