@@ -328,8 +328,13 @@ class Processor:
                     continue
                 if target.pending and target.may_replay(time.monotonic()):
                     more = self._replay_target(target) or more
-                elif target.untidy and not target.pending:
-                    # The backlog is delivered: reclaim its space, a bounded step per turn.
+                if target.untidy and not target.pending:
+                    # The backlog is delivered: reclaim its space, a bounded step per turn, the first
+                    # in the turn that delivered its last events. A flush() returns as soon as they
+                    # are, and a process that exits then ends the worker's service after this turn:
+                    # left to the next turn, the delivered rows could stay in the file until another
+                    # process opens it (a narrow window; suspected, not shown, in 3 failures of
+                    # test_spool.py's killed-process test in 8 runs of tests/pipeline).
                     try:
                         target.untidy = target.spool.tidy()
                     except Exception as exc:
