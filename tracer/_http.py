@@ -320,6 +320,7 @@ class HttpClient:
         clock = self.clock
         stop = self._stop
         attempts = 0
+        answered: int | None = None  # the status of the latest attempt the server answered
         last = HttpResult(None, error="not attempted")
         while True:
             if stop.is_set():
@@ -352,13 +353,18 @@ class HttpClient:
                 )
             except _RETRYABLE_ERRORS as exc:
                 breaker.failure()
-                last = HttpResult(None, b"", attempts, _describe(exc))
+                error = _describe(exc)
+                if answered is not None:
+                    # A retry of an HTTP error failed (often timed out on what the deadline left it):
+                    # the server's own answer is the cause worth reporting, so keep it.
+                    error = f"{error} (after HTTP {answered})"
+                last = HttpResult(None, b"", attempts, error)
                 delay = policy.backoff(attempts, self._jitter)
             except httpx.TransportError as exc:
                 return HttpResult(None, b"", attempts, _describe(exc))
             else:
                 breaker.success()
-                status = response.status_code
+                status = answered = response.status_code
                 body = response.content
                 retry_after = parse_retry_after(response.headers.get("retry-after"), policy.max_retry_after)
                 last = HttpResult(

@@ -585,6 +585,15 @@ def test_export_deadline_bounds_a_batch(collector: Collector, direct: Any) -> No
     assert (result.failed, result.reason) == (1, "export_failed")
 
 
+def test_a_retry_that_times_out_keeps_the_servers_answer_in_the_error(collector: Collector, direct: Any) -> None:
+    collector.fail(503)
+    collector.hang(times=10, seconds=5.0)
+    exporter = direct(timeout=0.2, max_attempts=3, breaker_threshold=100)
+    result = exporter.export(make_batch(1))
+    assert (result.failed, result.reason) == (1, "export_failed")
+    assert result.last_error is not None and "timed out (after HTTP 503)" in result.last_error, result.last_error
+
+
 def test_unreachable_backend_opens_the_circuit_then_probes_and_resumes(
     collector: Collector, direct: Any, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -66,7 +66,7 @@ def test_a_partial_success_is_resumed_without_duplicates(store: TraceStore, coll
 
 def test_an_unreachable_server_stops_early_and_the_next_run_resumes(store: TraceStore, collector: Collector) -> None:
     collector.fail(503, times=50)
-    down = send_store(store, "k", collector.url, timeout=0.5)
+    down = send_store(store, "k", collector.url, timeout=2.0)
     assert not down.ok and down.events_sent == 0 and down.events_failed == 5
     assert "503" in down.error()
     posts = len(collector.requests_to("POST", "/events/batch"))
