@@ -29,6 +29,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "tracer._errors",
         "tracer._ids",
         "tracer._clock",
+        "tracer._threads",
         "tracer._schema",
         "tracer._registry",
         "tracer._config",

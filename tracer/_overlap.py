@@ -11,9 +11,10 @@ nothing is left running between bursts.
 
 from __future__ import annotations
 
-import contextvars
 import threading
 from collections.abc import Callable
+
+from ._threads import start_thread
 
 __all__ = ["Helper", "on_helper"]
 
@@ -41,12 +42,7 @@ class Helper:
         """The running helper, or None when no thread can be started (Python 3.12 refuses at
         interpreter shutdown): the caller then makes the call itself."""
         helper = cls(call, name)
-        try:
-            # An empty context: the helper must not inherit (and keep alive) the worker's.
-            contextvars.Context().run(helper._thread.start)
-        except RuntimeError:
-            return None
-        return helper
+        return helper if start_thread(helper._thread) else None
 
     def wait(self) -> BaseException | None:
         """Wait for the call to end; the exception it raised, if any (the caller reports it)."""

@@ -13,7 +13,6 @@ exporter stuck in retries does delay the others, the price of a single thread.
 
 from __future__ import annotations
 
-import contextvars
 import os
 import threading
 import time
@@ -22,6 +21,7 @@ from typing import Protocol
 
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import report_internal_error
+from ._threads import start_thread
 
 __all__ = ["Client", "Worker", "worker"]
 
@@ -70,10 +70,7 @@ class Worker:
                 self._wake.set()  # it may be asleep until another queue's (later) due time
                 return
             thread = self._thread = threading.Thread(target=self._run, name="tracer-worker", daemon=True)
-        try:
-            # Start from an empty context: the worker must not inherit (and pin) the caller's span.
-            contextvars.Context().run(thread.start)
-        except RuntimeError:  # "can't create new thread at interpreter shutdown" (Python 3.12)
+        if not start_thread(thread):  # at interpreter shutdown (Python 3.12)
             with self._lock:
                 if self._thread is thread:
                     self._thread = None

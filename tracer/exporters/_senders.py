@@ -27,7 +27,6 @@ threads are daemons, started lazily from an empty context, re-created after ``fo
 
 from __future__ import annotations
 
-import contextvars
 import os
 import queue
 import threading
@@ -36,6 +35,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final, Generic, TypeVar
 
 from .._context import suppressed
+from .._threads import start_thread
 
 __all__ = ["SenderPool", "Senders"]
 
@@ -136,10 +136,7 @@ class SenderPool:
                 thread = threading.Thread(
                     target=self._serve, name=f"{self._name}-{len(self._threads) + 1}", daemon=True
                 )
-                try:
-                    # An empty context: a sender must not inherit (and keep alive) the caller's span.
-                    contextvars.Context().run(thread.start)
-                except RuntimeError:  # "can't create new thread at interpreter shutdown"
+                if not start_thread(thread):  # at interpreter shutdown
                     break
                 self._threads.append(thread)
             if not self._threads:

@@ -31,6 +31,7 @@ from typing import Any, Final, NamedTuple
 import orjson
 
 from .._errors import report_internal_error
+from .._threads import start_thread
 from ._search_cache import index_path, prune, touch
 from ._sql import StoreError
 from ._store import TraceStore
@@ -250,8 +251,9 @@ class SearchIndex:
         with self._builder_lock:
             if self._builder is not None and self._builder.is_alive():
                 return
-            self._builder = threading.Thread(target=self._build, name="tracer-search-index", daemon=True)
-            self._builder.start()
+            builder = threading.Thread(target=self._build, name="tracer-search-index", daemon=True)
+            # Refused at interpreter shutdown: searches go on scanning what the index lacks.
+            self._builder = builder if start_thread(builder) else None
 
     @property
     def building(self) -> bool:
