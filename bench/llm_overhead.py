@@ -21,12 +21,14 @@ whole measurement runs in several fresh processes and the table shows their mean
   time of a short stream (5 chunks: 4 text chunks, or 1 text delta and anthropic's framing
   events) minus 5 x the per-chunk figure
 * per chunk = slope over stream length: (added time with 5 + N chunks - added time with 5) / N
-* own       = per-call cases: the median time of a traced call outside the client's own method (the
-  call's time less the time inside the original method under our patch, timed by a shim put in
-  place for this measurement only, after the paired runs): our code on the calling thread, without
-  the client's run-to-run variation, which for the slower SDKs (mistralai, litellm: 2-8 ms a call)
-  is larger than the budget. It leaves out what our presence costs the client indirectly (caches,
-  memory not reused while the worker holds a response): the paired figure has that.
+* own       = the median time of a traced call outside the client's own work: the call's time less
+  the time inside the original method under our patch and, for streams, inside the SDK's chunk
+  source our recorder reads (both timed by shims put in place for this measurement only, after the
+  paired runs); split into per call and per chunk like the paired figure. Our code on the calling
+  thread, without the client's run-to-run variation, which for the slower SDKs (mistralai,
+  litellm: 2-8 ms a call) is larger than the budget. It leaves out what our presence costs the
+  client indirectly (caches, memory not reused while the worker holds a response): the paired
+  figure has that. Not measured for the async client (the shims time no coroutines).
 * worker    = CPU the background worker spends per event afterwards: shaping the event's fields
   from the saved request and response (see tracer/_deferred.py), encoding, and the exporter's
   decoding; off the calling thread, so not in the budgets
@@ -55,7 +57,7 @@ import subprocess
 import sys
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 # litellm reads its model price map from the internet at import unless told to use its bundled copy.
@@ -81,6 +83,7 @@ from mistralai.client import Mistral
 
 import tracer
 import tracer.integrations
+from tracer.integrations import _stream
 
 USER = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "What is the capital of France?"}]
 BUDGET_CALL_US = 50.0
@@ -416,11 +419,12 @@ def httpx_transport(streams: dict[tuple[int, int], bytes]) -> httpx.MockTranspor
 class Case:
     """One kind of call; *once* makes one call and reads a stream to its end."""
 
-    def __init__(self, name: str, once: Callable[[], None], kind: str, pairs: int) -> None:
+    def __init__(self, name: str, once: Callable[[], None], kind: str, pairs: int, aio: bool = False) -> None:
         self.name = name
         self.once = once
         self.kind = kind  # "call", or "short"/"long": the two lengths of one stream kind
         self.pairs = pairs
+        self.aio = aio  # an async client's call: InsideTimer does not time coroutines, so no `own`
 
 
 def make_cases(chunks: int, pairs: int) -> list[Case]:
@@ -563,8 +567,8 @@ def make_cases(chunks: int, pairs: int) -> list[Case]:
         Case("anthropic messages.create", message, "call", pairs),
         Case("openai chat stream", chat_stream(SHORT), "short", pairs),
         Case("openai chat stream", chat_stream(long), "long", few),
-        Case("openai async chat stream", achat_stream(SHORT), "short", pairs),
-        Case("openai async chat stream", achat_stream(long), "long", few),
+        Case("openai async chat stream", achat_stream(SHORT), "short", pairs, aio=True),
+        Case("openai async chat stream", achat_stream(long), "long", few, aio=True),
         Case("anthropic messages.stream", message_stream(SHORT), "short", pairs),
         Case("anthropic messages.stream", message_stream(long), "long", few),
         Case("groq chat.completions.create", groq_chat, "call", pairs),
@@ -705,11 +709,20 @@ def measure(case: Case, switch: Switch, worker_cpu: list[float]) -> dict[str, fl
 
 
 class InsideTimer:
-    """Times the client's own method inside our patch: each patched method's wrapped function (the
-    client's original) is replaced by a shim that adds the wall time spent in it to ``inside``.
+    """Times the client's own work inside our patch, adding the wall time spent in it to ``inside``:
+
+    - each patched method's wrapped function (the client's original) is replaced by a timing shim;
+    - a stream's chunk source (the SDK generator our recorder chains in, or the ``__next__`` it pulls
+      from) is read through a timing generator, so each chunk's parsing by the SDK counts as the
+      client's. That generator's own step (a resume and a yield) counts as ours: our per-chunk
+      figure errs high, never low;
+    - the few client functions that run outside both (``_client_work``) get the method's shim.
+    What else of the client's runs above our generator (its stream class's ``__next__``, a helper's
+    text iterator) counts as ours too.
+
     Only the outermost shim counts (litellm calls the patched openai client, cohere's client its
     patched raw client): what runs under it, our nested wrappers included, counts as the client's.
-    Installed only while ``own`` is measured, so the paired figures never pay for the shim."""
+    Installed only while ``own`` is measured, so the paired figures never pay for the shims."""
 
     def __init__(self, switch: Switch) -> None:
         self.inside = 0
@@ -719,6 +732,51 @@ class InsideTimer:
             for _owner, _attribute, patched, original in switch.swaps
             if getattr(patched, "__wrapped__", None) is original and not inspect.iscoroutinefunction(original)
         ]
+        self._recorder_wrap = _stream.StreamRecorder._wrap
+        self._puller = _stream._puller
+        # The client's work that runs outside both (anthropic's stream helper: the request in the
+        # manager's __enter__, the message accumulated from each event above our generator).
+        from anthropic.lib.streaming import _messages as anthropic_stream
+
+        self._client_work: list[tuple[Any, str, Any]] = [
+            (owner, name, getattr(owner, name))
+            for owner, name in (
+                (anthropic_stream.MessageStreamManager, "__enter__"),
+                (anthropic_stream, "accumulate_event"),
+                (anthropic_stream, "build_events"),
+            )
+        ]
+
+    def _timed_chunks(self, source: Iterator[Any]) -> Iterator[Any]:
+        clock = time.perf_counter_ns
+        iterator = iter(source)
+        while True:
+            self._depth += 1
+            start = clock()
+            try:
+                item = next(iterator)
+            except StopIteration:
+                return
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    self.inside += clock() - start
+            yield item
+
+    def _timed_step(self, step: Callable[[], Any]) -> Callable[[], Any]:
+        clock = time.perf_counter_ns
+
+        def timed() -> Any:
+            self._depth += 1
+            start = clock()
+            try:
+                return step()
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    self.inside += clock() - start
+
+        return timed
 
     def _shim(self, original: Callable[..., Any]) -> Callable[..., Any]:
         clock = time.perf_counter_ns
@@ -739,16 +797,34 @@ class InsideTimer:
     def __enter__(self) -> InsideTimer:
         for patched, original in self._swaps:
             patched.__wrapped__ = self._shim(original)
+        wrap, puller = self._recorder_wrap, self._puller
+
+        def timed_wrap(recorder: Any, source: Iterator[Any], sends_request: bool = False) -> Iterator[Any]:
+            return wrap(recorder, self._timed_chunks(source), sends_request)
+
+        def timed_puller(wrapped: Any, aio: bool) -> Callable[[], Any]:
+            step = puller(wrapped, aio)
+            return step if aio else self._timed_step(step)
+
+        _stream.StreamRecorder._wrap = timed_wrap  # type: ignore[method-assign]
+        _stream._puller = timed_puller
+        for owner, name, original in self._client_work:
+            setattr(owner, name, self._shim(original))
         return self
 
     def __exit__(self, *exc: object) -> None:
         for patched, original in self._swaps:
             patched.__wrapped__ = original
+        _stream.StreamRecorder._wrap = self._recorder_wrap  # type: ignore[method-assign]
+        _stream._puller = self._puller
+        for owner, name, original in self._client_work:
+            setattr(owner, name, original)
 
 
 def measure_own(case: Case, switch: Switch, timer: InsideTimer) -> float:
-    """Median µs of a traced call spent outside the client's own method: our code on the calling
-    thread (starting the event, saving the request, holding the response for the worker)."""
+    """Median µs of a traced call spent outside the client's own method and chunk source: our code
+    on the calling thread (starting the event, saving the request, each chunk's step through our
+    recorder, holding the response for the worker)."""
     clock = time.perf_counter_ns
     own: list[float] = []
     switch(True)
@@ -800,10 +876,10 @@ def child(chunks: int, pairs: int, peer: str, only: list[str]) -> dict[str, Any]
         case.once()
     worker_cpu: list[float] = []
     measured = [(case, measure(case, switch, worker_cpu)) for case in cases]
-    own: dict[str, float] = {}
+    own: dict[tuple[str, str], float] = {}
     if peer != "otel":
         with InsideTimer(switch) as timer:
-            own = {case.name: measure_own(case, switch, timer) for case in cases if case.kind == "call"}
+            own = {(case.name, case.kind): measure_own(case, switch, timer) for case in cases if not case.aio}
     switch(True)
     rows: dict[str, Any] = {}
     index = 0
@@ -811,8 +887,8 @@ def child(chunks: int, pairs: int, peer: str, only: list[str]) -> dict[str, Any]
         case, got = measured[index]
         if case.kind == "call":
             rows[f"{case.name}: per call"] = {"added": got["wall"], "cpu": got["cpu"], "plain": got["plain"]}
-            if case.name in own:
-                rows[f"{case.name}: per call"]["own"] = own[case.name]
+            if (case.name, "call") in own:
+                rows[f"{case.name}: per call"]["own"] = own[case.name, "call"]
             index += 1
             continue
         _, long_got = measured[index + 1]
@@ -827,6 +903,10 @@ def child(chunks: int, pairs: int, peer: str, only: list[str]) -> dict[str, Any]
             "cpu": slope["cpu"],
             "plain": long_got["plain"] / (SHORT + chunks + 1),
         }
+        if (case.name, "short") in own:  # the same split of the short and long streams' own time
+            own_slope = (own[case.name, "long"] - own[case.name, "short"]) / chunks
+            rows[f"{case.name}: per call"]["own"] = own[case.name, "short"] - SHORT * own_slope
+            rows[f"{case.name}: per chunk"]["own"] = own_slope
         index += 2
     return {"rows": rows, "worker_us_per_event": statistics.median(worker_cpu) if worker_cpu else 0.0}
 
@@ -877,7 +957,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print("otel = the same for opentelemetry-instrumentation-openai-v2 (content on the span, batch processor)")
     print(
         "own = our code's own time in a traced call: the call's time less the time inside the client's"
-        " method (median; per-call cases)"
+        " method and its stream's chunk source (median; not for async clients)"
     )
     print(
         f"{'case':<42} {'plain µs':>9} {'added':>7} {'range':>15} {'cpu':>7} {'own':>6}  {'unit':<9} {'budget':>10}"
