@@ -1,4 +1,5 @@
-"""Starting the library's own threads (the worker, the exporters' senders, the export helper)."""
+"""Starting the library's own threads (the worker, the exporters' senders, the export helper, the
+store's search-index builder)."""
 
 from __future__ import annotations
 
