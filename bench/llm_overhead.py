@@ -748,35 +748,14 @@ class InsideTimer:
         ]
 
     def _timed_chunks(self, source: Iterator[Any]) -> Iterator[Any]:
-        clock = time.perf_counter_ns
-        iterator = iter(source)
+        """*source*'s chunks, each one's ``next()`` timed by the method shim."""
+        step = self._shim(iter(source).__next__)
         while True:
-            self._depth += 1
-            start = clock()
             try:
-                item = next(iterator)
+                item = step()
             except StopIteration:
                 return
-            finally:
-                self._depth -= 1
-                if self._depth == 0:
-                    self.inside += clock() - start
             yield item
-
-    def _timed_step(self, step: Callable[[], Any]) -> Callable[[], Any]:
-        clock = time.perf_counter_ns
-
-        def timed() -> Any:
-            self._depth += 1
-            start = clock()
-            try:
-                return step()
-            finally:
-                self._depth -= 1
-                if self._depth == 0:
-                    self.inside += clock() - start
-
-        return timed
 
     def _shim(self, original: Callable[..., Any]) -> Callable[..., Any]:
         clock = time.perf_counter_ns
@@ -804,7 +783,7 @@ class InsideTimer:
 
         def timed_puller(wrapped: Any, aio: bool) -> Callable[[], Any]:
             step = puller(wrapped, aio)
-            return step if aio else self._timed_step(step)
+            return step if aio else self._shim(step)
 
         _stream.StreamRecorder._wrap = timed_wrap  # type: ignore[method-assign]
         _stream._puller = timed_puller
