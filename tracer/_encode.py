@@ -51,6 +51,11 @@ _EMPTY_REST: Final[tuple[bytes, bytes, None]] = (
     b',"metadata":{},"feedback":{},"metrics":{},"user_properties":{}}',
     None,
 )
+# A deferred event's JSON is at most its variable pieces plus this much (the keys, the event type
+# and id, the times, the duration, the empty buckets: 344 bytes with 20-digit times); each child adds
+# _CHILD_ID_BYTES ('"<uuid>",'). The encoder test checks the bound against the joined JSON.
+_JSON_OVERHEAD: Final = 400
+_CHILD_ID_BYTES: Final = 39
 _CACHE_LIMIT: Final = 8192
 _unhexlify = binascii.unhexlify
 _PAUSE_EVERY: Final = 64  # events (about 0.15 ms of encoding): see _pipeline.BatchProcessor._drain
@@ -140,13 +145,16 @@ class Encoder:
         registry: SessionRegistry,
         pause: Callable[[], None] | None = None,
         parts: bool = False,
+        defer: bool = False,
     ) -> Batch:
         """The batch for *items*; *registry* has the session of each. *pause* (if given) is
         called after every ``_PAUSE_EVERY`` events (the pipeline yields the GIL there). With
-        *parts*, the batch also has each event's pieces (``Batch.parts``)."""
+        *parts*, the batch also has each event's pieces (``Batch.parts``). With *defer* as well, the
+        events' JSON is not joined unless asked for (``Batch.deferred``: for exporters that write
+        from the pieces)."""
         spans = _event_records(items, self._sanitizer.limits)
         flagged = self._flagged(spans)
-        encoded: list[bytes] = []
+        encoded: list[bytes | None] = []
         session_ids: list[str] = []
         sessions: dict[str, dict[str, Any]] = {}
         # The loop below runs once per event on the worker thread: caches and methods are locals,
@@ -158,7 +166,9 @@ class Encoder:
         plain = self._mask is None
         max_event_bytes = self._max_event_bytes
         add_event, add_session_id = encoded.append, session_ids.append
-        event_parts: list[EventParts | None] | None = [] if parts else None
+        event_parts: list[EventParts | None] | None = [] if parts or defer else None
+        defer = defer and plain  # the mask hook rewrites the JSON: it is joined now
+        json_bytes = 0  # of a deferred batch: at least its events' JSON
         anchor = clock.anchor_ns  # monotonic -> wall clock, the same for every event of the batch
         # Start and end times in ms, as text: events of a burst share them (hundreds per ms), and
         # formatting a 13-digit int costs ~0.1 µs, a dict hit half that.
@@ -198,58 +208,77 @@ class Encoder:
                     cached = ids[parent] = format_id_bytes(parent) if isinstance(parent, int) else parent
                 parent_id = cached
             start_ms = (start + anchor) // 1_000_000
-            start_text = ms_get(start_ms)
-            if start_text is None:
-                start_text = ms_text[start_ms] = b"%d" % start_ms
             end_ms = (end + anchor) // 1_000_000
-            end_text = ms_get(end_ms)
-            if end_text is None:
-                end_text = ms_text[end_ms] = b"%d" % end_ms
             if io is not None and io in flagged:
                 io = finalize_io(io)
             name_json = names_get(name) or format_name(name)
             error_json = None if error is None else orjson.dumps(self._sanitizer.sanitize(error))
-            duration = _DURATION % divmod(end - start, 1_000_000)
-            raw = b"".join(
-                (
-                    head,
-                    name_json,
-                    _TYPES[event_type],
-                    own_id,
-                    b'","session_id":"',
-                    sid,
-                    b'","parent_id":"',
-                    parent_id,
-                    b'","children_ids":',
-                    _EMPTY_LIST
-                    if not children
-                    else b'["%b"]' % (ids_get(children) or format_id(children))
-                    if isinstance(children, int)
-                    else b'["' + b'","'.join([ids_get(child) or format_id(child) for child in children]) + b'"]',
-                    rest[0],
-                    # '{"inputs":…,"outputs":…}' without its braces: the two fields in the event's order
-                    _NO_IO if io is None else io[1:-1],
-                    b',"error":',
-                    b"null" if error_json is None else error_json,
-                    b',"start_time":',
-                    start_text,
-                    b',"end_time":',
-                    end_text,
-                    b',"duration":',
-                    duration,
-                    rest[1],
-                )
-            )
             whole = plain  # the pieces still make up the event
-            if not plain:
-                masked = self._apply_mask(raw)
-                if masked is None:
-                    continue
-                raw = masked
-            if len(raw) > max_event_bytes:
-                raw = self._shrink(orjson.loads(raw))
-                whole = False
-            add_event(raw)
+            deferred = False
+            if defer:
+                # The JSON is joined later if at all (``Batch.deferred``), so its size is bounded
+                # here: an event that could be over max_event_bytes is joined (and trimmed) now.
+                bound = len(head) + len(name_json) + len(sid) + len(parent_id) + _JSON_OVERHEAD
+                if io is not None:
+                    bound += len(io)
+                if error_json is not None:
+                    bound += len(error_json)
+                if rare is not None:
+                    bound += len(rest[0]) + len(rest[1])
+                if children:
+                    bound += _CHILD_ID_BYTES * (1 if isinstance(children, int) else len(children))
+                deferred = bound <= max_event_bytes
+            raw: bytes | None = None
+            if deferred:
+                json_bytes += bound
+            else:
+                start_text = ms_get(start_ms)
+                if start_text is None:
+                    start_text = ms_text[start_ms] = b"%d" % start_ms
+                end_text = ms_get(end_ms)
+                if end_text is None:
+                    end_text = ms_text[end_ms] = b"%d" % end_ms
+                raw = b"".join(
+                    (
+                        head,
+                        name_json,
+                        _TYPES[event_type],
+                        own_id,
+                        b'","session_id":"',
+                        sid,
+                        b'","parent_id":"',
+                        parent_id,
+                        b'","children_ids":',
+                        _EMPTY_LIST
+                        if not children
+                        else b'["%b"]' % (ids_get(children) or format_id(children))
+                        if isinstance(children, int)
+                        else b'["' + b'","'.join([ids_get(child) or format_id(child) for child in children]) + b'"]',
+                        rest[0],
+                        # '{"inputs":…,"outputs":…}' without its braces: the two fields in the event's order
+                        _NO_IO if io is None else io[1:-1],
+                        b',"error":',
+                        b"null" if error_json is None else error_json,
+                        b',"start_time":',
+                        start_text,
+                        b',"end_time":',
+                        end_text,
+                        b',"duration":',
+                        _DURATION % divmod(end - start, 1_000_000),
+                        rest[1],
+                    )
+                )
+                if not plain:
+                    masked = self._apply_mask(raw)
+                    if masked is None:
+                        continue
+                    raw = masked
+                if len(raw) > max_event_bytes:
+                    raw = self._shrink(orjson.loads(raw))
+                    whole = False
+                if defer:
+                    json_bytes += len(raw)
+            add_event(raw)  # None: deferred (joined from the parts if asked for)
             add_session_id(sid_text)
             if event_parts is not None:
                 if whole:
@@ -278,6 +307,8 @@ class Encoder:
                             head,
                             low,
                             parent_low,
+                            children,
+                            end_ms,
                         )
                     )
                 else:
@@ -293,7 +324,10 @@ class Encoder:
             update_bodies.append(body)
             session_id = update[SESSION_ID]
             sessions.setdefault(session_id, self._session(session_id, registry)[1])
-        return Batch(encoded, session_ids, sessions, update_bodies, event_parts)
+        if defer:
+            assert event_parts is not None
+            return Batch.deferred(encoded, session_ids, sessions, update_bodies, event_parts, event_json, json_bytes)
+        return Batch(encoded, session_ids, sessions, update_bodies, event_parts)  # type: ignore[arg-type]
 
     def _rest(
         self, rare: tuple[bytes | None, ...]
@@ -304,12 +338,7 @@ class Encoder:
         config, metadata, metrics, feedback, user_properties = (
             b"{}" if value is None else finalize(value) for value in rare
         )
-        return (
-            b',"config":%b,' % config,
-            b',"metadata":%b,"feedback":%b,"metrics":%b,"user_properties":%b}'
-            % (metadata, feedback, metrics, user_properties),
-            (config, metadata, metrics, feedback, user_properties),
-        )
+        return _rest_text((config, metadata, metrics, feedback, user_properties))
 
     def session_properties(self, session: Session) -> dict[str, Any]:
         props = self._sanitizer.sanitize(session.properties())
@@ -372,6 +401,56 @@ class Encoder:
         if isinstance(meta, dict):
             meta["truncated"] = True
         return orjson.dumps(event)
+
+
+def _rest_text(
+    buckets: tuple[bytes, bytes, bytes, bytes, bytes],
+) -> tuple[bytes, bytes, tuple[bytes, bytes, bytes, bytes, bytes]]:
+    """``Encoder._rest`` of the five rare buckets' JSON (config, metadata, metrics, feedback, user_properties)."""
+    config, metadata, metrics, feedback, user_properties = buckets
+    return (
+        b',"config":%b,' % config,
+        b',"metadata":%b,"feedback":%b,"metrics":%b,"user_properties":%b}'
+        % (metadata, feedback, metrics, user_properties),
+        buckets,
+    )
+
+
+def event_json(part: EventParts, session_id: str) -> bytes:
+    """The JSON of an event from its pieces (``Batch.parts``): the bytes ``Encoder.encode`` would
+    have joined (for ``Batch.deferred``; the encoder's loop joins them inline, as this is its
+    hottest line)."""
+    own_id, parent_id, name_json, event_type, io, error_json, start_ns, end_ns, rare, head, *_, children, end_ms = part
+    rest = _EMPTY_REST if rare is None else _rest_text(rare)
+    return b"".join(
+        (
+            head,
+            name_json,
+            _TYPES[event_type],
+            own_id,
+            b'","session_id":"',
+            session_id.encode(),
+            b'","parent_id":"',
+            parent_id,
+            b'","children_ids":',
+            _EMPTY_LIST
+            if not children
+            else b'["%b"]' % format_id_bytes(children)
+            if isinstance(children, int)
+            else b'["' + b'","'.join([format_id_bytes(child) for child in children]) + b'"]',
+            rest[0],
+            _NO_IO if io is None else io[1:-1],
+            b',"error":',
+            b"null" if error_json is None else error_json,
+            b',"start_time":',
+            b"%d" % (start_ns // 1_000_000),
+            b',"end_time":',
+            b"%d" % end_ms,
+            b',"duration":',
+            _DURATION % divmod(end_ns - start_ns, 1_000_000),
+            rest[1],
+        )
+    )
 
 
 def _paced(spans: list[EventRecord], pause: Callable[[], None]) -> Iterator[EventRecord]:

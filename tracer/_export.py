@@ -10,14 +10,14 @@ time, in order). It may block on I/O there; it should not assume any particular 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import orjson
 
 __all__ = ["Batch", "EventParts", "ExportResult", "Exporter"]
 
-# ``Batch.parts``: each event's pieces as the encoder joined them into its JSON (JSON text where the
+# ``Batch.parts``: each event's pieces as the encoder joins them into its JSON (JSON text where the
 # event has JSON), for an exporter that writes another format without decoding the event again.
 EventParts = tuple[
     bytes,  # PART_EVENT_ID: the event id, UUID text
@@ -34,6 +34,8 @@ EventParts = tuple[
     bytes,  # PART_ID_LOW: the event id's last 8 bytes (its UUID's low 64 bits)
     bytes | None,  # PART_PARENT_LOW: the same of the parent's id, when this process made it (else None:
     # a root event, or a parent continued from another service)
+    int | tuple[int, ...] | None,  # PART_CHILDREN: the children's ids as the span keeps them (for the JSON)
+    int,  # PART_END_MS: end_time as sent (whole ms; not always start_time + duration, which keeps the ns)
 ]
 PART_EVENT_ID: Final = 0
 PART_PARENT_ID: Final = 1
@@ -47,6 +49,8 @@ PART_RARE: Final = 8
 PART_HEAD: Final = 9
 PART_ID_LOW: Final = 10
 PART_PARENT_LOW: Final = 11
+PART_CHILDREN: Final = 12
+PART_END_MS: Final = 13
 
 
 class Batch:
@@ -58,12 +62,15 @@ class Batch:
     - ``sessions``: ``session_properties`` of every session referenced, by session id.
     - ``updates``: late enrichments (``PUT /events`` bodies: ``event_id`` plus the changed buckets).
     - ``parts``: only for an exporter with ``uses_event_parts`` (else None): per event, the pieces
-      its JSON was joined from (``EventParts``), or None for an event whose JSON is the only form
+      its JSON is joined from (``EventParts``), or None for an event whose JSON is the only form
       (rewritten by the ``mask`` hook, trimmed to ``max_event_bytes``). A batch read back from
       the spool has none.
+
+    A batch made by ``Batch.deferred`` (when every exporter writes from the parts) has not joined
+    its events' JSON yet: ``encoded`` joins it all on first use, ``event_json(i)`` one event.
     """
 
-    __slots__ = ("_decoded", "encoded", "parts", "session_ids", "sessions", "updates")
+    __slots__ = ("_build", "_decoded", "_encoded", "_size", "parts", "session_ids", "sessions", "updates")
 
     def __init__(
         self,
@@ -73,12 +80,64 @@ class Batch:
         updates: list[dict[str, Any]] | None = None,
         parts: list[EventParts | None] | None = None,
     ) -> None:
-        self.encoded = encoded
+        self._encoded: list[bytes | None] = encoded  # type: ignore[assignment]  # list is invariant
         self.session_ids = session_ids
         self.sessions = sessions
         self.updates = updates if updates is not None else []
         self.parts = parts
         self._decoded: list[dict[str, Any]] | None = None
+        self._build: Callable[[EventParts, str], bytes] | None = None
+        self._size: int | None = None
+
+    @classmethod
+    def deferred(
+        cls,
+        encoded: list[bytes | None],
+        session_ids: list[str],
+        sessions: dict[str, dict[str, Any]],
+        updates: list[dict[str, Any]],
+        parts: list[EventParts | None],
+        build: Callable[[EventParts, str], bytes],
+        size: int,
+    ) -> Batch:
+        """A batch whose events' JSON is joined only when asked for: an event with None in
+        *encoded* has its pieces in *parts*, and ``build(pieces, session_id)`` joins them. *size*:
+        at least the bytes of all the events' JSON (see ``json_bytes``)."""
+        batch = cls([], session_ids, sessions, updates, parts)
+        batch._encoded = encoded
+        batch._build = build
+        batch._size = size
+        return batch
+
+    @property
+    def encoded(self) -> list[bytes]:
+        """Each event's JSON (joined now, once, for a deferred batch)."""
+        encoded = self._encoded
+        build = self._build
+        if build is not None:
+            parts, session_ids = self.parts, self.session_ids
+            assert parts is not None
+            encoded = self._encoded = [
+                raw if raw is not None else build(parts[index], session_ids[index])  # type: ignore[arg-type]
+                for index, raw in enumerate(encoded)
+            ]
+            self._build = None
+        return encoded  # type: ignore[return-value]  # no None left
+
+    def event_json(self, index: int) -> bytes:
+        """The JSON of the event at *index* (of a deferred batch: joined for this call, not kept)."""
+        raw = self._encoded[index]
+        if raw is None:
+            assert self._build is not None and self.parts is not None
+            raw = self._build(self.parts[index], self.session_ids[index])  # type: ignore[arg-type]
+        return raw
+
+    def json_bytes(self) -> int:
+        """The bytes of the events' JSON; for a deferred batch not joined yet, a bound the encoder
+        computed (never below the real size)."""
+        if self._build is not None and self._size is not None:
+            return self._size
+        return sum(map(len, self.encoded))
 
     def events(self) -> list[dict[str, Any]]:
         """The events as wire-shape dicts (a fresh decode per batch, shared by all callers)."""
@@ -87,23 +146,22 @@ class Batch:
         return self._decoded
 
     def __len__(self) -> int:
-        return len(self.encoded)
+        return len(self._encoded)
 
     def split(self) -> tuple[Batch, Batch]:
         """Two halves of the events (used to retry a too-large request)."""
-        half = len(self.encoded) // 2
+        encoded = self.encoded
+        half = len(encoded) // 2
         parts = self.parts
         return (
             Batch(
-                self.encoded[:half],
+                encoded[:half],
                 self.session_ids[:half],
                 self.sessions,
                 self.updates,
                 None if parts is None else parts[:half],
             ),
-            Batch(
-                self.encoded[half:], self.session_ids[half:], self.sessions, [], None if parts is None else parts[half:]
-            ),
+            Batch(encoded[half:], self.session_ids[half:], self.sessions, [], None if parts is None else parts[half:]),
         )
 
 

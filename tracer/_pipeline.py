@@ -138,8 +138,12 @@ class Processor:
         ]
         self._lost_seen = 0
         self._enqueued = 0  # events and updates ever accepted
-        # The events' JSON pieces too (Batch.parts), when an exporter writes from them.
+        # The events' JSON pieces too (Batch.parts), when an exporter writes from them; and when all
+        # of them do, the JSON is joined only if one asks for it (Batch.deferred).
         self._keep_parts = any(getattr(exporter, "uses_event_parts", False) for exporter in exporters)
+        self._defer_json = bool(exporters) and all(
+            getattr(exporter, "uses_event_parts", False) for exporter in exporters
+        )
         self._sessions = SessionRegistry()  # the sessions of queued records
 
     def on_end(self, item: Item, session: Session) -> None:
@@ -195,7 +199,7 @@ class Processor:
         masked_before = self.encoder.dropped_by_mask
         try:
             if self._keep_parts:
-                batch = self.encoder.encode(items, self._sessions, pause, parts=True)
+                batch = self.encoder.encode(items, self._sessions, pause, parts=True, defer=self._defer_json)
             else:
                 batch = self.encoder.encode(items, self._sessions, pause)
         except Exception as exc:
@@ -205,7 +209,7 @@ class Processor:
         masked = self.encoder.dropped_by_mask - masked_before
         if masked:
             self.stats.drop("masked", masked)
-        return batch if batch.encoded or batch.updates else None
+        return batch if len(batch) or batch.updates else None
 
     def _export_all(self, batches: list[Batch], spill: bool = False) -> None:
         """Hand *batches* to every exporter at once (an exporter may send them side by side), or to
@@ -256,7 +260,7 @@ class Processor:
         the one that delivered the least decides the counts.
         """
         stats = self.stats
-        count = len(batch.encoded)
+        count = len(batch)
         worst_lost = worst_kept = 0
         worst_reason: str | None = None
         updates_failed = 0
@@ -297,7 +301,7 @@ class Processor:
         spool; returns how many of each it kept."""
         started = time.monotonic()
         try:
-            written = target.spool.write(batch, indexes if len(indexes) < len(batch.encoded) else None, update_indexes)
+            written = target.spool.write(batch, indexes if len(indexes) < len(batch) else None, update_indexes)
         except Exception as exc:
             if not isinstance(exc, (OSError, SpoolError)):
                 report_internal_error("writing the spool", exc)
@@ -1053,7 +1057,7 @@ def _updates_lost(result: ExportResult, kept: int) -> tuple[int, int]:
 def _not_tried(batch: Batch, reason: str) -> ExportResult:
     """The result of a batch kept for the spool without being offered to its exporter: every event
     and update to keep."""
-    count, updates = len(batch.encoded), len(batch.updates)
+    count, updates = len(batch), len(batch.updates)
     return ExportResult(
         delivered=0,
         failed=count,

@@ -14,9 +14,10 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 import tracer
-from tracer import Batch, Exporter, ExportResult, Tracer
+from tracer import Batch, ExportResult, Tracer
 from tracer.exporters import OTLPExporter
 
+from ..kept_batches import KeepBatches
 from ..otlp_receiver import OTLPReceiver, otlp_receiver
 from ..otlp_reference import reference_protobuf
 
@@ -26,20 +27,7 @@ def receiver() -> Iterator[OTLPReceiver]:
     yield from otlp_receiver()
 
 
-class _Keep(Exporter):
-    """Keeps the batches the pipeline makes, pieces included (as the OTLP exporter gets them)."""
-
-    uses_event_parts = True
-
-    def __init__(self) -> None:
-        self.batches: list[Batch] = []
-
-    def export(self, batch: Batch) -> bool:
-        self.batches.append(batch)
-        return True
-
-
-def _traced(keep: _Keep, **options: Any) -> None:
+def _traced(keep: KeepBatches, **options: Any) -> None:
     """A varied set of events, all through the real pipeline."""
     t = Tracer(project="proj", source="staging", exporter=keep, instrument=False, spool=False, **options)
 
@@ -106,7 +94,7 @@ def _reference(exporter: OTLPExporter, batch: Batch) -> bytes:
     ids=["defaults", "tight-limits", "no-messages"],
 )
 def test_the_fast_writer_sends_the_same_spans_as_the_reference_path(settings: dict[str, Any]) -> None:
-    keep = _Keep()
+    keep = KeepBatches()
     _traced(keep)
     assert all(batch.parts is not None for batch in keep.batches)
     exporter = OTLPExporter("http://127.0.0.1:9/v1/traces", compression=None, **settings)
@@ -120,7 +108,7 @@ def test_the_fast_writer_sends_the_same_spans_as_the_reference_path(settings: di
 
 
 def test_the_usual_events_never_take_the_reference_path() -> None:
-    keep = _Keep()
+    keep = KeepBatches()
     t = Tracer(project="proj", exporter=keep, instrument=False, spool=False)
 
     @t.trace
@@ -147,7 +135,7 @@ def test_the_usual_events_never_take_the_reference_path() -> None:
 
 
 def test_events_rewritten_by_the_mask_hook_have_no_pieces_and_are_sent_the_same() -> None:
-    keep = _Keep()
+    keep = KeepBatches()
     _traced(keep, mask=lambda event: {**event, "metadata": {"masked": True}})
     assert keep.batches and all(part is None for batch in keep.batches for part in batch.parts or [None])
     exporter = OTLPExporter("http://127.0.0.1:9/v1/traces", compression=None)
@@ -158,7 +146,7 @@ def test_events_rewritten_by_the_mask_hook_have_no_pieces_and_are_sent_the_same(
 
 
 def test_a_batch_split_in_two_keeps_each_events_pieces() -> None:
-    keep = _Keep()
+    keep = KeepBatches()
     _traced(keep)
     batch = max(keep.batches, key=len)
     first, second = batch.split()
@@ -167,7 +155,7 @@ def test_a_batch_split_in_two_keeps_each_events_pieces() -> None:
 
 def test_requests_go_side_by_side_to_a_far_endpoint(receiver: OTLPReceiver) -> None:
     receiver.latency = 0.05  # a far endpoint: 50 ms per answer
-    keep = _Keep()
+    keep = KeepBatches()
     _traced(keep)
     first = keep.batches[0]
     times = 2100 // len(first) + 1  # over 2,048 spans per batch: no two share a request (4,096 at most)
@@ -183,7 +171,7 @@ def test_requests_go_side_by_side_to_a_far_endpoint(receiver: OTLPReceiver) -> N
 
 def test_one_in_flight_sends_one_request_at_a_time(receiver: OTLPReceiver) -> None:
     receiver.latency = 0.02
-    keep = _Keep()
+    keep = KeepBatches()
     _traced(keep)
     exporter = OTLPExporter(receiver.endpoint, max_in_flight=1)
     results = exporter.export_batches([batch for batch in keep.batches for _ in range(3)])

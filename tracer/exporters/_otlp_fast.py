@@ -175,7 +175,7 @@ class FastSpanWriter:
         for index, (part, session_id) in enumerate(zip(parts, batch.session_ids, strict=True)):
             written: tuple[tuple[str, str], bytes] | None = None
             if part is not None and part[8] is None and part[5] is None and part[3] != "model":
-                own_id, parent_id, name_json, event_type, io, _, start, end, _, head, own, parent = part
+                own_id, parent_id, name_json, event_type, io, _, start, end, _, head, own, parent, _, _ = part
                 if session_id != session_id_before or session is None or session.head is not head:
                     session = self._session_for(session_id, sessions, head)
                     session_id_before = session_id
@@ -275,7 +275,7 @@ class FastSpanWriter:
         self, part: EventParts, session_id: str, sessions: Mapping[str, Mapping[str, Any]]
     ) -> tuple[tuple[str, str], bytes] | None:
         """The resource key and ``Span`` contents of one event, or None to leave it to the reference path."""
-        own_id, parent_id, name_json, event_type, io, error_json, start, end, rare, head, own, parent = part
+        own_id, parent_id, name_json, event_type, io, error_json, start, end, rare, head, own, parent, _, _ = part
         session = self._session_for(session_id, sessions, head)
         named = session.names.get((event_type, name_json)) or self._name(session, event_type, name_json)
         prefix = session.id_prefix

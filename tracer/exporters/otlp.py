@@ -89,7 +89,7 @@ def _packs(batches: list[Batch]) -> list[list[Batch]]:
     packs: list[list[Batch]] = []
     spans = size = 0
     for batch in batches:
-        count, data = len(batch), sum(map(len, batch.encoded))
+        count, data = len(batch), batch.json_bytes()
         if packs and spans + count <= _PACK_SPANS and size + data <= _PACK_BYTES:
             packs[-1].append(batch)
             spans += count
@@ -349,12 +349,12 @@ class OTLPExporter(Exporter):
     def encode(self, batch: Batch) -> bytes:
         """The request body for *batch* (not compressed)."""
         if self._fast is not None and batch.parts is not None:
-            encoded, sessions, session_ids = batch.encoded, batch.sessions, batch.session_ids
+            sessions, session_ids = batch.sessions, batch.session_ids
 
             def reference(index: int) -> tuple[tuple[str, str], bytes]:
                 session_id = session_ids[index]
                 key, span = self._span(
-                    orjson.loads(encoded[index]), sessions.get(session_id) or {"session_id": session_id}
+                    orjson.loads(batch.event_json(index)), sessions.get(session_id) or {"session_id": session_id}
                 )
                 return key, span_message(span, self.max_attribute_length, self.max_attributes)
 
