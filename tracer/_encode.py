@@ -6,7 +6,6 @@ oversized events are trimmed, so that the traced call itself never pays for any 
 
 from __future__ import annotations
 
-import binascii
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final
 
@@ -18,7 +17,7 @@ from ._capture import Limits, Sanitizer, snapshot, snapshot_io
 from ._deferred import BUCKETS
 from ._errors import report_internal_error, warn_once
 from ._export import Batch, EventParts
-from ._ids import format_id_bytes
+from ._ids import format_id_bytes, format_low_bytes, id_low_bytes
 from ._record import (
     EVENT_LEN,
     IO,
@@ -57,7 +56,6 @@ _EMPTY_REST: Final[tuple[bytes, bytes, None]] = (
 _JSON_OVERHEAD: Final = 400
 _CHILD_ID_BYTES: Final = 39
 _CACHE_LIMIT: Final = 8192
-_unhexlify = binascii.unhexlify
 _PAUSE_EVERY: Final = 64  # events (about 0.15 ms of encoding): see _pipeline.BatchProcessor._drain
 
 
@@ -183,7 +181,9 @@ class Encoder:
         if len(lows) >= _CACHE_LIMIT:
             lows.clear()
         lows_get = lows.get
+        keep_lows = event_parts is not None
         head = sid = b""
+        base_bound = 0
         sid_text = None
         for span in spans if pause is None or len(spans) <= _PAUSE_EVERY else _paced(spans, pause):
             # One unpacking (a single bytecode) instead of a dozen index lookups; the order is
@@ -194,18 +194,29 @@ class Encoder:
                 _version, props, source, sid = self._session(sid_text, registry)
                 sessions.setdefault(sid_text, props)
                 head = b'{"project":%b,"source":%b,"event_name":' % (self._project, source)
+                base_bound = len(head) + len(sid) + _JSON_OVERHEAD  # of a deferred event's JSON (below)
             rest = _EMPTY_REST if rare is None else self._rest(rare)
             # Ids are formatted once each and cached: a child's parent id comes again as the parent's
             # own id (children end first), and children ids were the children's own ids.
             own_id = ids_get(event_id)
             if own_id is None:
-                own_id = ids[event_id] = format_id_bytes(event_id)
+                if keep_lows:  # the span id as well: the text is written from it
+                    span_id = lows[event_id] = id_low_bytes(event_id)
+                    own_id = ids[event_id] = format_low_bytes(span_id)
+                else:
+                    own_id = ids[event_id] = format_id_bytes(event_id)
             parent_id = sid
             if parent is not None:
                 cached = ids_get(parent)
                 if cached is None:
-                    # bytes: a continued trace's remote parent, its id already formatted (_propagation)
-                    cached = ids[parent] = format_id_bytes(parent) if isinstance(parent, int) else parent
+                    if not isinstance(parent, int):
+                        # bytes: a continued trace's remote parent, its id already formatted (_propagation)
+                        cached = ids[parent] = parent
+                    elif keep_lows:
+                        span_id = lows[parent] = id_low_bytes(parent)
+                        cached = ids[parent] = format_low_bytes(span_id)
+                    else:
+                        cached = ids[parent] = format_id_bytes(parent)
                 parent_id = cached
             start_ms = (start + anchor) // 1_000_000
             end_ms = (end + anchor) // 1_000_000
@@ -218,7 +229,7 @@ class Encoder:
             if defer:
                 # The JSON is joined later if at all (``Batch.deferred``), so its size is bounded
                 # here: an event that could be over max_event_bytes is joined (and trimmed) now.
-                bound = len(head) + len(name_json) + len(sid) + len(parent_id) + _JSON_OVERHEAD
+                bound = base_bound + len(name_json) + len(parent_id)
                 if io is not None:
                     bound += len(io)
                 if error_json is not None:
@@ -285,13 +296,13 @@ class Encoder:
                     # The ids' low 64 bits (an OTLP span id), each taken once from its text: a parent
                     # comes first as its children's parent (children end first).
                     low = lows_get(event_id)
-                    if low is None:
-                        low = lows[event_id] = _unhexlify(own_id[19:23] + own_id[24:])
+                    if low is None:  # its text was cached before the cache of span ids was cleared
+                        low = lows[event_id] = id_low_bytes(event_id)
                     parent_low = None
                     if parent.__class__ is int:
                         parent_low = lows_get(parent)
                         if parent_low is None:
-                            parent_low = lows[parent] = _unhexlify(parent_id[19:23] + parent_id[24:])
+                            parent_low = lows[parent] = id_low_bytes(parent)
                     start_ns = start_ms * 1_000_000
                     event_parts.append(
                         (

@@ -16,7 +16,7 @@ import secrets
 import uuid
 from typing import Final
 
-__all__ = ["format_id", "format_id_bytes", "new_id", "parse_uuid"]
+__all__ = ["format_id", "format_id_bytes", "format_low_bytes", "id_low_bytes", "new_id", "parse_uuid"]
 
 _SUFFIX_MASK: Final = (1 << 62) - 1
 _MULTIPLIER: Final = 0x5DEECE66D2F1C3A5  # odd: multiplication is a bijection modulo 2**62
@@ -49,6 +49,17 @@ def format_id_bytes(value: int) -> bytes:
     # The suffix's 8 bytes in hex with a dash after the first 2: one C call (b2a_hex with a
     # separator), about 40% cheaper than %-formatting two fields, and this runs once per event.
     return _prefix + _hexlify((((value * _MULTIPLIER + _key) & _SUFFIX_MASK) | _VARIANT).to_bytes(8, "big"), b"-", 6)
+
+
+def id_low_bytes(value: int) -> bytes:
+    """The last 8 bytes of the id of *value* (its UUID's low 64 bits: an OTLP span id)."""
+    return (((value * _MULTIPLIER + _key) & _SUFFIX_MASK) | _VARIANT).to_bytes(8, "big")
+
+
+def format_low_bytes(low: bytes) -> bytes:
+    """``format_id_bytes`` of the id whose last 8 bytes are *low* (from ``id_low_bytes``): for a
+    caller that needs both, a third of the cost of formatting the id again."""
+    return _prefix + _hexlify(low, b"-", 6)
 
 
 def format_id(value: int) -> str:

@@ -108,3 +108,19 @@ def test_the_json_is_joined_at_once_when_an_exporter_sends_it_or_a_mask_rewrites
     for batch, eager in pairs:
         assert batch.json_bytes() == sum(map(len, eager.encoded))  # exact from the start: joined
         assert batch.encoded == eager.encoded
+
+
+def test_the_span_ids_in_the_pieces_are_the_last_8_bytes_of_the_ids(pairs: list[Pair]) -> None:
+    _workload(Tracer(project="p", exporter=KeepBatches(), instrument=False, spool=False))
+    checked = 0
+    for batch, _ in pairs:
+        for raw, part in zip(batch.encoded, batch.parts or [], strict=True):
+            if part is None:
+                continue
+            event = orjson.loads(raw)
+            own, parent = event["event_id"], event["parent_id"]
+            assert part[0] == own.encode() and part[10] == bytes.fromhex(own[19:23] + own[24:])
+            if part[11] is not None:  # a parent made by this process
+                assert part[1] == parent.encode() and part[11] == bytes.fromhex(parent[19:23] + parent[24:])
+            checked += 1
+    assert checked == 12  # every event (none is over the default max_event_bytes)
