@@ -293,8 +293,8 @@ class Encoder:
             add_session_id(sid_text)
             if event_parts is not None:
                 if whole:
-                    # The ids' low 64 bits (an OTLP span id), each taken once from its text: a parent
-                    # comes first as its children's parent (children end first).
+                    # The ids' low 64 bits (an OTLP span id), computed with their text above: a
+                    # parent comes first as its children's parent (children end first).
                     low = lows_get(event_id)
                     if low is None:  # its text was cached before the cache of span ids was cleared
                         low = lows[event_id] = id_low_bytes(event_id)
