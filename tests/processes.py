@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Sequence
@@ -22,6 +23,30 @@ def clean_env(**extra: str) -> dict[str, str]:
     env.pop("FORCE_COLOR", None)
     env.update(extra)
     return env
+
+
+def run_at_exit(body: str, timeout: float = 60) -> tuple[str, list[str]]:
+    """Run *body* in a new interpreter from an ``atexit`` handler (where Python 3.12 refuses new
+    threads): the body of a function returning a list of words. Returns whether a plain
+    ``Thread.start()`` there was ``"started"`` or ``"refused"``, and the words."""
+    script = (
+        "import atexit, threading\n\n"
+        "def _words():\n" + textwrap.indent(textwrap.dedent(body).strip(), "    ") + "\n\n"
+        "def _at_exit():\n"
+        "    try:\n"
+        "        threading.Thread(target=lambda: None).start()\n"
+        "        plain = 'started'\n"
+        "    except RuntimeError:\n"
+        "        plain = 'refused'\n"
+        "    print(plain, *_words(), flush=True)\n\n"
+        "atexit.register(_at_exit)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout, env=clean_env(), check=False
+    )
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    plain, *words = done.stdout.split()
+    return plain, words
 
 
 def run_cli(

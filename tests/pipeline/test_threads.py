@@ -4,14 +4,11 @@ interpreter shutdown is an answer, not an error."""
 from __future__ import annotations
 
 import contextvars
-import subprocess
-import sys
-import textwrap
 import threading
 
 from tracer._threads import start_thread
 
-from ..processes import clean_env
+from ..processes import run_at_exit
 
 _value: contextvars.ContextVar[str] = contextvars.ContextVar("_value", default="unset")
 
@@ -32,26 +29,10 @@ def test_at_interpreter_shutdown_a_refused_start_is_reported_not_raised() -> Non
     # Whether the interpreter refuses depends on its version (this machine's 3.12.1 refuses in an
     # atexit handler, its 3.11.7 and 3.13.0 do not): start_thread answers what a plain start() does,
     # without raising.
-    script = textwrap.dedent(
+    plain, (ours,) = run_at_exit(
         """
-        import atexit, threading
         from tracer._threads import start_thread
-
-        def at_exit():
-            try:
-                threading.Thread(target=lambda: None).start()
-                plain = "started"
-            except RuntimeError:
-                plain = "refused"
-            ours = "started" if start_thread(threading.Thread(target=lambda: None)) else "refused"
-            print(plain, ours, flush=True)
-
-        atexit.register(at_exit)
+        return ["started" if start_thread(threading.Thread(target=lambda: None)) else "refused"]
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, env=clean_env(), check=False
-    )
-    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
-    plain, ours = done.stdout.split()
     assert ours == plain

@@ -7,9 +7,6 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -27,7 +24,7 @@ from tracer.store import TraceStore, _search, _search_cache
 from tracer.store._search import SearchIndex, fts5_available
 from tracer.store._search_cache import STORE_GONE_UNUSED_FOR, UNUSED_FOR, index_path, prune, recorded_store
 
-from ..processes import clean_env
+from ..processes import run_at_exit
 
 pytestmark = pytest.mark.skipif(not fts5_available(), reason="this Python's SQLite has no FTS5")
 
@@ -345,33 +342,19 @@ def test_at_interpreter_shutdown_a_refused_builder_leaves_searches_to_the_scan(
 ) -> None:
     """In an atexit handler (where this machine's Python 3.12 refuses new threads, 3.11 and 3.13 do
     not) ``warm()`` neither raises nor leaves a builder that never ran, and a search answers in full."""
-    script = textwrap.dedent(
+    plain, (builder, total) = run_at_exit(
         f"""
-        import atexit, threading
         from tracer.store import TraceStore
         from tracer.store._search import SearchIndex
 
-        def at_exit():
-            try:
-                threading.Thread(target=lambda: None).start()
-                plain = "started"
-            except RuntimeError:
-                plain = "refused"
-            with TraceStore({str(store_path)!r}, read_only=True) as store:
-                index = SearchIndex(store, "fts5", {str(tmp_path / "index.db")!r})
-                index.warm()
-                builder = "none" if index._builder is None else "started"
-                page = index.search("refund", 50, 0)
-                index.close()
-            print(plain, builder, page.total, flush=True)
-
-        atexit.register(at_exit)
+        with TraceStore({str(store_path)!r}, read_only=True) as store:
+            index = SearchIndex(store, "fts5", {str(tmp_path / "index.db")!r})
+            index.warm()
+            builder = "none" if index._builder is None else "started"
+            page = index.search("refund", 50, 0)
+            index.close()
+        return [builder, page.total]
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=clean_env(), check=False
-    )
-    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
-    plain, builder, total = done.stdout.split()
     assert builder == ("none" if plain == "refused" else "started")
     assert int(total) == EVENTS // 10
