@@ -87,7 +87,7 @@ class Batch:
         self.parts = parts
         self._decoded: list[dict[str, Any]] | None = None
         self._build: Callable[[EventParts, str], bytes] | None = None
-        self._size: int | None = None
+        self._size = 0  # of a deferred batch (see json_bytes)
 
     @classmethod
     def deferred(
@@ -135,7 +135,7 @@ class Batch:
     def json_bytes(self) -> int:
         """The bytes of the events' JSON; for a deferred batch not joined yet, a bound the encoder
         computed (never below the real size)."""
-        if self._build is not None and self._size is not None:
+        if self._build is not None:
             return self._size
         return sum(map(len, self.encoded))
 
