@@ -105,6 +105,22 @@ def test_chat_stream(events: CapturedEvents, client: Any) -> None:
     assert "ended_early" not in event["metadata"]
 
 
+def test_stream_chunks_are_taken_as_they_arrive(events: CapturedEvents, client: Any) -> None:
+    # Mistral's SDK parses each chunk slowly (ChatStream.BATCH): none waits in the recorder's buffer,
+    # where it would be cold when taken and keep its objects alive until the worker shapes the event.
+    stream = client.chat.stream(model="mistral-x-tools", messages=USER)
+    recorder = stream._self_recorder
+    seen: list[str] = []
+    for event in stream:
+        content = event.data.choices[0].delta.content
+        if isinstance(content, str):
+            seen.append(content)
+        assert recorder.buffer == []
+        assert "".join(recorder.text) == "".join(seen)
+    assert "".join(seen) == "Hello!"
+    assert only_model_event(events)["outputs"]["content"] == "Hello!"
+
+
 def test_stream_with_block_break_and_abandon(events: CapturedEvents, client: Any) -> None:
     stream = client.chat.stream(model="mistral-x-long", messages=USER)
     if isinstance(stream, types.GeneratorType):  # mistralai < 1.3 (or so): a plain generator, no `with`
