@@ -4,6 +4,7 @@
     python bench/llm_overhead.py --no-peer           # ours only, about 1.5 minutes
     python bench/llm_overhead.py --processes 5 --pairs 3000 --json llm.json
     python bench/llm_overhead.py --no-peer --only groq ollama   # some cases only
+    python bench/llm_overhead.py --no-peer --only mistral --batch 16  # also with the recorder's BATCH set so
 
 The real SDKs (openai 3.x, anthropic 2.x, google-genai 3.x, mistralai 3.x; groq, ollama and cohere
 7.x on httpx) talk to an in-process ``httpx2.MockTransport`` (``httpx.MockTransport``) that returns
@@ -29,6 +30,9 @@ whole measurement runs in several fresh processes and the table shows their mean
   litellm: 2-8 ms a call) is larger than the budget. It leaves out what our presence costs the
   client indirectly (caches, memory not reused while the worker holds a response): the paired
   figure has that. Not measured for the async client (the shims time no coroutines).
+* --batch N = for the openai, google and mistral stream cases, two more rows each: traced with the
+  stream recorder's default ``BATCH`` (chunks taken together) and with N, each against plain calls
+  timed in the same loop (the three in turn, every order in rotation)
 * worker    = CPU the background worker spends per event afterwards: shaping the event's fields
   from the saved request and response (see tracer/_deferred.py), encoding, and the exporter's
   decoding; off the calling thread, so not in the budgets
@@ -49,6 +53,7 @@ import functools
 import importlib
 import importlib.metadata
 import inspect
+import itertools
 import json
 import os
 import statistics
@@ -679,32 +684,40 @@ def _otel_openai() -> Callable[[], None]:
 
 def measure(case: Case, switch: Switch, worker_cpu: list[float]) -> dict[str, float]:
     """Median added µs (wall and thread CPU) over the case's pairs, and the plain call's median µs."""
+    return measure_settings(case, switch, (True,), worker_cpu)[True]
+
+
+def measure_settings(
+    case: Case, apply: Callable[[Any], None], settings: tuple[Any, ...], worker_cpu: list[float]
+) -> dict[Any, dict[str, float]]:
+    """``measure`` for each traced setting: *apply* puts a setting in place (None: plain), and the
+    settings and a plain call are timed in turn, every order in rotation, so that drift hits all alike."""
     clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
-    added_wall: list[float] = []
-    added_cpu: list[float] = []
+    orders = list(itertools.permutations((*settings, None)))
+    added = {setting: ([], []) for setting in settings}  # wall, cpu
     plain: list[float] = []
     traced = 0
     for index in range(case.pairs):
         timing = {}
-        for instrumented in (True, False) if index % 2 == 0 else (False, True):
-            switch(instrumented)
+        for setting in orders[index % len(orders)]:
+            apply(setting)
             cpu0, wall0 = cpu_clock(), clock()
             case.once()
             wall1, cpu1 = clock(), cpu_clock()
-            timing[instrumented] = (wall1 - wall0, cpu1 - cpu0)
-        added_wall.append((timing[True][0] - timing[False][0]) / 1000)
-        added_cpu.append((timing[True][1] - timing[False][1]) / 1000)
-        plain.append(timing[False][0] / 1000)
-        traced += 1
-        if traced == 200 or index == case.pairs - 1:  # the worker's turn, outside the timing
+            timing[setting] = (wall1 - wall0, cpu1 - cpu0)
+        for setting, (walls, cpus) in added.items():
+            walls.append((timing[setting][0] - timing[None][0]) / 1000)
+            cpus.append((timing[setting][1] - timing[None][1]) / 1000)
+        plain.append(timing[None][0] / 1000)
+        traced += len(settings)
+        if traced >= 200 or index == case.pairs - 1:  # the worker's turn, outside the timing
             process0 = time.process_time()
             flush()
             worker_cpu.append((time.process_time() - process0) / traced * 1e6)
             traced = 0
     return {
-        "wall": statistics.median(added_wall),
-        "cpu": statistics.median(added_cpu),
-        "plain": statistics.median(plain),
+        setting: {"wall": statistics.median(walls), "cpu": statistics.median(cpus), "plain": statistics.median(plain)}
+        for setting, (walls, cpus) in added.items()
     }
 
 
@@ -818,7 +831,42 @@ def measure_own(case: Case, switch: Switch, timer: InsideTimer) -> float:
     return statistics.median(own)
 
 
-def child(chunks: int, pairs: int, peer: str, only: list[str]) -> dict[str, Any]:
+# The recorder class of each stream case that ``--batch`` can set (module in tracer.integrations, class).
+RECORDERS = {
+    "openai chat stream": ("openai", "ChatStream"),
+    "google generate_content_stream": ("google_genai", "ContentStream"),
+    "mistral chat.stream": ("mistralai", "ChatStream"),
+}
+
+
+def with_batch(case: Case, batch: int, switch: Switch, worker_cpu: list[float]) -> list[tuple[Case, dict[str, float]]]:
+    """*case* measured again, in this process, traced with its recorder's default BATCH and with
+    *batch*, against plain calls timed in the same loop (see ``measure_settings``)."""
+    module, name = RECORDERS[case.name]
+    recorder = getattr(importlib.import_module(f"tracer.integrations.{module}"), name)
+    default = recorder.BATCH
+    if batch == default:
+        return []
+
+    def apply(setting: int | None) -> None:
+        switch(setting is not None)
+        if setting is not None:
+            recorder.BATCH = setting  # read by each stream as it starts
+
+    try:
+        got = measure_settings(case, apply, (default, batch), worker_cpu)
+    finally:
+        recorder.BATCH = default
+    return [
+        (
+            Case(f"{case.name} [BATCH {setting}{' (default)' if setting == default else ''}]", case.once, case.kind, 0),
+            figures,
+        )
+        for setting, figures in got.items()
+    ]
+
+
+def child(chunks: int, pairs: int, peer: str, only: list[str], batch: int | None = None) -> dict[str, Any]:
     """One process's figures: {row name: {"added": µs, "cpu": µs, "plain": µs}}, plus the worker's µs/event."""
     if peer == "otel":
         instrument = _otel_openai()
@@ -855,6 +903,11 @@ def child(chunks: int, pairs: int, peer: str, only: list[str]) -> dict[str, Any]
         case.once()
     worker_cpu: list[float] = []
     measured = [(case, measure(case, switch, worker_cpu)) for case in cases]
+    if batch is not None and peer != "otel":
+        compared = [with_batch(case, batch, switch, worker_cpu) for case in cases if case.name in RECORDERS]
+        compared = [runs for runs in compared if runs]
+        for pick in (0, 1):  # the default's rows, then the other setting's (a short stream, then its long one)
+            measured += [runs[pick] for runs in compared]
     own: dict[tuple[str, str], float] = {}
     if peer != "otel":
         with InsideTimer(switch) as timer:
@@ -903,10 +956,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no-peer", action="store_true", help="skip OpenTelemetry's openai instrumentation")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--only", nargs="*", default=[], help="cases whose name starts so (e.g. groq ollama google)")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        help="also measure the openai, google and mistral stream cases with their recorder's BATCH set so"
+        " (chunks taken together), in the same processes after the default",
+    )
     parser.add_argument("--child", choices=("tracer", "otel"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.chunks, args.pairs, args.child, args.only)))
+        print(json.dumps(child(args.chunks, args.pairs, args.child, args.only, args.batch)))
         return {}
 
     variants = ("tracer",) if args.no_peer else ("tracer", "otel")
@@ -915,6 +974,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for variant in variants:
             command = [sys.executable, __file__, "--child", variant, "--pairs", str(args.pairs)]
             command += ["--chunks", str(args.chunks), "--only", *args.only]
+            if args.batch is not None:
+                command += ["--batch", str(args.batch)]
             output = subprocess.run(command, check=True, capture_output=True, text=True, env=os.environ).stdout
             runs[variant].append(json.loads(output.strip().splitlines()[-1]))
         print(f"round {number + 1}/{args.processes} done", file=sys.stderr)

@@ -166,11 +166,10 @@ class ChatStream(StreamRecorder):
     # 0.4 ms parsing a chunk (it builds a pydantic model class for each), so a buffered chunk is
     # out of the caches by the time a batch is taken. Buffered chunks also keep about 30
     # garbage-collected objects each alive until the worker shapes the event: 180 for a stream of
-    # 6 chunks, against 20 taken as they arrive. Measured on 2026-12-07 (scratch runs of
-    # bench/llm_overhead.py's cases, traced with BATCH 1, with 16 and plain in turn in one process),
-    # µs added per chunk of a 305-chunk stream: 4.70 / 9.76 / 3.64 against 7.26 / 14.09 / 7.62 in
-    # three processes; per 6-chunk stream: 162 / 191 against 215 / 267. The same runs for openai and
-    # google-genai streams showed no gain, so they keep the default.
+    # 6 chunks, against 20 taken as they arrive. `bench/llm_overhead.py --no-peer --processes 2
+    # --pairs 600 --only "mistral chat.stream" --batch 16`, twice on 2026-12-07: 179 and 147 µs
+    # added per stream, 3.84 and 6.77 per chunk, against 254 and 185, 7.03 and 8.23 with 16. The
+    # same comparison for openai and google-genai streams favours their defaults.
     BATCH = 1
 
     def __init__(self, call: Call) -> None:
