@@ -960,7 +960,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--batch",
         type=int,
         help="also measure the openai, google and mistral stream cases with their recorder's BATCH set so"
-        " (chunks taken together), in the same processes after the default",
+        " (chunks taken together) and at its default, both against plain calls timed in one loop",
     )
     parser.add_argument("--child", choices=("tracer", "otel"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
