@@ -964,6 +964,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--child", choices=("tracer", "otel"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.batch is not None and args.batch < 1:
+        parser.error(f"--batch must be at least 1 (chunks taken together), got {args.batch}")
     if args.child:
         print(json.dumps(child(args.chunks, args.pairs, args.child, args.only, args.batch)))
         return {}
