@@ -35,6 +35,14 @@ class Words(StreamRecorder):
         return {"content": "".join(self.words)}, {}
 
 
+class WordsAsTheyPass(Words):
+    """The same, taking each chunk as it passes (``BATCH = 1``, as for Mistral's slow parsing)."""
+
+    __slots__ = ()
+
+    BATCH = 1
+
+
 class Chained:
     """Shaped like the SDK streams: chunks come from ``self._iterator``."""
 
@@ -107,17 +115,22 @@ class AsyncChained:
         pass
 
 
-def recorder() -> StreamRecorder:
+def recorder(kind: type[Words] = Words) -> Words:
     call = begin("stream")
     assert call is not None
-    words = Words(call)
+    words = kind(call)
     words.start(None, "x-request-id")
     return words
 
 
+# Every recorder setting: chunks kept and taken in batches, and taken one by one as they pass.
+WORDS = pytest.mark.parametrize("words", [Words, WordsAsTheyPass])
+
+
+@WORDS
 @pytest.mark.parametrize("kind", [Chained, Pulled])
-def test_full_iteration(events: CapturedEvents, kind: type[Any]) -> None:
-    stream = traced_stream(kind(["a", "b", "c"]), recorder())
+def test_full_iteration(events: CapturedEvents, kind: type[Any], words: type[Words]) -> None:
+    stream = traced_stream(kind(["a", "b", "c"]), recorder(words))
     assert isinstance(stream, kind)
     assert list(stream) == ["a", "b", "c"]
     event = only_model_event(events)
@@ -125,10 +138,11 @@ def test_full_iteration(events: CapturedEvents, kind: type[Any]) -> None:
     assert "ended_early" not in event["metadata"]
 
 
+@WORDS
 @pytest.mark.parametrize("kind", [Chained, Pulled])
-def test_abandoned_after_a_break(events: CapturedEvents, kind: type[Any]) -> None:
+def test_abandoned_after_a_break(events: CapturedEvents, kind: type[Any], words: type[Words]) -> None:
     def read_one() -> None:
-        for _item in traced_stream(kind(["a", "b", "c"]), recorder()):
+        for _item in traced_stream(kind(["a", "b", "c"]), recorder(words)):
             break
 
     read_one()
@@ -149,16 +163,18 @@ def test_close_in_the_middle(events: CapturedEvents) -> None:
     assert list(stream) == []  # our generator was closed with the stream
 
 
-def test_error_mid_stream(events: CapturedEvents) -> None:
+@WORDS
+def test_error_mid_stream(events: CapturedEvents, words: type[Words]) -> None:
     with pytest.raises(RuntimeError, match="mid-stream failure"):
-        list(traced_stream(Chained(["a"], fail=True), recorder()))
+        list(traced_stream(Chained(["a"], fail=True), recorder(words)))
     event = only_model_event(events)
     assert event["error"] == "RuntimeError: mid-stream failure"
     assert event["metadata"]["end_reason"] == "error"
 
 
-def test_hidden_chunks_are_recorded_not_shown(events: CapturedEvents) -> None:
-    stream = traced_stream(Chained(["a", "USAGE", "b"]), recorder(), hide=lambda item: item == "USAGE")
+@WORDS
+def test_hidden_chunks_are_recorded_not_shown(events: CapturedEvents, words: type[Words]) -> None:
+    stream = traced_stream(Chained(["a", "USAGE", "b"]), recorder(words), hide=lambda item: item == "USAGE")
     assert list(stream) == ["a", "b"]
     assert only_model_event(events)["outputs"] == {"content": "aUSAGEb"}
 
@@ -169,12 +185,13 @@ def test_batches_are_taken_in_order(events: CapturedEvents) -> None:
     assert only_model_event(events)["outputs"] == {"content": "".join(items)}
 
 
+@WORDS
 @pytest.mark.parametrize("kind", [AsyncChained, AsyncPulled])
-def test_async_iteration_and_close(events: CapturedEvents, kind: type[Any]) -> None:
+def test_async_iteration_and_close(events: CapturedEvents, kind: type[Any], words: type[Words]) -> None:
     async def main() -> list[Any]:
-        stream = traced_async_stream(kind(["a", "b"]), recorder())
+        stream = traced_async_stream(kind(["a", "b"]), recorder(words))
         items = [item async for item in stream]
-        partial = traced_async_stream(kind(["x", "y"]), recorder())
+        partial = traced_async_stream(kind(["x", "y"]), recorder(words))
         assert await partial.__anext__() == "x"
         await partial.close()
         return items
@@ -185,8 +202,9 @@ def test_async_iteration_and_close(events: CapturedEvents, kind: type[Any]) -> N
     assert partial["metadata"]["end_reason"] == "closed"
 
 
-def test_open_streams_end_at_interpreter_exit(events: CapturedEvents) -> None:
-    stream = traced_stream(Chained(["a", "b"]), recorder())
+@WORDS
+def test_open_streams_end_at_interpreter_exit(events: CapturedEvents, words: type[Words]) -> None:
+    stream = traced_stream(Chained(["a", "b"]), recorder(words))
     next(stream)
     _lifecycle.finish_open_streams()  # what the exit handler does first
     event = only_model_event(events)
@@ -195,8 +213,9 @@ def test_open_streams_end_at_interpreter_exit(events: CapturedEvents) -> None:
     del stream
 
 
-def test_time_to_first_token_is_when_the_first_output_arrived(events: CapturedEvents) -> None:
-    """Chunks are taken in batches, later: the first output chunk's own arrival time counts."""
+@WORDS
+def test_time_to_first_token_is_when_the_first_output_arrived(events: CapturedEvents, words: type[Words]) -> None:
+    """Chunks taken in batches, later, or as they pass: the first output chunk's own arrival time counts."""
 
     def slow(items: list[tuple[float, str]]) -> Iterator[str]:
         for delay, item in items:
@@ -205,10 +224,54 @@ def test_time_to_first_token_is_when_the_first_output_arrived(events: CapturedEv
 
     raw = Chained([])
     raw._iterator = slow([(0, ""), (0.05, "a"), (0.2, "b")])
-    assert list(traced_stream(raw, recorder())) == ["", "a", "b"]
+    assert list(traced_stream(raw, recorder(words))) == ["", "a", "b"]
     event = only_model_event(events)
     assert 50 <= event["metrics"]["time_to_first_token_ms"] < 200
     assert event["outputs"] == {"content": "ab"}
+
+
+@pytest.mark.parametrize("kind", [Chained, Pulled])
+def test_chunks_taken_as_they_pass(events: CapturedEvents, kind: type[Any]) -> None:
+    """With BATCH = 1 each chunk is recorded before the caller gets it; nothing waits in the buffer."""
+    words = recorder(WordsAsTheyPass)
+    stream = traced_stream(kind(["a", "b", "c"]), words)
+    seen: list[str] = []
+    for item in stream:
+        seen.append(item)
+        assert words.words == seen
+        assert words.buffer == [] and words.arrivals == []
+    assert only_model_event(events)["outputs"] == {"content": "abc"}
+
+
+def test_chunks_taken_as_they_pass_async(events: CapturedEvents) -> None:
+    async def main() -> list[str]:
+        words = recorder(WordsAsTheyPass)
+        seen: list[str] = []
+        async for item in traced_async_stream(AsyncChained(["a", "b"]), words):
+            seen.append(item)
+            assert words.words == seen and words.buffer == []
+        return seen
+
+    assert asyncio.run(main()) == ["a", "b"]
+    assert only_model_event(events)["outputs"] == {"content": "ab"}
+
+
+def test_a_failing_take_loses_no_chunk(events: CapturedEvents, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In production a recorder bug is logged once: the caller still gets every chunk and the event ends."""
+    monkeypatch.setenv("TRACER_RAISE_INTERNAL_ERRORS", "0")
+
+    class Fragile(WordsAsTheyPass):
+        __slots__ = ()
+
+        def take(self, item: Any) -> bool:
+            if item == "b":
+                raise ValueError("a recorder bug")
+            return super().take(item)
+
+    assert list(traced_stream(Chained(["a", "b", "c"]), recorder(Fragile))) == ["a", "b", "c"]
+    event = only_model_event(events)
+    assert event["outputs"] == {"content": "ac"}
+    assert "ended_early" not in event["metadata"]
 
 
 class Helper:

@@ -184,6 +184,9 @@ class ChatStream(StreamRecorder):
         self.usage: Any = None
 
     def take(self, event: Any) -> bool:
+        # Runs for every chunk, between the SDK's slow parsing: type checks rather than isinstance()
+        # or truth tests (an unset field is the SDK's UNSET, whose __bool__ is Python code), and a
+        # text delta's content added here rather than through _content().
         chunk = event.data
         if self.id is None:
             self.id = chunk.id
@@ -192,7 +195,7 @@ class ChatStream(StreamRecorder):
         if usage is not None:
             self.usage = usage
         choices = chunk.choices
-        if not choices:
+        if type(choices) is not list or not choices:
             return False
         choice = choices[0]
         reason = choice.finish_reason
@@ -200,11 +203,17 @@ class ChatStream(StreamRecorder):
             self.finish_reason = _reason(reason)
         delta = choice.delta
         role = delta.role
-        if isinstance(role, str):
+        if type(role) is str:
             self.role = role
-        carried = _content(delta.content, self.text, self.thinking)
+        content = delta.content
+        if type(content) is str:
+            carried = bool(content)
+            if carried:
+                self.text.append(content)
+        else:
+            carried = _content(content, self.text, self.thinking)
         calls = delta.tool_calls
-        if calls:
+        if type(calls) is list and calls:
             for position, call in enumerate(calls):
                 index = call.index if isinstance(getattr(call, "index", None), int) else position
                 state = self.tools.get(index)
