@@ -196,7 +196,8 @@ class Call(Deferred):
                 extra = error_metadata(error)
                 metadata = {**metadata, **extra} if metadata else extra
             if self.owned and not is_ended(span):
-                span.update(outputs=outputs or None, metadata=metadata or None, metrics=metrics or None)
+                if outputs or metadata or metrics:  # none for a deferred call: the worker shapes them
+                    span.update(outputs=outputs or None, metadata=metadata or None, metrics=metrics or None)
                 if error is not None:
                     span.set_error(error)
                 span.end()
