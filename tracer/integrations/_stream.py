@@ -220,16 +220,19 @@ class StreamRecorder:
                 # stream, this path alone against the buffered one in one loop (a scratch copy of the
                 # bench): 3.0 µs per chunk against 4.5. With its leaner take() too: 0.26 and 2.20
                 # against 3.54 and 3.82 (bench/llm_overhead.py --no-peer --processes 2 --pairs 600,
-                # runs alternating with the code before, 2026-12-07).
-                take = self.take
+                # runs alternating with the code before, 2026-12-07). self.take is looked up for each
+                # chunk: a bound method kept in a local across the yields measured slower (a scratch
+                # harness timing generator variants after the same start, 4 processes: 68-109 µs
+                # added per 5-chunk stream against 91-131; the bench, 3 runs each alternating: 91.5,
+                # 96.0, 97.9 per call against 104.7, 98.9, 111.7; 2026-12-07).
                 for item in source:
                     if not self.done:  # take_now(), inlined
                         try:
                             if self.first_ns:
-                                take(item)
+                                self.take(item)
                             else:
                                 arrived = _perf_ns()
-                                if take(item):
+                                if self.take(item):
                                     self.first_ns = arrived
                         except Exception as exc:
                             report_internal_error("recording a stream chunk", exc)
@@ -269,15 +272,14 @@ class StreamRecorder:
                 if first is not _END and self._passes(first):
                     yield first
             if batch == 1 and not self.FIRST_OUTPUT_ONLY:
-                take = self.take
                 async for item in source:
                     if not self.done:  # take_now(), inlined
                         try:
                             if self.first_ns:
-                                take(item)
+                                self.take(item)
                             else:
                                 arrived = _perf_ns()
-                                if take(item):
+                                if self.take(item):
                                     self.first_ns = arrived
                         except Exception as exc:
                             report_internal_error("recording a stream chunk", exc)
