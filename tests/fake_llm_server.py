@@ -408,6 +408,10 @@ def ollama_generate_ndjson(body: dict[str, Any]) -> Iterator[bytes | float]:
 # -- Mistral ----------------------------------------------------------------------------------------------
 
 _MISTRAL_USAGE = {"prompt_tokens": 11, "completion_tokens": 2, "total_tokens": 13}
+# A reasoning model (``mistral…thinking``): its thoughts come first as a "thinking" content chunk,
+# and its usage counts cached prompt tokens.
+_MISTRAL_THOUGHT = {"type": "thinking", "thinking": [{"type": "text", "text": "The user greets me."}]}
+_MISTRAL_CACHED_USAGE = {**_MISTRAL_USAGE, "prompt_tokens_details": {"cached_tokens": 5}}
 _MISTRAL_TOOL = {
     "id": "call_1",
     "type": "function",
@@ -421,6 +425,10 @@ def mistral_json(body: dict[str, Any]) -> dict[str, Any]:
     if _wants_tool(body):
         message: dict[str, Any] = {"role": "assistant", "content": "", "tool_calls": [_MISTRAL_TOOL]}
         finish = "tool_calls"
+    elif "thinking" in model:
+        content = [_MISTRAL_THOUGHT, {"type": "text", "text": "".join(_words(model))}]
+        message = {"role": "assistant", "content": content, "tool_calls": None}
+        finish = "stop"
     else:
         message = {"role": "assistant", "content": "".join(_words(model)), "tool_calls": None}
         finish = "stop"
@@ -429,7 +437,7 @@ def mistral_json(body: dict[str, Any]) -> dict[str, Any]:
         "object": "chat.completion",
         "model": model,
         "created": CREATED,
-        "usage": _MISTRAL_USAGE,
+        "usage": _MISTRAL_CACHED_USAGE if "thinking" in model else _MISTRAL_USAGE,
         "choices": [{"index": 0, "message": message, "finish_reason": finish}],
     }
 
@@ -445,6 +453,8 @@ def mistral_sse(body: dict[str, Any]) -> Iterator[bytes | float]:
         return b"data: " + json.dumps(data).encode() + b"\n\n"
 
     yield chunk({"role": "assistant", "content": ""})
+    if "thinking" in model:
+        yield chunk({"content": [_MISTRAL_THOUGHT]})
     for word in _words(model):
         if _delay(model):
             yield _delay(model)
@@ -453,7 +463,7 @@ def mistral_sse(body: dict[str, Any]) -> Iterator[bytes | float]:
     if _wants_tool(body):
         yield chunk({"tool_calls": [_MISTRAL_TOOL]})
         finish = "tool_calls"
-    yield chunk({"content": ""}, finish, _MISTRAL_USAGE)
+    yield chunk({"content": ""}, finish, _MISTRAL_CACHED_USAGE if "thinking" in model else _MISTRAL_USAGE)
     yield b"data: [DONE]\n\n"
 
 

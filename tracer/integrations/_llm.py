@@ -219,7 +219,7 @@ class Call(Deferred):
         if kwargs:
             size += text_size(kwargs, _SIZE_DEPTH)
         recorder = self.recorder
-        if recorder is not None:
+        if recorder is not None and recorder.buffer:
             size += len(recorder.buffer) * _CHUNK_BOUND
         return size
 

@@ -79,7 +79,9 @@ class StreamRecorder:
     and data are warm, a fraction of the cost of taking each one between the SDK's own parsing,
     which churns the CPU caches. The first chunk carrying output sets ``first_ns`` to the time it
     arrived, so time-to-first-token stays exact. With ``BATCH = 1`` (an SDK that parses each chunk
-    slowly, see mistralai) a chunk is taken as it passes, with no buffer on the way.
+    slowly, see mistralai) a chunk is taken as it passes, with no buffer on the way: such a
+    recorder has none (``buffer`` and ``arrivals`` are None), two lists fewer kept until the worker
+    shapes the event.
     """
 
     __slots__ = ("arrivals", "buffer", "call", "done", "first_ns", "header", "headers", "hide", "pull")
@@ -97,8 +99,13 @@ class StreamRecorder:
         self.call = call
         self.done = False
         self.first_ns = 0  # perf_counter_ns of the arrival of the first chunk carrying output (0: none yet)
-        self.buffer: list[Any] = []  # chunks not taken yet
-        self.arrivals: list[int] = []  # when each buffered chunk arrived, until the first output is known
+        # Chunks not taken yet, and when each arrived until the first output is known; both None
+        # when chunks are taken as they pass (decided here: a BATCH changed later leaves this stream be).
+        self.buffer: list[Any] | None = None
+        self.arrivals: list[int] | None = None
+        if self.BATCH > 1 or self.FIRST_OUTPUT_ONLY:
+            self.buffer = []
+            self.arrivals = []
         self.headers: Any = None  # the HTTP response's headers (its request id is read when the event is shaped)
         self.header = ""  # the response header with the request id
         self.hide: Callable[[Any], bool] | None = None  # chunks recorded but not passed on
@@ -120,14 +127,6 @@ class StreamRecorder:
         if track and self.call.owned:
             _lifecycle.track(self)  # ended at exit (process_exit) if still open
 
-    def add(self, item: Any) -> None:
-        buffer = self.buffer
-        buffer.append(item)
-        if not self.first_ns:
-            self.arrivals.append(_perf_ns())
-        if len(buffer) >= self.BATCH:
-            self.drain()
-
     def take_now(self, item: Any) -> None:
         """Take one chunk as it passes (``BATCH = 1``), noting its arrival if it is the first with output."""
         try:
@@ -146,8 +145,8 @@ class StreamRecorder:
             self._take_buffered()
 
     def _take_buffered(self) -> None:
-        buffer = self.buffer
-        if not buffer:
+        buffer, arrivals = self.buffer, self.arrivals
+        if not buffer or arrivals is None:
             return
         try:
             take = self.take
@@ -156,7 +155,6 @@ class StreamRecorder:
                     for item in buffer:
                         take(item)
             else:
-                arrivals = self.arrivals
                 for index, item in enumerate(buffer):
                     if take(item) and not self.first_ns:
                         self.first_ns = arrivals[index]
@@ -164,7 +162,7 @@ class StreamRecorder:
                             break
         finally:
             buffer.clear()
-            self.arrivals.clear()
+            arrivals.clear()
 
     def chain(self, stream: Any, aio: bool) -> Any:
         """Put our generator between the SDK stream and its chunk generator; returns it (None: no chaining).
@@ -215,7 +213,7 @@ class StreamRecorder:
                     self.call.leave(previous)
                 if first is not _END and self._passes(first):
                     yield first
-            if batch == 1 and not self.FIRST_OUTPUT_ONLY:
+            if buffer is None or arrivals is None:  # both None together (see __init__)
                 # Taken as it passes, with no buffer, list of arrivals or drain() on the way. Mistral's
                 # stream, this path alone against the buffered one in one loop (a scratch copy of the
                 # bench): 3.0 µs per chunk against 4.5. With its leaner take() too: 0.26 and 2.20
@@ -240,7 +238,7 @@ class StreamRecorder:
                         yield item
             else:
                 for item in source:
-                    try:  # add(), inlined: this runs for every chunk
+                    try:  # this runs for every chunk
                         buffer.append(item)
                         if not self.first_ns:
                             arrivals.append(_perf_ns())
@@ -271,7 +269,7 @@ class StreamRecorder:
                     self.call.leave(previous)
                 if first is not _END and self._passes(first):
                     yield first
-            if batch == 1 and not self.FIRST_OUTPUT_ONLY:
+            if buffer is None or arrivals is None:  # both None together (see __init__)
                 async for item in source:
                     if not self.done:  # take_now(), inlined
                         try:
@@ -287,7 +285,7 @@ class StreamRecorder:
                         yield item
             else:
                 async for item in source:
-                    try:  # add(), inlined: this runs for every chunk
+                    try:  # this runs for every chunk
                         buffer.append(item)
                         if not self.first_ns:
                             arrivals.append(_perf_ns())
@@ -308,15 +306,15 @@ class StreamRecorder:
     def _passes(self, item: Any) -> bool:
         """Record one chunk; False for a chunk the user must not see (an injected usage chunk)."""
         if not self.done:
-            if self.BATCH == 1 and not self.FIRST_OUTPUT_ONLY:
+            buffer, arrivals = self.buffer, self.arrivals
+            if buffer is None or arrivals is None:  # taken as it passes (see __init__)
                 self.take_now(item)
                 hide = self.hide
                 return hide is None or not hide(item)
-            try:  # add(), inlined: this runs for every chunk of a stream read through read()/aread()
-                buffer = self.buffer
+            try:  # this runs for every chunk of a stream read through read()/aread()
                 buffer.append(item)
                 if not self.first_ns:
-                    self.arrivals.append(_perf_ns())
+                    arrivals.append(_perf_ns())
                 if len(buffer) >= self.BATCH:
                     self.drain()
             except Exception as exc:
