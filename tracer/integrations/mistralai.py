@@ -216,10 +216,12 @@ class ChatStream(StreamRecorder):
             carried = bool(content)
             if carried:
                 self.text.append(content)
-        else:
+        elif isinstance(content, list):  # text and thinking chunks
             if self.thinking is None:
                 self.thinking = []
             carried = _content(content, self.text, self.thinking)
+        else:
+            carried = False
         calls = delta.tool_calls
         if type(calls) is list and calls:
             tools = self.tools
