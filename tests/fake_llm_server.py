@@ -9,7 +9,8 @@ Routes (matched by path suffix, so Azure-style ``/openai/deployments/<d>/chat/co
 ``/openai/v1/chat/completions`` streams add ``x_groq.usage`` to the last chunk. ``"stream": true``
 in the body selects SSE.
 A model named ``mistral…`` on ``/v1/chat/completions`` or ``/v1/embeddings`` gets Mistral's formats
-(whole tool calls in one chunk, usage in the last chunk).
+(whole tool calls in one chunk, usage in the last chunk); ``mistral…thinking`` answers with a
+thinking content chunk first and counts cached prompt tokens.
 Cohere v2: ``/v2/chat`` (SSE with ``event:`` lines when streamed) and ``/v2/embed``.
 Google Gen AI (Gemini API): ``/v1[beta]/models/<model>:generateContent``, ``:streamGenerateContent``
 (SSE) and ``:batchEmbedContents``; the model is the one in the path.
