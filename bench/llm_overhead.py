@@ -866,6 +866,22 @@ def with_batch(case: Case, batch: int, switch: Switch, worker_cpu: list[float]) 
     ]
 
 
+def init_tracer(exporter: tracer.Exporter) -> None:
+    """The tracer as the LLM benches run it: the worker wakes only when flushed (a full batch or
+    flush_interval are out of reach), so that it never runs during a timed call."""
+    tracer.init(
+        exporter=exporter,
+        session_name="bench",
+        instrument=False,
+        max_queue_size=200_000,
+        max_queue_bytes=2**31,
+        max_batch_size=100_000,
+        max_batch_bytes=2**31,
+        flush_interval=3600,
+        first_flush_interval=3600,
+    )
+
+
 def child(chunks: int, pairs: int, peer: str, only: list[str], batch: int | None = None) -> dict[str, Any]:
     """One process's figures: {row name: {"added": µs, "cpu": µs, "plain": µs}}, plus the worker's µs/event."""
     if peer == "otel":
@@ -877,18 +893,7 @@ def child(chunks: int, pairs: int, peer: str, only: list[str], batch: int | None
                 batch.events()  # decode, as a real exporter reads the encoded events
                 return True
 
-        # The worker wakes only when flushed (a full batch or flush_interval are out of reach).
-        tracer.init(
-            exporter=Discard(),
-            session_name="bench",
-            instrument=False,
-            max_queue_size=200_000,
-            max_queue_bytes=2**31,
-            max_batch_size=100_000,
-            max_batch_bytes=2**31,
-            flush_interval=3600,
-            first_flush_interval=3600,
-        )
+        init_tracer(Discard())
         instrument = tracer.integrations.instrument
     cases = make_cases(chunks, pairs)
     if only:
