@@ -117,6 +117,43 @@ def test_list_shows_sessions_with_their_totals_and_sorts(page: Any, viewer: View
     assert page.locator("tr.session-row a").inner_text() == SESSION_NAME
 
 
+# A stand-in for fetch: the answer's headers arrive, its body never completes until the request is
+# aborted. The race it makes certain (a list request replaced while its body is read) once drew a
+# null body as the list in a CI run ("Cannot read properties of null (reading 'sessions')"); real
+# servers cannot be made to stall at that exact point on cue.
+STALLED_BODY = """async ([body, abortAfterMs]) => {
+  const { getJSON } = await import("/static/api.js");
+  window.fetch = async (url, init) => new Response(new ReadableStream({
+    start(stream) {
+      stream.enqueue(new TextEncoder().encode(body));
+      if (abortAfterMs === null) { stream.close(); return; }
+      init.signal.addEventListener("abort", () => stream.error(new DOMException("aborted", "AbortError")));
+    },
+  }), { status: 200, headers: { "Content-Type": "application/json" } });
+  const controller = new AbortController();
+  const answer = getJSON("/api/sessions", null, { signal: controller.signal });
+  if (abortAfterMs !== null) setTimeout(() => controller.abort(), abortAfterMs);
+  try { return ["answered", await answer]; } catch (error) { return ["failed", error.name, error.message]; }
+}"""
+
+
+def test_a_request_aborted_while_its_body_arrives_fails_as_aborted(page: Any, viewer: Viewer) -> None:
+    page.goto(viewer.url + "/")
+    page.locator("tr.session-row").first.wait_for()
+    assert page.evaluate(STALLED_BODY, ['{"sessions": [', 20]) == ["failed", "AbortError", "aborted"]
+
+
+def test_an_answer_that_is_not_json_fails_with_a_message(page: Any, viewer: Viewer) -> None:
+    page.goto(viewer.url + "/")
+    page.locator("tr.session-row").first.wait_for()
+    assert page.evaluate(STALLED_BODY, ["<html>a proxy's page</html>", None]) == [
+        "failed",
+        "Error",
+        "the answer was not JSON",
+    ]
+    assert page.evaluate(STALLED_BODY, ['{"sessions": []}', None]) == ["answered", {"sessions": []}]
+
+
 def test_search_finds_the_session_with_the_match_highlighted(page: Any, viewer: Viewer) -> None:
     page.goto(viewer.url + "/")
     page.fill("#search-input", "promise")

@@ -33,9 +33,17 @@ export async function getJSON(path, params = null, { signal } = {}) {
     signal,
   });
   let body = null;
-  try { body = await response.json(); } catch { body = null; }
+  try {
+    body = await response.json();
+  } catch (error) {
+    // Aborted while the body was still arriving (a newer request replaced this one): the caller
+    // drops an AbortError, but would draw a null body as if it were the answer.
+    if (signal && signal.aborted) throw error.name === "AbortError" ? error : new DOMException("aborted", "AbortError");
+    body = null;
+  }
   if (response.status === 401) unauthorized();
   if (!response.ok) throw new ApiError(response.status, body);
+  if (body === null) throw new ApiError(response.status, { error: "the answer was not JSON" });
   return body;
 }
 
