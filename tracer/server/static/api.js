@@ -39,7 +39,7 @@ export async function getJSON(path, params = null, { signal } = {}) {
     // Aborted while the body was still arriving (a newer request replaced this one): the caller
     // drops an AbortError, but would draw a null body as if it were the answer.
     if (signal && signal.aborted) throw error.name === "AbortError" ? error : new DOMException("aborted", "AbortError");
-    body = null;
+    // Otherwise the answer was not JSON: body stays null, told apart below.
   }
   if (response.status === 401) unauthorized();
   if (!response.ok) throw new ApiError(response.status, body);
