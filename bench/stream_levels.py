@@ -7,13 +7,18 @@ do a little more of what our patch does, every one timed against plain calls in 
 The stream is ``llm_overhead.py``'s Mistral short stream (5 chunks; mistralai's real client on an
 in-process mock transport) with the same tracer set-up (a discarding exporter, the worker flushed
 every 200 calls outside the timing). Each process times every chosen level and a plain call in turn,
-every order in rotation (``llm_overhead.measure_settings``), so each level's difference from
+each in every place of the round equally often (``llm_overhead.balanced_orders``), so each level's difference from
 ``wrapper`` comes from one process: the per-process bias that moves every figure by tens of µs
 (a do-nothing wrapper reads anywhere from -40 to +70 µs added) cancels out of it.
 
-Levels, each doing what the one before does and more, except ``fewest-calls``:
+Levels, each doing what the one before does and more, except ``floor`` and ``fewest-calls``:
 
 * ``wrapper``: a wrapt wrapper that calls straight through: what any patch costs.
+* ``floor``: the least a patch that records the call could do on the calling thread: the start
+  time, the current span, a copy of the arguments, and from the chunks as they pass the text,
+  finish reason, response id, model, token counts and the first text's arrival, kept as one tuple.
+  No event, ids, sampling, suppression of nested calls or error handling: a bound on what any
+  design could reach, not one to ship.
 * ``span``: a span current while the SDK call runs, ended by a generator passing the chunks on.
 * ``request``: our ``Call`` instead: the request saved for the worker, the event's end deferred.
 * ``recorder``: and Mistral's recorder taking each chunk as it passes: the whole event.
@@ -23,8 +28,8 @@ Levels, each doing what the one before does and more, except ``fewest-calls``:
 * ``tracer``: the patched method as ``instrument()`` installs it.
 
 Each process first records one stream with every level that makes the whole event and checks that
-the events match the patched method's (ids and times aside): a bound that recorded less would
-mean nothing.
+the events match the patched method's (ids and times aside), and that ``floor`` kept the same
+content: a bound that recorded less would mean nothing.
 
 Reported per level: µs added to the stream (its 5 chunks included), and the same less the
 process's ``wrapper`` figure; means of the processes' medians, their range in brackets.
@@ -42,6 +47,7 @@ differences (``span`` against ``tracer``, ``fewest-calls`` against ``tracer``) h
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import statistics
@@ -64,10 +70,13 @@ from tracer._context import current_span_var, inside_call
 from tracer._default import get_default_tracer
 from tracer._tracer import recorder_of
 
-LEVELS = ("wrapper", "span", "request", "recorder", "fewest-calls", "tracer")
+LEVELS = ("wrapper", "floor", "span", "request", "recorder", "fewest-calls", "tracer")
 WHOLE_EVENT = ("recorder", "fewest-calls")  # checked against the patched method's event
 NAME = "mistral.chat.stream"
 _perf_ns = time.perf_counter_ns
+# What ``floor`` records, kept as long as the tracer's queue keeps its records (the worker's turn
+# comes every 200 calls in ``measure_settings``).
+floor_records: collections.deque[tuple[Any, ...]] = collections.deque(maxlen=200)
 
 
 class Keep(tracer.Exporter):
@@ -176,7 +185,39 @@ def make_levels(original: Any, patched: Any) -> dict[str, Any]:
         _lifecycle.track(stream_recorder)
         return chained(stream, fewest_taking(stream.generator, stream_recorder, call, event))
 
+    def floor_taking(source: Iterator[Any], start_ns: int, parent: Any, saved: dict[str, Any]) -> Iterator[Any]:
+        yield None
+        first_ns = 0
+        response_id = model = reason = usage = None
+        text: list[str] = []
+        for item in source:
+            chunk = item.data
+            if response_id is None:
+                response_id, model = chunk.id, chunk.model
+            if chunk.usage is not None:
+                usage = (chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+            choices = chunk.choices
+            if choices:
+                choice = choices[0]
+                if choice.finish_reason is not None:
+                    reason = choice.finish_reason
+                content = choice.delta.content
+                if type(content) is str and content:
+                    text.append(content)
+                    if not first_ns:
+                        first_ns = _perf_ns()
+            yield item
+        floor_records.append((start_ns, first_ns, _perf_ns(), parent, saved, response_id, model, reason, text, usage))
+
+    def floor(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        start_ns = _perf_ns()
+        parent = current_span_var.get()
+        saved = dict(kwargs)
+        stream = wrapped(*args, **kwargs)
+        return chained(stream, floor_taking(stream.generator, start_ns, parent, saved))
+
     made = {
+        "floor": floor,
         "wrapper": wrapper,
         "span": span,
         "request": request,
@@ -192,6 +233,21 @@ def comparable(event: dict[str, Any]) -> dict[str, Any]:
     kept = {key: value for key, value in event.items() if key not in varying}
     kept["metrics"] = sorted(event.get("metrics") or {})  # which were recorded (time to first token…)
     return kept
+
+
+def floor_differs(record: tuple[Any, ...], event: dict[str, Any]) -> bool:
+    """Whether ``floor`` missed something of the event's content (its times are only checked for order)."""
+    start_ns, first_ns, end_ns, _parent, saved, response_id, model, reason, text, usage = record
+    outputs, metadata = event["outputs"], event["metadata"]
+    return (
+        not start_ns < first_ns <= end_ns
+        or saved["messages"] != event["inputs"]["chat_history"]
+        or saved["model"] != event["config"]["model"]
+        or "".join(text) != outputs["content"]
+        or reason != outputs["finish_reason"]
+        or (response_id, model) != (metadata["response_id"], metadata["response_model"])
+        or usage != (metadata["prompt_tokens"], metadata["completion_tokens"])
+    )
 
 
 def child(levels: list[str], pairs: int, dispatch: bool) -> dict[str, float]:
@@ -233,6 +289,10 @@ def child(levels: list[str], pairs: int, dispatch: bool) -> dict[str, float]:
             expected = comparable(event)
         elif comparable(event) != expected:
             raise SystemExit(f"{level} recorded another event than the patched method:\n{event}\n{expected}")
+    apply("floor")
+    case.once()
+    if floor_differs(floor_records[-1], event):
+        raise SystemExit(f"floor recorded less than the patched method's event:\n{floor_records[-1]}\n{event}")
     exporter.keep = False
     for level in (*levels, None):  # warm every path
         for _ in range(10):
@@ -258,6 +318,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    for name in ("processes", "pairs"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
     levels = list(dict.fromkeys(["wrapper", *args.levels]))  # the baseline of the second column
     if args.child:
         print(json.dumps(child(levels, args.pairs, args.dispatch)))
