@@ -155,7 +155,7 @@ def sessions(store_path: str | None, limit: int, as_json: bool) -> None:
 
 # Events `tracer show` prints unless told otherwise: a whole ordinary session (tens to hundreds of
 # events), while a 200,000-event one shows in well under a second (the tree is walked in SQL and only
-# the rows printed are loaded: README, "Performance").
+# the rows printed are loaded: README, "The local store and the `tracer` command").
 SHOW_LIMIT = 500
 
 
