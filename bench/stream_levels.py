@@ -6,9 +6,9 @@ do a little more of what our patch does, every one timed against plain calls in 
 
 The stream is ``llm_overhead.py``'s Mistral short stream (5 chunks; mistralai's real client on an
 in-process mock transport) with the same tracer set-up (a discarding exporter, the worker flushed
-every 200 calls outside the timing). Each process times every chosen level and a plain call in turn,
-each in every place of the round equally often (``llm_overhead.balanced_orders``), so each level's difference from
-``wrapper`` comes from one process: the per-process bias that moves every figure by tens of µs
+every 200 calls outside the timing). Each process times every chosen level and a plain call in
+turn, each in every place of the round equally often (``llm_overhead.balanced_orders``), so each
+level's difference from ``wrapper`` comes from one process: the per-process bias that moves every figure by tens of µs
 (a do-nothing wrapper reads anywhere from -40 to +70 µs added) cancels out of it.
 
 Levels, each doing what the one before does and more, except ``floor`` and ``fewest-calls``:
@@ -74,8 +74,8 @@ LEVELS = ("wrapper", "floor", "span", "request", "recorder", "fewest-calls", "tr
 WHOLE_EVENT = ("recorder", "fewest-calls")  # checked against the patched method's event
 NAME = "mistral.chat.stream"
 _perf_ns = time.perf_counter_ns
-# What ``floor`` records, kept as long as the tracer's queue keeps its records (the worker's turn
-# comes every 200 calls in ``measure_settings``).
+# What ``floor`` records, kept about as long as the tracer's queue keeps its records (the worker's
+# turn comes every 200 traced calls in ``measure_settings``).
 floor_records: collections.deque[tuple[Any, ...]] = collections.deque(maxlen=200)
 
 

@@ -89,7 +89,8 @@ _V2: Final = (
     # The viewer's sessions list (``_browse``): filters "has an event of this type / with this model /
     # that failed" and the per-session token sums, answered by probing these per session instead of
     # reading the session's rows (2000 sessions x 100 events: bench/viewer_api.py, README
-    # "Performance" and bench/RESULTS.md). The model, error and token ones are partial: only the rows that have one.
+    # "Performance" and bench/RESULTS.md). The model, error and token ones are partial: only the
+    # rows that have one.
     "CREATE INDEX events_by_session_type ON events(session_id, event_type)",
     "CREATE INDEX events_by_session_model ON events(session_id, model) WHERE model IS NOT NULL",
     "CREATE INDEX events_failed ON events(session_id) WHERE error IS NOT NULL",
