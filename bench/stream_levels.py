@@ -1,7 +1,7 @@
 """Where the time a traced Mistral stream adds goes: the same short stream through wrappers that each
 do a little more of what our patch does, every one timed against plain calls in one loop.
 
-    python bench/stream_levels.py                                   # 4 processes x 600 rounds, about 2.5 minutes
+    python bench/stream_levels.py                                   # 4 processes x 600 rounds, about 4 minutes
     python bench/stream_levels.py --processes 8 --levels wrapper span tracer
 
 The stream is ``llm_overhead.py``'s Mistral short stream (5 chunks; mistralai's real client on an
